@@ -1,0 +1,209 @@
+"""The ``neurosculpt`` command line: run, show, compare, list (and more as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def _value(text: str) -> object:
+    """Parse ``--param`` values: numbers, booleans, comma lists, else strings."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    if "," in text:
+        return [_value(t) for t in text.split(",") if t]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _params(pairs: Sequence[str], flag: str) -> dict:
+    """``["lam=100", "ewc.lam=5"]`` -> ``{"lam": 100, "ewc": {"lam": 5}}``."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        key, text = pair.split("=", 1)
+        if "." in key:
+            head, key = key.split(".", 1)
+            out.setdefault(head, {})[key] = _value(text)
+        else:
+            out[key] = _value(text)
+    return out
+
+
+def _run_config(args: argparse.Namespace):
+    from .runs import RunConfig, load_toml
+
+    values: dict = load_toml(args.config) if args.config else {}
+    source = str(args.config) if args.config else "arguments"
+    RunConfig.from_dict(values, source=source)
+    flags = {
+        "benchmark": args.benchmark, "strategy": args.strategy, "model": args.model,
+        "scenario": args.scenario, "tasks": args.tasks, "epochs": args.epochs,
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "optimizer": args.optimizer, "seed": args.seed, "data_root": args.data_root,
+        "samples_per_task": args.samples_per_task,
+        "test_samples_per_task": args.test_samples_per_task, "threads": args.threads,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.validation:
+        values["validation"] = True
+    if args.no_progress:
+        values["progress"] = False
+    values["strategy_params"] = {**values.get("strategy_params", {}),
+                                 **_params(args.param, "--param")}
+    values["model_params"] = {**values.get("model_params", {}),
+                              **_params(args.model_param, "--model-param")}
+    return RunConfig.from_dict(values, source=source)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import runs
+    from .report import format_run
+
+    log = print if not args.quiet else None
+    if args.resume:
+        result = runs.resume(args.resume, log=log)
+        print(format_run(result.results))
+        return 0
+    config = _run_config(args)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [config.seed]
+    base = Path(args.out) if args.out else None
+    for seed in seeds:
+        cfg = runs.RunConfig.from_dict({**config.__dict__, "seed": seed})
+        out = runs.default_out(cfg) if base is None else (
+            base / f"seed{seed}" if len(seeds) > 1 else base)
+        if log:
+            print(f"run folder: {out}")
+        result = runs.run(cfg, out=out, log=log)
+        print(format_run(result.results))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .report import format_run
+    from .runs import read_results
+
+    print(format_run(read_results(args.run)))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import compare_table
+    from .runs import read_results
+
+    found: list[Path] = []
+    for path in map(Path, args.runs):
+        found += sorted(p.parent for p in path.rglob("results.json")) if path.is_dir() else [path]
+    if not found:
+        raise FileNotFoundError(f"no results.json under {', '.join(args.runs)}")
+    print(compare_table([read_results(p) for p in found]))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import strategies
+    from .benchmarks import BENCHMARKS, SCENARIOS
+    from .models import MODELS
+
+    print("benchmarks: " + ", ".join(BENCHMARKS))
+    print("scenarios:  " + ", ".join(SCENARIOS))
+    print("strategies: " + ", ".join(strategies.available()) + "  (compose with +)")
+    print("models:     " + ", ".join(MODELS))
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train a model on a benchmark with a strategy",
+                       description="Train task after task, evaluate every task after each one, "
+                       "and write a run folder (config, results.json, metrics.csv, checkpoints).")
+    p.add_argument("--benchmark", "-b", help="benchmark name (see `neurosculpt list`)")
+    p.add_argument("--strategy", "-s", help="strategy name, or several joined by + (replay+ewc)")
+    p.add_argument("--model", "-m", help="snn-mlp, snn-conv, ann-mlp or ann-conv")
+    p.add_argument("--scenario", choices=["task", "class", "domain"])
+    p.add_argument("--tasks", type=int, help="number of tasks (streams that allow it)")
+    p.add_argument("--epochs", type=int, help="epochs per task")
+    p.add_argument("--steps", type=int, help="optimizer steps per task (overrides --epochs)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--config", help="run.toml with any RunConfig keys")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="comma-separated seeds, one run folder each (e.g. 0,1,2)")
+    p.add_argument("--out", "-o", help="run folder (default runs/<benchmark>-<strategy>-...)")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its checkpoint")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy parameter, e.g. lam=100 or ewc.lam=100 (repeatable)")
+    p.add_argument("--model-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. hidden=400,400 or steps=25 (repeatable)")
+    p.add_argument("--data-root", help="folder holding the data set files")
+    p.add_argument("--samples-per-task", type=int, help="cap on training samples per task")
+    p.add_argument("--test-samples-per-task", type=int, help="cap on test samples per task")
+    p.add_argument("--validation", action="store_true",
+                   help="evaluate on 10%% held out from training data (for tuning)")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only the final table")
+    p.set_defaults(func=cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="neurosculpt",
+        description="Continual learning with spiking networks that grow, prune and consolidate.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurosculpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    p = sub.add_parser("show", help="print a run's accuracy matrix and metrics")
+    p.add_argument("run", help="run folder")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("compare", help="side-by-side table of runs (mean ± std over seeds)")
+    p.add_argument("runs", nargs="+", help="run folders, or folders containing run folders")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("list", help="name the benchmarks, strategies and models")
+    p.set_defaults(func=cmd_list)
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from .data import DataError
+    from .loop import TrainingDiverged
+
+    try:
+        return args.func(args)
+    except TrainingDiverged as exc:
+        print(f"neurosculpt: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, DataError, RuntimeError) as exc:
+        print(f"neurosculpt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neurosculpt: interrupted; finished tasks are saved (resume with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

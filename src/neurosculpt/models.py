@@ -1,0 +1,277 @@
+"""Spiking and non-spiking networks of the same topology, built from a small config.
+
+A network is ``encoder -> [plastic layer -> neuron (-> pool)] x L -> plastic output layer ->
+readout``. Spiking models run layer by layer over all time steps: every plastic layer sees a
+``[T * B, ...]`` tensor (one large matrix product instead of ``T`` small ones), and each neuron
+population runs its recurrence over ``[T, B, ...]`` in one call. Non-spiking models are the same
+code with ``T = 1`` and ReLU units, so every strategy runs on both.
+
+CLI names: ``snn-mlp``, ``snn-conv``, ``ann-mlp``, ``ann-conv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import Tensor, nn
+
+from . import layers as L
+from .encoding import make_encoder
+from .neurons import LI, make_neuron
+
+MODELS = ("snn-mlp", "snn-conv", "ann-mlp", "ann-conv")
+READOUTS = ("membrane", "spikes")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network (shapes after growth come from the checkpoint)."""
+
+    kind: str = "snn-mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    channels: tuple[int, ...] = (16, 32)
+    steps: int = 10
+    encoder: str = "direct"
+    neuron: str = "lif"
+    beta: float = 0.9
+    threshold: float = 1.0
+    reset: str = "zero"
+    surrogate: str = "fast-sigmoid"
+    slope: float | None = None
+    learn_beta: bool = False
+    learn_threshold: bool = False
+    readout: str = "membrane"
+    readout_beta: float = 0.9
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODELS:
+            raise ValueError(f"unknown model {self.kind!r}; valid models: {', '.join(MODELS)}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"unknown readout {self.readout!r}; valid: {', '.join(READOUTS)}")
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind.startswith("snn")
+
+    @property
+    def conv(self) -> bool:
+        return self.kind.endswith("conv")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SequenceEncoder(nn.Module):
+    """Present a feature sequence ``[B, F, M]`` over ``F`` time steps: ``[F, B, M]``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.transpose(0, 1)
+
+
+class SingleStep(nn.Module):
+    """Non-spiking input: one time step holding the whole (flattened for sequences) input."""
+
+    def __init__(self, flatten: bool) -> None:
+        super().__init__()
+        self.flatten = flatten
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.flatten(1) if self.flatten else x).unsqueeze(0)
+
+
+class ReLUUnits(nn.Module):
+    """Non-spiking counterpart of a neuron population (acts on ``[T, B, ...]``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+
+class Network(nn.Module):
+    """A feed-forward network of plastic layers, spiking or not.
+
+    ``record_activity`` makes the forward pass keep each hidden population's output
+    ``[T, B, ...]`` (spikes or ReLU activations) in ``self.activity``, for plasticity signals
+    and energy accounting.
+    """
+
+    def __init__(self, config: ModelConfig, input_shape: tuple[int, ...], n_outputs: int,
+                 sequence: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.input_shape = tuple(input_shape)
+        self.sequence = sequence
+        if config.conv and (sequence or len(input_shape) != 3):
+            raise ValueError(
+                f"{config.kind} needs image input [C, H, W]; this benchmark gives "
+                f"{'sequences' if sequence else 'shape ' + str(tuple(input_shape))}: "
+                "use snn-mlp or ann-mlp"
+            )
+        self.encoder = self._make_encoder()
+        widths_in, self.n_conv, spatial = self._plan(input_shape)
+        blocks: list[L.PlasticLayer] = []
+        n_in = widths_in
+        for c in config.channels if config.conv else ():
+            blocks.append(L.PlasticConv2d(n_in, c))
+            n_in = c
+        # flatten factor between the last conv and the first linear layer
+        self.flatten_factor = spatial if config.conv else 1
+        n_in = n_in * self.flatten_factor
+        for h in config.hidden:
+            blocks.append(L.PlasticLinear(n_in, h))
+            n_in = h
+        blocks.append(L.PlasticLinear(n_in, n_outputs))
+        self.layers = nn.ModuleList(blocks)
+        self.neurons = nn.ModuleList(self._make_units() for _ in blocks[:-1])
+        self.pool = nn.AvgPool2d(2)
+        self.readout = LI(beta=config.readout_beta) if config.spiking else None
+        if config.spiking and config.readout == "spikes":
+            self.output_neurons = self._make_units()
+        self.record_activity = False
+        self.activity: list[Tensor] = []
+        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
+
+    # --- construction ---------------------------------------------------------------------------
+    def _make_encoder(self) -> nn.Module:
+        cfg = self.config
+        if not cfg.spiking:
+            return SingleStep(flatten=self.sequence)
+        if self.sequence:
+            return SequenceEncoder()
+        return make_encoder(cfg.encoder, cfg.steps)
+
+    def _make_units(self) -> nn.Module:
+        cfg = self.config
+        if not cfg.spiking:
+            return ReLUUnits()
+        return make_neuron(
+            cfg.neuron, beta=cfg.beta, threshold=cfg.threshold, reset=cfg.reset,
+            surrogate=cfg.surrogate, slope=cfg.slope, learn_beta=cfg.learn_beta,
+            learn_threshold=cfg.learn_threshold,
+        )
+
+    def _plan(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """Input width of the first layer, number of conv layers, spatial size after convs."""
+        cfg = self.config
+        if cfg.conv:
+            c, h, w = input_shape
+            for _ in cfg.channels:
+                h, w = h // 2, w // 2
+            if h < 1 or w < 1:
+                raise ValueError(f"input {input_shape} too small for {len(cfg.channels)} pools")
+            return c, len(cfg.channels), h * w
+        if self.sequence and cfg.spiking:
+            return int(input_shape[-1]), 0, 1
+        n = 1
+        for d in input_shape:
+            n *= int(d)
+        return n, 0, 1
+
+    # --- structure ------------------------------------------------------------------------------
+    @property
+    def plastic_layers(self) -> list[L.PlasticLayer]:
+        return list(self.layers)
+
+    def hidden_sizes(self) -> list[int]:
+        return [layer.n_out for layer in self.layers[:-1]]
+
+    def _input_index(self, layer_index: int, neurons: Tensor) -> Tensor:
+        """Input positions of the next layer fed by ``neurons`` of layer ``layer_index``."""
+        if layer_index == self.n_conv - 1 and self.flatten_factor > 1:
+            f = self.flatten_factor
+            return (neurons[:, None] * f + torch.arange(f)).flatten()
+        return neurons
+
+    def grow_neurons(self, layer_index: int, n: int,
+                     optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        """Add ``n`` neurons to hidden layer ``layer_index`` and their outgoing synapses."""
+        if not 0 <= layer_index < len(self.layers) - 1:
+            raise IndexError(f"hidden layer index {layer_index} out of range")
+        new = L.grow_outputs(self.layers[layer_index], n, optimizer)
+        fan = n * (self.flatten_factor if layer_index == self.n_conv - 1 else 1)
+        L.grow_inputs(self.layers[layer_index + 1], fan, optimizer)
+        return new
+
+    def keep_neurons(self, layer_index: int, keep: Tensor,
+                     optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Compact hidden layer ``layer_index`` to neurons ``keep`` (apoptosis of the rest)."""
+        keep = torch.as_tensor(keep, dtype=torch.long).sort().values
+        L.keep_neurons(self.layers[layer_index], keep, optimizer)
+        L.keep_inputs(self.layers[layer_index + 1], self._input_index(layer_index, keep),
+                      optimizer)
+
+    def set_task(self, task: int | None) -> None:
+        """Select the subnetwork of ``task`` (``None``: the union of all live synapses)."""
+        L.set_active_task(self.layers, task)
+
+    def set_training_task(self, task: int) -> None:
+        self.current_task.fill_(task)
+        L.set_training_task(self.layers, task)
+
+    def live_synapses(self) -> int:
+        return sum(layer.live_synapses() for layer in self.layers)
+
+    def structure(self) -> list[dict]:
+        """Per-layer record: neurons, live synapses, partition sizes (JSON-friendly)."""
+        return [
+            {
+                "layer": i,
+                "type": type(layer).__name__,
+                "neurons": layer.n_out,
+                "live_neurons": layer.live_neurons(),
+                "inputs": layer.n_in,
+                "synapses": layer.weight.numel(),
+                "live_synapses": layer.live_synapses(),
+                "partitions": L.partition_sizes(layer),
+            }
+            for i, layer in enumerate(self.layers)
+        ]
+
+    # --- forward --------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.encoder(x)
+        steps, batch = h.shape[0], h.shape[1]
+        h = h.reshape(steps * batch, *h.shape[2:])
+        if self.n_conv == 0:
+            h = h.flatten(1)
+        self.activity = []
+        for i, (layer, units) in enumerate(zip(self.layers[:-1], self.neurons)):
+            h = layer(h)
+            h = units(h.view(steps, batch, *h.shape[1:]))
+            if self.record_activity:
+                self.activity.append(h)
+            h = h.reshape(steps * batch, *h.shape[2:])
+            if i < self.n_conv:
+                h = self.pool(h)
+                if i == self.n_conv - 1:
+                    h = h.flatten(1)
+        out = self.layers[-1](h).view(steps, batch, -1)
+        if self.readout is None:
+            return out.mean(0)
+        if self.config.readout == "spikes":
+            return self.output_neurons(out).sum(0)
+        return self.readout(out).mean(0)
+
+
+def build_model(config: ModelConfig | dict | str, input_shape: tuple[int, ...], n_outputs: int,
+                sequence: bool = False) -> Network:
+    """Build a network for inputs of ``input_shape`` (without batch) and ``n_outputs`` classes."""
+    if isinstance(config, str):
+        config = ModelConfig(kind=config)
+    elif isinstance(config, dict):
+        unknown = set(config) - set(ModelConfig.keys())
+        if unknown:
+            raise ValueError(
+                f"unknown model option(s) {sorted(unknown)}; valid: {', '.join(ModelConfig.keys())}"
+            )
+        config = ModelConfig(**config)
+    return Network(config, input_shape, n_outputs, sequence=sequence)

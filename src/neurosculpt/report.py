@@ -1,0 +1,86 @@
+"""Plain-text tables of runs: one run's matrix and metrics, and several runs side by side."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+METRIC_COLUMNS = ("acc", "bwt", "fwt", "forgetting", "learning_acc", "avg_incremental_acc")
+
+
+def _pct(value: float | None, width: int = 6) -> str:
+    return f"{'-':>{width}}" if value is None else f"{100 * value:{width}.1f}"
+
+
+def format_run(results: dict) -> str:
+    """Accuracy matrix (percent; rows = after training task i) and the metrics of one run."""
+    cfg = results.get("config", {})
+    matrix = results.get("accuracy_matrix", [])
+    n = len(results.get("benchmark", {}).get("train_sizes", [])) or (
+        len(matrix[0]) if matrix else 0)
+    lines = [
+        f"{cfg.get('benchmark')} ({cfg.get('scenario') or results.get('benchmark', {}).get('scenario')}"
+        f"), strategy {cfg.get('strategy')}, model {cfg.get('model')}, seed {cfg.get('seed')}: "
+        f"{results.get('status')}",
+    ]
+    if n <= 20 and matrix:
+        lines.append("accuracy (%), row i = after training task i, column j = task j")
+        lines.append("        " + "".join(f"{'T' + str(j):>7}" for j in range(n)))
+        for i, row in enumerate(matrix):
+            lines.append(f"{'after ' + str(i):<8}" + "".join(_pct(v, 7) for v in row))
+    elif matrix:
+        diag = [matrix[i][i] for i in range(len(matrix))]
+        lines.append(f"{len(matrix)} tasks; new-task accuracy (%) first 5: "
+                     + " ".join(_pct(v, 5) for v in diag[:5]) + " ... last 5: "
+                     + " ".join(_pct(v, 5) for v in diag[-5:]))
+    m = results.get("metrics", {})
+    lines.append("metrics (%): " + ", ".join(f"{k} {_pct(m.get(k), 1).strip()}"
+                                             for k in METRIC_COLUMNS))
+    tasks = results.get("tasks", [])
+    if tasks:
+        lines.append(
+            f"wall time {results.get('wall_time_s', 0):.1f} s, live synapses "
+            f"{tasks[-1].get('live_synapses')}, parameters {tasks[-1].get('parameters')}, "
+            f"peak memory {tasks[-1].get('peak_memory_mb', 0):.0f} MB"
+        )
+    if results.get("error"):
+        lines.append(f"error: {results['error']}")
+    return "\n".join(lines)
+
+
+def _group_key(results: dict) -> str:
+    cfg = results.get("config", {})
+    scenario = cfg.get("scenario") or results.get("benchmark", {}).get("scenario")
+    return f"{cfg.get('benchmark')}/{scenario} {cfg.get('strategy')} {cfg.get('model')}"
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return "-"
+    mean = statistics.fmean(vals)
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def compare_table(all_results: Sequence[dict]) -> str:
+    """Side-by-side table; runs that differ only by seed are grouped as mean ± std."""
+    groups: dict[str, list[dict]] = {}
+    for res in all_results:
+        groups.setdefault(_group_key(res), []).append(res)
+    header = ["run", "seeds", *METRIC_COLUMNS, "live_synapses", "wall_s"]
+    rows = []
+    for key, runs in groups.items():
+        row = [key, str(len(runs))]
+        for col in METRIC_COLUMNS:
+            vals = [r.get("metrics", {}).get(col) for r in runs]
+            row.append(_mean_std([100 * v for v in vals if v is not None]))
+        row.append(_mean_std([r["tasks"][-1]["live_synapses"] for r in runs if r.get("tasks")]))
+        row.append(_mean_std([r.get("wall_time_s", math.nan) for r in runs]))
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    out.append("metrics in %, mean ± std over seeds; wall time in seconds")
+    return "\n".join(out)

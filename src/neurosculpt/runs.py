@@ -1,0 +1,370 @@
+"""Run folders: resolved config, results.json, metrics.csv, a checkpoint after every task, resume.
+
+A run folder holds::
+
+    config.json            the resolved run configuration (every default filled in)
+    results.json           accuracy matrix, metrics, per-task history (schema: docs/results-schema.md)
+    metrics.csv            one row per finished task
+    checkpoints/task_K.pt  model, optimizer, strategies and loop state after task K
+
+Every file is written to a temporary name and renamed, so a crash (even ``kill -9``) never
+leaves a half-written file; ``neurosculpt run --resume RUN`` continues from the last checkpoint
+and ends with the same results as an uninterrupted run. Checkpoints load with
+``torch.load(weights_only=True)``: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .benchmarks import Benchmark, make_benchmark
+from .loop import Learner, TrainConfig, TrainingDiverged
+from .models import ModelConfig, Network, build_model
+from .strategies import hyper_parameters, make_strategies
+from .strategies.base import Strategy
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Keys of a ``run.toml`` are these field names."""
+
+    benchmark: str = "split-digits"
+    strategy: str = "naive"
+    model: str = "snn-mlp"
+    scenario: str | None = None
+    tasks: int | None = None
+    data_root: str | None = None
+    samples_per_task: int | None = None
+    test_samples_per_task: int | None = None
+    validation: bool = False
+    epochs: int = 1
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    reset_optimizer: bool = True
+    eval_batch_size: int = 1000
+    eval_scope: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+    progress: bool = True
+    model_params: dict = field(default_factory=dict)
+    strategy_params: dict = field(default_factory=dict)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {unknown} in {source}; valid keys: {', '.join(cls.keys())}"
+            )
+        return cls(**values)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**{k: getattr(self, k) for k in TrainConfig.keys()})
+
+    def model_config(self) -> ModelConfig:
+        params = dict(self.model_params)
+        unknown = sorted(set(params) - set(ModelConfig.keys()) | ({"kind"} & set(params)))
+        if unknown:
+            raise ValueError(
+                f"unknown model parameter(s) {unknown}; valid: "
+                f"{', '.join(k for k in ModelConfig.keys() if k != 'kind')}"
+            )
+        return ModelConfig(kind=self.model, **params)
+
+
+def load_toml(path: str | Path) -> dict:
+    """Read a ``run.toml``: top-level keys of :class:`RunConfig`, ``[model_params]`` and
+    ``[strategy_params]`` tables."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError as exc:
+            raise RuntimeError("reading TOML on Python 3.10 needs: pip install tomli") from exc
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+# --- atomic files ------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: object) -> None:
+    data = json.dumps(_jsonable(obj), indent=2, allow_nan=False).encode()
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _jsonable(obj: object) -> object:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"checkpoint {path} cannot be read ({exc}); delete it to resume "
+                           "from the previous one") from exc
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, "
+                           f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
+    return state
+
+
+def load_state_resizing(module: nn.Module, state: dict) -> None:
+    """``load_state_dict`` that first gives parameters and buffers the saved shapes.
+
+    Growth and compaction change tensor shapes during a run; the checkpoint's tensors record
+    them, so a freshly built module is reshaped here and then loaded strictly.
+    """
+    for key, value in state.items():
+        if not torch.is_tensor(value):
+            continue
+        *path, name = key.split(".")
+        owner = module.get_submodule(".".join(path)) if path else module
+        if name in owner._parameters:
+            old = owner._parameters[name]
+            if old is None or old.shape != value.shape:
+                requires_grad = True if old is None else old.requires_grad
+                owner._parameters[name] = nn.Parameter(
+                    torch.empty_like(value), requires_grad=requires_grad)
+        elif name in owner._buffers:
+            old = owner._buffers[name]
+            if old is None or old.shape != value.shape or old.dtype != value.dtype:
+                owner._buffers[name] = torch.empty_like(value)
+        elif name != "_extra_state":
+            owner.register_buffer(name, torch.empty_like(value))
+    module.load_state_dict(state, strict=True)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns: the results dict plus the live objects."""
+
+    results: dict
+    path: Path | None
+    model: Network
+    benchmark: Benchmark
+    strategies: list[Strategy]
+
+    @property
+    def accuracy_matrix(self) -> list[list[float | None]]:
+        return self.results["accuracy_matrix"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.results["metrics"]
+
+    def table(self) -> str:
+        from .report import format_run
+
+        return format_run(self.results)
+
+
+class Run:
+    """Builds everything a config names and drives the learner, writing the run folder."""
+
+    def __init__(self, config: RunConfig, out: Path | None,
+                 log=None) -> None:
+        self.config = config
+        self.out = out
+        self.log = log or (lambda message: None)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.benchmark = make_benchmark(
+            config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
+            data_root=config.data_root, validation=config.validation,
+            samples_per_task=config.samples_per_task,
+            test_samples_per_task=config.test_samples_per_task,
+        )
+        self.model_config = config.model_config()
+        self.strategies = make_strategies(config.strategy, config.strategy_params)
+        torch.manual_seed(config.seed)
+        self.model = build_model(self.model_config, self.benchmark.input_shape,
+                                 self.benchmark.n_outputs, sequence=self.benchmark.sequence)
+        self.learner = Learner(self.model, self.benchmark, self.strategies,
+                               config.train_config(), log=self.log)
+        self.started = time.time()
+        self.elapsed_before = 0.0
+        self.status = "running"
+        self.error: str | None = None
+
+    # --- files ----------------------------------------------------------------------------------
+    def resolved_config(self) -> dict:
+        return {**asdict(self.config), "model_params": self.model_config.to_dict(),
+                "strategy_params": hyper_parameters(self.strategies)}
+
+    def results(self) -> dict:
+        summary = self.learner.summary()
+        return {
+            "neurosculpt_version": __version__,
+            "status": self.status,
+            "error": self.error,
+            "config": self.resolved_config(),
+            "benchmark": self.benchmark.describe(),
+            **summary,
+            "wall_time_s": self.elapsed_before + time.time() - self.started,
+            "command": " ".join(sys.argv),
+        }
+
+    def write(self) -> None:
+        if self.out is None:
+            return
+        write_json(self.out / "results.json", self.results())
+        rows = self.learner.tasks
+        columns = ["task", "name", "accuracy", "average_seen_accuracy", "loss", "train_time_s",
+                   "eval_time_s", "parameters", "live_synapses", "peak_memory_mb"]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        _atomic_write(self.out / "metrics.csv", lambda f: f.write(text.getvalue().encode()))
+
+    def checkpoint(self, learner: Learner) -> None:
+        if self.out is None:
+            return
+        k = len(learner.accuracy) - 1
+        save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
+            "format": CHECKPOINT_FORMAT,
+            "task": k,
+            "model": self.model.state_dict(),
+            "optimizer": learner.ctx.optimizer.state_dict(),
+            "strategies": [s.state_dict() for s in self.strategies],
+            "learner": learner.state(),
+            "elapsed": self.elapsed_before + time.time() - self.started,
+        })
+        self.write()
+
+    def restore(self, state: dict) -> None:
+        load_state_resizing(self.model, state["model"])
+        for strategy, s_state in zip(self.strategies, state["strategies"]):
+            strategy.load_checkpoint_state(s_state, self.model)
+        self.learner.load_state(state["learner"])
+        self.learner.ctx.optimizer = self.learner.make_optimizer()
+        self.learner.ctx.optimizer.load_state_dict(state["optimizer"])
+        self.elapsed_before = state["elapsed"]
+
+    # --- driving --------------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        if self.out is not None:
+            write_json(self.out / "config.json", self.resolved_config())
+        try:
+            self.learner.run(on_task_end=self.checkpoint)
+            self.status = "complete"
+        except TrainingDiverged as exc:
+            self.status, self.error = "diverged", str(exc)
+            raise
+        except KeyboardInterrupt:
+            self.status, self.error = "interrupted", "interrupted by the user"
+            raise
+        finally:
+            self.write()
+        return RunResult(self.results(), self.out, self.model, self.benchmark, self.strategies)
+
+
+def default_out(config: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+
+
+def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
+        log=None, **overrides) -> RunResult:
+    """Run a continual-learning experiment; the Python twin of ``neurosculpt run``.
+
+    >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
+    >>> result.metrics["acc"]  # doctest: +SKIP
+    """
+    if config is None:
+        config = RunConfig()
+    if isinstance(config, dict):
+        config = RunConfig.from_dict(config)
+    if overrides:
+        config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
+    return Run(config, Path(out) if out is not None else None, log).execute()
+
+
+def latest_checkpoint(path: Path) -> Path | None:
+    checkpoints = sorted((path / "checkpoints").glob("task_*.pt"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def resume(path: str | Path, log=None) -> RunResult:
+    """Continue a run that stopped; finished runs are returned as they are."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
+    resolved = json.loads(config_file.read_text())
+    model_params = {k: v for k, v in resolved["model_params"].items() if k != "kind"}
+    config = RunConfig.from_dict({**resolved, "model_params": model_params})
+    runner = Run(config, path, log)
+    checkpoint = latest_checkpoint(path)
+    if checkpoint is not None:
+        runner.restore(load_checkpoint(checkpoint))
+    return runner.execute()
+
+
+def read_results(path: str | Path) -> dict:
+    """``results.json`` of a run folder (or the file itself), with a clear error if absent."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no results.json in {path}: is it a run folder?")
+    return json.loads(file.read_text())

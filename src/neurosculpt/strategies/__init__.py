@@ -1,0 +1,85 @@
+"""Continual-learning strategies, one file per method, all plugging into the one loop.
+
+``make_strategies("replay+ewc", {"ewc": {"lam": 100}})`` composes several by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+from .base import Naive, Strategy, hyper_parameters
+
+# name -> "module:Class", imported on demand so a newcomer can open one file per method
+REGISTRY: dict[str, str] = {
+    "naive": "base:Naive",
+    "joint": "joint:Joint",
+    "ewc": "ewc:EWC",
+    "online-ewc": "ewc:OnlineEWC",
+    "si": "si:SI",
+    "mas": "mas:MAS",
+    "lwf": "lwf:LwF",
+    "replay": "replay:Replay",
+    "packnet": "packnet:PackNet",
+    "develop": "develop:Develop",
+    "dsd": "dsd:DSD",
+    "dropin": "dropin:Dropin",
+    "cbp": "cbp:ContinualBackprop",
+    "redo": "redo:ReDo",
+    "shrink-perturb": "shrink_perturb:ShrinkPerturb",
+    "l2-init": "l2_init:L2Init",
+    "neuroplastic": "neuroplastic:Neuroplastic",
+}
+
+
+def available() -> list[str]:
+    """Names whose implementation file exists in this installation."""
+    names = []
+    for name, target in REGISTRY.items():
+        module = target.split(":")[0]
+        if importlib.util.find_spec(f"{__name__}.{module}") is not None:
+            names.append(name)
+    return names
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    valid = available()
+    if name not in valid:
+        raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(valid)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def make_strategy(name: str, params: dict | None = None) -> Strategy:
+    """Build strategy ``name`` with keyword ``params``; unknown parameters are named."""
+    cls = strategy_class(name)
+    params = dict(params or {})
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"strategy {name!r} has no parameter(s) {unknown}; valid: {', '.join(accepted)}"
+        )
+    return cls(**params)
+
+
+def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
+    """Compose strategies from ``"a+b"``; ``params`` maps each name to its keyword arguments,
+    or, for a single strategy, may hold its keyword arguments directly."""
+    names = [n.strip() for n in spec.split("+") if n.strip()]
+    if not names:
+        raise ValueError("empty strategy name")
+    params = dict(params or {})
+    nested = {n: params.pop(n) for n in names if isinstance(params.get(n), dict)}
+    if params and len(names) > 1:
+        raise ValueError(
+            f"parameters {sorted(params)} are ambiguous for {spec!r}: "
+            "prefix them with the strategy name, e.g. ewc.lam=100"
+        )
+    if params:
+        nested[names[0]] = {**nested.get(names[0], {}), **params}
+    return [make_strategy(n, nested.get(n)) for n in names]
+
+
+__all__ = ["REGISTRY", "Naive", "Strategy", "available", "hyper_parameters", "make_strategies",
+           "make_strategy", "strategy_class"]

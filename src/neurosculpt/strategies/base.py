@@ -1,0 +1,85 @@
+"""The strategy interface: a set of hooks on the one training loop (see :mod:`neurosculpt.loop`).
+
+A strategy is an ``nn.Module`` so that whatever it accumulates (Fisher information, anchors,
+replay buffers) lives in buffers and travels through ``state_dict`` into checkpoints. Buffers
+whose shape changes during a run are registered with :meth:`Strategy.set_buffer`; checkpoints
+record shapes, so loading rebuilds them (:func:`neurosculpt.runs.load_state_resizing`).
+Strategies compose: the loop calls every hook of every strategy in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..benchmarks import Split
+from ..loop import Context
+
+
+class Strategy(nn.Module):
+    """No-op hooks. Subclasses override the ones they need and set ``name``."""
+
+    name = "base"
+
+    def set_buffer(self, name: str, value: Tensor) -> None:
+        """Create or replace a buffer (any shape), kept in ``state_dict``."""
+        if name in self._buffers:
+            self._buffers[name] = value
+        else:
+            self.register_buffer(name, value)
+
+    def load_checkpoint_state(self, state: dict, model: nn.Module) -> None:
+        """Restore from a checkpoint into a freshly built strategy (shapes come from ``state``).
+
+        Strategies that hold a copy of the model (LwF) override this to rebuild it first.
+        """
+        from ..runs import load_state_resizing
+
+        load_state_resizing(self, state)
+
+    def before_task(self, ctx: Context) -> None:
+        """Before training a task (after the optimizer for it exists)."""
+
+    def train_data(self, ctx: Context, sets: list[tuple[Split, int]]) -> list[tuple[Split, int]]:
+        """The (split, task id) pairs to train on; the current task's training split by default."""
+        return sets
+
+    def before_batch(self, ctx: Context) -> None:
+        """May replace ``ctx.x``, ``ctx.y``, ``ctx.task_ids`` (e.g. mix in replayed samples)."""
+
+    def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        """Return the loss to minimise; ``ctx.logits`` holds this batch's (masked) logits."""
+        return loss
+
+    def before_backward(self, ctx: Context) -> None:
+        """Before ``loss.backward()``."""
+
+    def after_backward(self, ctx: Context) -> None:
+        """Gradients exist; they may be changed before the optimizer step."""
+
+    def after_step(self, ctx: Context) -> None:
+        """After the optimizer step (e.g. accumulate SI's path integral, reinitialise units)."""
+
+    def after_epoch(self, ctx: Context) -> None:
+        """After each pass over the task's training data."""
+
+    def after_task(self, ctx: Context) -> None:
+        """After training a task, before it is evaluated (consolidate, prune, ...)."""
+
+    def before_eval(self, ctx: Context) -> None:
+        """Before every task is evaluated."""
+
+    def after_eval(self, ctx: Context) -> None:
+        """After every task has been evaluated."""
+
+
+class Naive(Strategy):
+    """Plain fine-tuning on each task in turn: the lower bound that forgets."""
+
+    name = "naive"
+
+
+def hyper_parameters(strategies: Sequence[Strategy]) -> dict:
+    """The constructor arguments each strategy was built with (recorded in results.json)."""
+    return {s.name: dict(getattr(s, "hparams", {})) for s in strategies}
