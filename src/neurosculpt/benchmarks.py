@@ -253,10 +253,13 @@ def _raw(base: str, data_root: str | None, validation: bool, seed: int
         train, test = data.load_fsdd(data_root)
         sequence = True
         meta = {"speaker": (train.meta["speaker"], test.meta["speaker"])}
-        train, test = _fsdd_features(train), _fsdd_features(test, reference=train)
+        x_tr, y_tr, norm = _fsdd_features(train)
+        x_te, y_te, _ = _fsdd_features(test, norm)
+        tr, te = (x_tr, y_tr), (x_te, y_te)
     else:
         raise ValueError(f"unknown base data set {base!r}")
-    tr, te = (train.x, train.y), (test.x, test.y)
+    if base != "fsdd":
+        tr, te = (train.x, train.y), (test.x, test.y)
     if validation:
         gen = torch.Generator().manual_seed(10_000 + seed)
         keep, held = _stratified_holdout(tr[1], 0.1, gen)
@@ -266,20 +269,16 @@ def _raw(base: str, data_root: str | None, validation: bool, seed: int
     return tr, te, sequence, meta
 
 
-def _fsdd_features(split, reference=None):
+def _fsdd_features(split, norm: tuple[Tensor, Tensor] | None = None):
     """Log-mel spectrogram ``[N, frames, mels]`` of FSDD waveforms, standardised per mel band
-    with the training set's statistics."""
-    from dataclasses import replace
-
+    with the training set's statistics (``norm``; computed from ``split`` when not given)."""
     from .encoding import log_mel_spectrogram
 
     feats = log_mel_spectrogram(split.x, sample_rate=8000, n_fft=256, hop_length=256, n_mels=32)
-    if reference is None:
-        mean, std = feats.mean((0, 1)), feats.std((0, 1)) + 1e-6
-        return replace(split, x=(feats - mean) / std,
-                       meta={**split.meta, "_norm": torch.stack([mean, std])})
-    mean, std = reference.meta["_norm"]
-    return replace(split, x=(feats - mean) / std)
+    if norm is None:
+        norm = feats.mean((0, 1)), feats.std((0, 1)) + 1e-6
+    mean, std = norm
+    return (feats - mean) / std, split.y, norm
 
 
 BASES = ("digits", "fmnist", "mnist", "fsdd")

@@ -551,7 +551,8 @@ class _LIFSequence(torch.autograd.Function):
                 lib.ns_get_csr(),
                 sums,
             )
-            grad_beta, grad_thr = torch.tensor(sums[0]), torch.tensor(sums[1])
+            grad_beta = torch.tensor(sums[0], dtype=torch.float64)
+            grad_thr = torch.tensor(sums[1], dtype=torch.float64)
         out_beta, out_thr = (
             grad.to(dtype=meta[0], device=meta[1]) if need else None
             for grad, meta, need in zip(

@@ -85,7 +85,10 @@ def _find(root: str | Path | None, download: bool) -> list[_Recording]:
     if download:
         target = Path(root).expanduser() if root is not None else cache_dir("fsdd") / "recordings"
         download_and_extract(ARCHIVE_URL, target, member_root=ARCHIVE_ROOT)
-        return _recordings(target)
+        found = _recordings(target)
+        if not found:
+            raise DataError(f"the archive from {ARCHIVE_URL} held no recordings ({target})")
+        return found
     raise DataError(
         "FSDD recordings not found. Searched:\n  - "
         + "\n  - ".join(searched)
