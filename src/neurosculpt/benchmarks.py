@@ -227,7 +227,7 @@ def from_dataset(train: torch.utils.data.Dataset, test: torch.utils.data.Dataset
     """A custom benchmark from any map-style datasets yielding ``(x, y)`` pairs."""
 
     def stack(ds: torch.utils.data.Dataset) -> tuple[Tensor, Tensor]:
-        xs, ys = zip(*(ds[i] for i in range(len(ds))))  # type: ignore[arg-type]
+        xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
         return torch.stack([torch.as_tensor(x) for x in xs]).float(), torch.as_tensor(ys).long()
 
     (xtr, ytr), (xte, yte) = stack(train), stack(test)

@@ -57,7 +57,7 @@ def _run_config(args: argparse.Namespace):
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.validation:
         values["validation"] = True
-    if args.no_progress:
+    if args.no_progress or args.quiet:
         values["progress"] = False
     values["strategy_params"] = {**values.get("strategy_params", {}),
                                  **_params(args.param, "--param")}

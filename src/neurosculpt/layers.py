@@ -29,6 +29,15 @@ FREE = -1
 """Owner value of a synapse that no task has consolidated yet."""
 
 
+def weight_bound(fan_in: int) -> float:
+    """Half-width of the uniform init: He et al. (2015), ``sqrt(6 / fan_in)``.
+
+    PyTorch's default (``1 / sqrt(fan_in)``) leaves spiking layers with threshold 1 silent after
+    two or three layers (``snn-conv`` got no gradient at all), so every unit type uses He's.
+    """
+    return math.sqrt(6.0 / fan_in) if fan_in > 0 else 0.0
+
+
 class PlasticLayer(nn.Module):
     """Common state and masking of :class:`PlasticLinear` and :class:`PlasticConv2d`.
 
@@ -55,13 +64,15 @@ class PlasticLayer(nn.Module):
         self.training_task: int = 0
 
     def reset_weights(self, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
-        """Fresh Kaiming-uniform values (PyTorch's default init) for the given rows/columns."""
+        """Fresh He-uniform weights (and PyTorch-default biases) for the given rows/columns."""
         fan_in = self.weight[0].numel()
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        bound = weight_bound(fan_in)
+        bias_bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         with torch.no_grad():
             if rows is not None:
                 self.weight[rows] = torch.empty_like(self.weight[rows]).uniform_(-bound, bound)
-                self.bias[rows] = torch.empty_like(self.bias[rows]).uniform_(-bound, bound)
+                self.bias[rows] = torch.empty_like(self.bias[rows]).uniform_(-bias_bound,
+                                                                             bias_bound)
             if cols is not None:
                 fresh = torch.empty_like(self.weight[:, cols]).uniform_(-bound, bound)
                 self.weight[:, cols] = fresh
@@ -273,8 +284,7 @@ def reopen_free_synapses(layer: PlasticLayer) -> int:
     """Re-open every free (unowned) synapse with a fresh value; return how many were reopened."""
     closed = ~layer.mask & (layer.owner == FREE)
     if closed.any():
-        fan_in = layer.weight[0].numel()
-        bound = 1.0 / math.sqrt(fan_in)
+        bound = weight_bound(layer.weight[0].numel())
         with torch.no_grad():
             layer.weight[closed] = torch.empty(int(closed.sum())).uniform_(-bound, bound)
             layer.mask |= closed
@@ -305,7 +315,8 @@ def partition_sizes(layer: PlasticLayer) -> dict[str, int]:
     """Live synapses per owner: ``{"free": n, "0": n0, "1": n1, ...}``."""
     owners = layer.owner[layer.mask]
     values, counts = torch.unique(owners, return_counts=True)
-    return {("free" if int(v) == FREE else str(int(v))): int(c) for v, c in zip(values, counts)}
+    return {("free" if int(v) == FREE else str(int(v))): int(c)
+            for v, c in zip(values, counts, strict=True)}
 
 
 def set_active_task(layers: Iterable[PlasticLayer], task: int | None) -> None:

@@ -175,6 +175,8 @@ class Learner:
             sets = strategy.train_data(ctx, sets)
         n_batches = math.ceil(sum(len(s) for s, _ in sets) / cfg.batch_size)
         total_steps = steps if steps is not None else (epochs or 0) * n_batches
+        if n_batches == 0:  # no data: ``steps`` would otherwise wait forever for a batch
+            total_steps = 0
         bar = self._progress(total_steps, f"task {task.id + 1}/{len(self.benchmark)} {label}")
         model.train()
         done, loss_sum, correct, seen, epoch = 0, 0.0, 0, 0, 0

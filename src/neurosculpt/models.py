@@ -11,6 +11,7 @@ CLI names: ``snn-mlp``, ``snn-conv``, ``ann-mlp``, ``ann-conv``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -50,8 +51,9 @@ class ModelConfig:
             raise ValueError(f"unknown model {self.kind!r}; valid models: {', '.join(MODELS)}")
         if self.readout not in READOUTS:
             raise ValueError(f"unknown readout {self.readout!r}; valid: {', '.join(READOUTS)}")
-        self.hidden = tuple(int(h) for h in self.hidden)
-        self.channels = tuple(int(c) for c in self.channels)
+        # ``--model-param hidden=400`` parses to an int: one layer
+        self.hidden = _widths(self.hidden)
+        self.channels = _widths(self.channels)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
 
@@ -69,6 +71,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _widths(value: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(value),) if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 class SequenceEncoder(nn.Module):
@@ -244,7 +250,7 @@ class Network(nn.Module):
         if self.n_conv == 0:
             h = h.flatten(1)
         self.activity = []
-        for i, (layer, units) in enumerate(zip(self.layers[:-1], self.neurons)):
+        for i, (layer, units) in enumerate(zip(self.layers[:-1], self.neurons, strict=True)):
             h = layer(h)
             h = units(h.view(steps, batch, *h.shape[1:]))
             if self.record_activity:

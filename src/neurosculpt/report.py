@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -19,10 +20,10 @@ def format_run(results: dict) -> str:
     matrix = results.get("accuracy_matrix", [])
     n = len(results.get("benchmark", {}).get("train_sizes", [])) or (
         len(matrix[0]) if matrix else 0)
+    scenario = cfg.get("scenario") or results.get("benchmark", {}).get("scenario")
     lines = [
-        f"{cfg.get('benchmark')} ({cfg.get('scenario') or results.get('benchmark', {}).get('scenario')}"
-        f"), strategy {cfg.get('strategy')}, model {cfg.get('model')}, seed {cfg.get('seed')}: "
-        f"{results.get('status')}",
+        f"{cfg.get('benchmark')} ({scenario}), strategy {cfg.get('strategy')}, model "
+        f"{cfg.get('model')}, seed {cfg.get('seed')}: {results.get('status')}",
     ]
     if n <= 20 and matrix:
         lines.append("accuracy (%), row i = after training task i, column j = task j")
@@ -49,10 +50,40 @@ def format_run(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _group_key(results: dict) -> str:
+# settings that do not change what a run computes, so runs differing in them are grouped
+_NOT_COMPARED = ("seed", "progress", "threads", "data_root", "eval_batch_size")
+
+
+def _settings(results: dict) -> dict:
     cfg = results.get("config", {})
-    scenario = cfg.get("scenario") or results.get("benchmark", {}).get("scenario")
-    return f"{cfg.get('benchmark')}/{scenario} {cfg.get('strategy')} {cfg.get('model')}"
+    settings = {k: v for k, v in cfg.items() if k not in _NOT_COMPARED}
+    settings["scenario"] = cfg.get("scenario") or results.get("benchmark", {}).get("scenario")
+    return settings
+
+
+def _group_key(results: dict) -> str:
+    cfg = _settings(results)
+    return f"{cfg.get('benchmark')}/{cfg['scenario']} {cfg.get('strategy')} {cfg.get('model')}"
+
+
+def _group(all_results: Sequence[dict]) -> dict[str, list[dict]]:
+    """Runs grouped by every setting but the seed, labelled by benchmark, strategy and model
+    plus the settings that tell apart groups which would otherwise share a label."""
+    groups: dict[str, list[dict]] = {}
+    for res in all_results:
+        groups.setdefault(json.dumps(_settings(res), sort_keys=True, default=str), []).append(res)
+    labels: dict[str, list[str]] = {}
+    for key, runs in groups.items():
+        labels.setdefault(_group_key(runs[0]), []).append(key)
+    out: dict[str, list[dict]] = {}
+    for label, keys in labels.items():
+        settings = [json.loads(k) for k in keys]
+        differing = sorted(k for k in settings[0] if any(s.get(k) != settings[0].get(k)
+                                                          for s in settings))
+        for key, values in zip(keys, settings, strict=True):
+            extra = " ".join(f"{k}={json.dumps(values.get(k))}" for k in differing)
+            out[f"{label} {extra}" if extra else label] = groups[key]
+    return out
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -66,9 +97,7 @@ def _mean_std(values: Sequence[float]) -> str:
 
 def compare_table(all_results: Sequence[dict]) -> str:
     """Side-by-side table; runs that differ only by seed are grouped as mean ± std."""
-    groups: dict[str, list[dict]] = {}
-    for res in all_results:
-        groups.setdefault(_group_key(res), []).append(res)
+    groups = _group(all_results)
     header = ["run", "seeds", *METRIC_COLUMNS, "live_synapses", "wall_s"]
     rows = []
     for key, runs in groups.items():
@@ -79,8 +108,8 @@ def compare_table(all_results: Sequence[dict]) -> str:
         row.append(_mean_std([r["tasks"][-1]["live_synapses"] for r in runs if r.get("tasks")]))
         row.append(_mean_std([r.get("wall_time_s", math.nan) for r in runs]))
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     out.append("metrics in %, mean ± std over seeds; wall time in seconds")
     return "\n".join(out)

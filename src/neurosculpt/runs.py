@@ -3,7 +3,8 @@
 A run folder holds::
 
     config.json            the resolved run configuration (every default filled in)
-    results.json           accuracy matrix, metrics, per-task history (schema: docs/results-schema.md)
+    results.json           accuracy matrix, metrics, per-task history
+                           (schema: docs/results-schema.md)
     metrics.csv            one row per finished task
     checkpoints/task_K.pt  model, optimizer, strategies and loop state after task K
 
@@ -294,7 +295,10 @@ class Run:
 
     def restore(self, state: dict) -> None:
         load_state_resizing(self.model, state["model"])
-        for strategy, s_state in zip(self.strategies, state["strategies"]):
+        if len(state["strategies"]) != len(self.strategies):
+            raise RuntimeError(f"checkpoint holds {len(state['strategies'])} strategies, the run "
+                               f"config names {len(self.strategies)}")
+        for strategy, s_state in zip(self.strategies, state["strategies"], strict=True):
             strategy.load_checkpoint_state(s_state, self.model)
         self.learner.load_state(state["learner"])
         self.learner.ctx.optimizer = self.learner.make_optimizer()
@@ -321,7 +325,8 @@ class Run:
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+    name = f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+    return Path("runs") / name
 
 
 def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
@@ -341,8 +346,10 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
 
 
 def latest_checkpoint(path: Path) -> Path | None:
-    checkpoints = sorted((path / "checkpoints").glob("task_*.pt"))
-    return checkpoints[-1] if checkpoints else None
+    """The checkpoint of the highest task (by number: ``task_1000`` comes after ``task_999``)."""
+    checkpoints = [p for p in (path / "checkpoints").glob("task_*.pt")
+                   if p.stem[len("task_"):].isdigit()]
+    return max(checkpoints, key=lambda p: int(p.stem[len("task_"):]), default=None)
 
 
 def resume(path: str | Path, log=None) -> RunResult:

@@ -1,0 +1,163 @@
+"""Run the continual-learning result tables of docs/results.md, resumably.
+
+    python bench/cl_results.py tune      # tune each baseline's main hyper-parameter (validation)
+    python bench/cl_results.py run       # 3 seeds x settings x strategies, with tuned values
+    python bench/cl_results.py table     # print the markdown tables from the run folders
+
+Every run is an ordinary ``neurosculpt.run`` writing a run folder under ``--root``; finished runs
+are skipped, so the script can be stopped and restarted. Tuning uses ``validation=True`` (10% of
+each task's training data held out, the test set never seen) and seed 100, and writes the chosen
+values to ``<root>/tuned.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import neurosculpt
+from neurosculpt.runs import read_results
+
+SPIKING_MLP = {"hidden": (256, 256), "steps": 8}
+
+# Every setting: the run arguments shared by all strategies. Sizes keep a whole table within
+# about an hour of this 2-core machine; docs/results.md states them.
+SETTINGS: dict[str, dict] = {
+    "split-fmnist/task": dict(benchmark="split-fmnist", scenario="task", epochs=1,
+                              samples_per_task=4000, test_samples_per_task=1000),
+    "split-fmnist/class": dict(benchmark="split-fmnist", scenario="class", epochs=1,
+                               samples_per_task=4000, test_samples_per_task=1000),
+    "permuted-fmnist-10/task": dict(benchmark="permuted-fmnist", scenario="task", tasks=10,
+                                    epochs=1, samples_per_task=4000, test_samples_per_task=500),
+    "fsdd-speakers/domain": dict(benchmark="fsdd-speakers", scenario="domain", epochs=3),
+}
+
+BASELINES = ["naive", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "replay", "packnet"]
+
+# the main hyper-parameter of each baseline and the values tried
+GRIDS: dict[str, tuple[str, list]] = {
+    "ewc": ("lam", [10.0, 100.0, 1000.0, 10000.0]),
+    "online-ewc": ("lam", [10.0, 100.0, 1000.0, 10000.0]),
+    "si": ("c", [0.1, 1.0, 10.0]),
+    "mas": ("lam", [0.1, 1.0, 10.0]),
+    "lwf": ("alpha", [0.5, 1.0, 2.0]),
+    "replay": ("buffer_size", [200, 1000]),
+    "packnet": ("prune_ratio", [0.5, 0.75]),
+}
+
+METRICS = ("acc", "bwt", "fwt", "forgetting", "learning_acc")
+
+
+def _done(path: Path) -> bool:
+    file = path / "results.json"
+    return file.is_file() and json.loads(file.read_text()).get("status") == "complete"
+
+
+def _run(path: Path, setting: str, strategy: str, params: dict, seed: int, model: str,
+         validation: bool = False) -> dict:
+    if not _done(path):
+        print(f"running {path}", flush=True)
+        if (path / "config.json").is_file():
+            neurosculpt.resume(path)
+        else:
+            neurosculpt.run(out=path, strategy=strategy, model=model, seed=seed,
+                            strategy_params=params, model_params=dict(SPIKING_MLP),
+                            validation=validation, progress=False, **SETTINGS[setting])
+    return read_results(path)
+
+
+def tune(root: Path, settings: list[str], model: str) -> None:
+    tuned_file = root / "tuned.json"
+    tuned = json.loads(tuned_file.read_text()) if tuned_file.is_file() else {}
+    for setting in settings:
+        for strategy, (key, values) in GRIDS.items():
+            scores = {}
+            for value in values:
+                path = root / "tune" / setting.replace("/", "_") / f"{strategy}-{key}={value}"
+                res = _run(path, setting, strategy, {key: value}, 100, model, validation=True)
+                scores[value] = res["metrics"]["acc"]
+            best = max(scores, key=lambda v: scores[v])
+            tuned.setdefault(setting, {})[strategy] = {
+                key: best, "validation_acc": {str(k): v for k, v in scores.items()}}
+            root.mkdir(parents=True, exist_ok=True)
+            tuned_file.write_text(json.dumps(tuned, indent=2))
+            print(f"{setting} {strategy}: {key}={best} ({scores})", flush=True)
+
+
+def _params(tuned: dict, setting: str, strategy: str) -> dict:
+    entry = tuned.get(setting, {}).get(strategy, {})
+    return {k: v for k, v in entry.items() if k != "validation_acc"}
+
+
+def run_all(root: Path, settings: list[str], strategies: list[str], seeds: list[int],
+            model: str) -> None:
+    tuned_file = root / "tuned.json"
+    tuned = json.loads(tuned_file.read_text()) if tuned_file.is_file() else {}
+    for seed in seeds:
+        for setting in settings:
+            for strategy in strategies:
+                path = root / setting.replace("/", "_") / strategy / f"seed{seed}"
+                _run(path, setting, strategy, _params(tuned, setting, strategy), seed, model)
+
+
+def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    vals = [scale * v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return "-"
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.fmean(vals):.{digits}f} ± {std:.{digits}f}"
+
+
+def table(root: Path, settings: list[str], strategies: list[str]) -> str:
+    tuned_file = root / "tuned.json"
+    tuned = json.loads(tuned_file.read_text()) if tuned_file.is_file() else {}
+    out = []
+    for setting in settings:
+        out.append(f"\n### {setting}\n")
+        out.append("| strategy | hyper-parameter | ACC % | BWT % | FWT % | forgetting % | "
+                   "learning acc % | live synapses | wall time s | seeds |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for strategy in strategies:
+            runs = [read_results(p) for p in sorted(
+                (root / setting.replace("/", "_") / strategy).glob("seed*")) if _done(p)]
+            if not runs:
+                continue
+            cells = [_fmt([r["metrics"].get(m) for r in runs]) for m in METRICS]
+            live = _fmt([r["tasks"][-1]["live_synapses"] for r in runs], 1.0, 0)
+            wall = _fmt([r["wall_time_s"] for r in runs], 1.0, 0)
+            hp = ", ".join(f"{k}={v}" for k, v in _params(tuned, setting, strategy).items())
+            out.append(f"| {strategy} | {hp or '-'} | " + " | ".join(cells)
+                       + f" | {live} | {wall} | {len(runs)} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["tune", "run", "table"])
+    parser.add_argument("--root", default="runs/results", type=Path)
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--strategies", default=",".join(BASELINES))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", default="snn-mlp")
+    args = parser.parse_args(argv)
+    settings = args.settings.split(",")
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown setting(s) {unknown}; valid: {', '.join(SETTINGS)}")
+    strategies = args.strategies.split(",")
+    if args.action == "tune":
+        tune(args.root, settings, args.model)
+    elif args.action == "run":
+        run_all(args.root, settings, strategies, [int(s) for s in args.seeds.split(",")],
+                args.model)
+    print(table(args.root, settings, strategies))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Training throughput of one spiking MLP in neurosculpt and in peer SNN libraries.
+
+Every library trains the same network (784-400-400-10, LIF with decay 0.9, threshold 1, reset to
+zero, spike-count readout, cross-entropy, Adam, BPTT) on the same random input currents with the
+same initial weights. Libraries run interleaved, in alternating order, for several rounds so that
+a noisy shared machine slows all of them alike; the median round is reported. The same run times a
+large single-precision GEMM, so each library's throughput is also shown as the fraction of this
+machine's GEMM rate it reaches (nominal model FLOPs: forward GEMM plus two backward GEMMs per
+layer).
+
+Run with neurosculpt importable, e.g. ``PYTHONPATH=src python bench/snn_throughput.py``; peers
+that are not installed are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SIZES = (784, 400, 400, 10)
+BETA = 0.9
+THRESHOLD = 1.0
+LR = 1e-3
+
+
+@dataclass
+class Runner:
+    """One library's training step on one fixed batch."""
+
+    name: str
+    version: str
+    step: Callable[[], float]
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _base_layers(seed: int) -> list[nn.Linear]:
+    """Initial weights shared by every library, so spike rates (and any sparsity) match."""
+    torch.manual_seed(seed)
+    return [nn.Linear(a, b) for a, b in zip(SIZES[:-1], SIZES[1:], strict=True)]
+
+
+def _copy_layers(base: list[nn.Linear], scale: float = 1.0) -> list[nn.Linear]:
+    layers = []
+    for src in base:
+        dst = nn.Linear(src.in_features, src.out_features)
+        with torch.no_grad():
+            dst.weight.copy_(src.weight * scale)
+            dst.bias.copy_(src.bias * scale)
+        layers.append(dst)
+    return layers
+
+
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> float:
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def _adam(params, fast: bool) -> torch.optim.Optimizer:
+    """Fused Adam when this torch has it on CPU, else the multi-tensor one; peers get defaults."""
+    if not fast:
+        return torch.optim.Adam(params, lr=LR)
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=LR, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=LR, foreach=True)
+
+
+class NeurosculptMLP(nn.Module):
+    """``[Linear -> LIF] x L``: one GEMM per layer over all ``T * B`` rows, then the fused LIF."""
+
+    def __init__(self, layers: list[nn.Linear]) -> None:
+        super().__init__()
+        from neurosculpt.kernels import lif_sequence
+        from neurosculpt.surrogate import get_surrogate
+
+        self.fcs = nn.ModuleList(layers)
+        self.lif = lif_sequence
+        self.surrogate = get_surrogate("fast-sigmoid", 25.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps, batch = x.shape[:2]
+        h = x.reshape(steps * batch, -1)
+        for fc in self.fcs:
+            cur = fc(h).view(steps, batch, -1)
+            spikes = self.lif(cur, BETA, THRESHOLD, 0.0, self.surrogate)
+            h = spikes.view(steps * batch, -1)
+        return spikes.sum(0)
+
+
+def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    model = NeurosculptMLP(_copy_layers(base))
+    opt = _adam(model.parameters(), fast=True)
+    return Runner("neurosculpt", _version("neurosculpt"), lambda: _train_step(model, opt, x, y))
+
+
+class SnnTorchMLP(nn.Module):
+    """snnTorch ``Leaky`` neurons, layer by layer: one GEMM per layer, then a loop over time."""
+
+    def __init__(self, layers: list[nn.Linear]) -> None:
+        super().__init__()
+        import snntorch
+        from snntorch import surrogate
+
+        self.fcs = nn.ModuleList(layers)
+        grad = surrogate.fast_sigmoid(slope=25)
+        self.lifs = nn.ModuleList(
+            snntorch.Leaky(beta=BETA, threshold=THRESHOLD, reset_mechanism="zero", spike_grad=grad)
+            for _ in layers
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        for fc, lif in zip(self.fcs, self.lifs, strict=True):
+            cur = fc(h)
+            mem = lif.init_leaky()
+            out = []
+            for t in range(cur.shape[0]):
+                spk, mem = lif(cur[t], mem)
+                out.append(spk)
+            h = torch.stack(out)
+        return h.sum(0)
+
+
+def make_snntorch(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    model = SnnTorchMLP(_copy_layers(base))
+    opt = _adam(model.parameters(), fast=False)
+    return Runner("snntorch", _version("snntorch"), lambda: _train_step(model, opt, x, y))
+
+
+def make_spikingjelly(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    """SpikingJelly multi-step mode: ``LIFNode`` with ``decay_input=False`` is ``v = 0.9 v + I``."""
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    mods: list[nn.Module] = []
+    for src in _copy_layers(base):
+        fc = layer.Linear(src.in_features, src.out_features, step_mode="m")
+        fc.load_state_dict(src.state_dict())
+        lif = neuron.LIFNode(
+            tau=1.0 / (1.0 - BETA),
+            decay_input=False,
+            v_threshold=THRESHOLD,
+            v_reset=0.0,
+            surrogate_function=surrogate.ATan(),
+            detach_reset=True,
+            step_mode="m",
+        )
+        mods += [fc, lif]
+    net = nn.Sequential(*mods)
+    opt = _adam(net.parameters(), fast=False)
+
+    def step() -> float:
+        functional.reset_net(net)
+        return _train_step(_SpikeCount(net), opt, x, y)
+
+    return Runner("spikingjelly", _version("spikingjelly"), step)
+
+
+class _SpikeCount(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).sum(0)
+
+
+class NorseMLP(nn.Module):
+    """Norse ``LIFBoxCell`` (no synaptic current) stepped over time after each layer's GEMM.
+
+    Norse integrates ``v += dt * tau_mem_inv * (I - v)``; with ``dt * tau_mem_inv = 0.1`` the
+    decay is 0.9 and the input is scaled by 0.1, so its weights are the shared ones times 10.
+    """
+
+    def __init__(self, layers: list[nn.Linear]) -> None:
+        super().__init__()
+        from norse.torch import LIFBoxCell, LIFBoxParameters
+
+        self.fcs = nn.ModuleList(layers)
+        params = LIFBoxParameters(
+            tau_mem_inv=torch.as_tensor(100.0),
+            v_th=torch.as_tensor(THRESHOLD),
+            v_reset=torch.as_tensor(0.0),
+            method="super",
+            alpha=torch.as_tensor(25.0),
+        )
+        self.cells = nn.ModuleList(LIFBoxCell(params, dt=1e-3) for _ in layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        for fc, cell in zip(self.fcs, self.cells, strict=True):
+            cur = fc(h)
+            state = None
+            out = []
+            for t in range(cur.shape[0]):
+                spk, state = cell(cur[t], state)
+                out.append(spk)
+            h = torch.stack(out)
+        return h.sum(0)
+
+
+def make_norse(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    model = NorseMLP(_copy_layers(base, scale=1.0 / (1.0 - BETA)))
+    opt = _adam(model.parameters(), fast=False)
+    return Runner("norse", _version("norse"), lambda: _train_step(model, opt, x, y))
+
+
+BUILDERS: dict[str, Callable[[list[nn.Linear], Tensor, Tensor], Runner]] = {
+    "neurosculpt": make_neurosculpt,
+    "snntorch": make_snntorch,
+    "spikingjelly": make_spikingjelly,
+    "norse": make_norse,
+}
+
+
+def gemm_probe(n: int = 2048) -> Runner:
+    """An ``n x n x n`` single-precision GEMM, timed like a library so it sees the same noise."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+
+    def step() -> float:
+        torch.mm(a, b, out=out)
+        return 2.0 * n**3
+
+    return Runner("sgemm", f"{n}^3", step)
+
+
+def model_flops(steps: int, batch: int) -> float:
+    """Nominal FLOPs of one training step: 3 GEMMs (forward + 2 backward) per layer."""
+    macs = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
+    return 3 * 2.0 * steps * batch * macs
+
+
+def _best_rate(probe: Runner, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        flops = probe.step()
+        best = min(best, time.perf_counter() - start)
+    return flops / best
+
+
+def measure(
+    runners: list[Runner], probe: Runner, steps_per_round: int, rounds: int, warmup: int
+) -> tuple[dict[str, float], float]:
+    """Median seconds per training step of each runner over interleaved rounds in alternating
+    order, and the median (over rounds) of the best-of-5 GEMM rate timed in the same rounds."""
+    for runner in runners:
+        for _ in range(warmup):
+            runner.step()
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    rates = []
+    for rnd in range(rounds):
+        rates.append(_best_rate(probe))
+        order = runners if rnd % 2 == 0 else runners[::-1]
+        for runner in order:
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                runner.step()
+            times[runner.name].append((time.perf_counter() - start) / steps_per_round)
+    return {name: statistics.median(ts) for name, ts in times.items()}, statistics.median(rates)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 25], help="time steps T")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps-per-round", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--libs", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    probe = gemm_probe()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+        f"{args.threads} threads, flush denormals on"
+    )
+
+    measured_peers: dict[str, str] = {}
+    ratios: list[float] = []
+    for steps in args.steps:
+        gen = torch.Generator().manual_seed(steps)
+        x = torch.rand(steps, args.batch, SIZES[0], generator=gen)
+        y = torch.randint(0, SIZES[-1], (args.batch,), generator=gen)
+        base = _base_layers(seed=0)
+        runners = []
+        for name in args.libs:
+            try:
+                runners.append(BUILDERS[name](base, x, y))
+            except ImportError as exc:
+                print(f"T={steps}: {name} not installed ({exc}); skipped")
+        secs, peak = measure(runners, probe, args.steps_per_round, args.rounds, args.warmup)
+        flops = model_flops(steps, args.batch)
+        ref = secs.get("neurosculpt")
+        print(
+            f"\nT={steps}, batch={args.batch}, model GFLOP/step={flops / 1e9:.2f}, "
+            f"sgemm {probe.version}: {peak / 1e9:.1f} GFLOP/s"
+        )
+        print(
+            f"{'library':<14}{'version':<10}{'samples/s':>11}{'ms/step':>10}"
+            f"{'vs neurosculpt':>16}{'% GEMM rate':>13}"
+        )
+        for runner in runners:
+            sec = secs[runner.name]
+            ratio = f"{ref / sec:.2f}x" if ref else "-"
+            print(
+                f"{runner.name:<14}{runner.version:<10}{args.batch / sec:>11.0f}"
+                f"{sec * 1e3:>10.1f}{ratio:>16}{100 * flops / sec / peak:>12.1f}%"
+            )
+            if runner.name != "neurosculpt":
+                measured_peers[runner.name] = runner.version
+        peer_secs = [s for n, s in secs.items() if n != "neurosculpt"]
+        if ref and peer_secs:
+            ratios.append(min(peer_secs) / ref)
+    if ratios and len(ratios) == len(args.steps):
+        peers = ", ".join(f"{n} {v}" for n, v in measured_peers.items())
+        print(f"speedup_vs_fastest_peer: {min(ratios):.2f} (min over T; peers measured: {peers})")
+    else:
+        print("speedup_vs_fastest_peer: n/a (no peer or no neurosculpt measurement)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Deployment: NIR export/import (:mod:`neurosculpt.export.nir`) and the CLI commands."""

@@ -1,0 +1,494 @@
+"""NIR export and import of spiking networks (Pedersen et al. 2024, "Neuromorphic intermediate
+representation", Nat. Commun. 15:8122; format of the ``nir`` package, written with ``nir.write``).
+
+Mapping (forward Euler with the time step ``dt`` stored in the graph metadata; see
+:class:`neurosculpt.neurons.LIF`):
+
+* neurosculpt LIF ``v = beta*v + I; s = v > thr; v = 0 where s`` (``reset="zero"``) becomes NIR
+  ``LIF(tau = dt / (1 - beta), r = 1, v_leak = 0, v_threshold = thr, v_reset = 0)`` and the
+  ``Affine``/``Conv2d`` node feeding it carries our weights and bias times ``tau / dt``. With
+  ``r = 1`` both snnTorch's and Norse's importers reproduce the spikes (with ``r = tau / dt`` and
+  unscaled weights Norse, which ignores ``r``, does not).
+* A non-leaky population (IF, or ``beta = 1``) becomes NIR ``IF(r = 1 / dt)`` with unscaled
+  weights: ``dv/dt = r I`` integrated over ``dt`` adds exactly ``I``.
+* The readout (a leaky integrator whose membrane, averaged over the time steps, gives the class
+  scores) becomes ``Affine`` + ``LI`` (same scaling as LIF; ``I`` when its decay is 1). The graph
+  output is the membrane at every step; averaging over ``time_steps`` happens outside the graph
+  (metadata ``readout``). A spike readout (``readout="spikes"``) becomes ``Affine`` + ``LIF`` whose
+  spikes are summed over the steps.
+* ``AvgPool2d(2)`` stays ``AvgPool2d``, or, with ``pooling="sum"`` (for importers that only know
+  ``SumPool2d``, such as Norse's), ``SumPool2d`` with the following layer's weights divided by 4.
+* MLP inputs are flattened: the ``Input`` node has ``prod(input_shape)`` features; ``Flatten``
+  (NIR convention, batch dimension excluded: ``start_dim=0``) sits between convolutions and the
+  first ``Affine``.
+
+Weights are written in float64: scaling by ``tau / dt`` and back then returns our float32 weights
+bit for bit, so export followed by import gives the identical network. The encoder is not part
+of the graph (a graph consumes encoded input, one tensor per time step); it is named in the
+metadata. What NIR cannot express (reset by subtraction, non-spiking models) raises
+:class:`NIRExportError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..layers import PlasticConv2d, PlasticLayer
+from ..models import ModelConfig, Network
+from ..neurons import LI, LIF
+
+try:
+    import nir
+except ImportError:  # pragma: no cover - exercised only without the optional dependency
+    nir = None
+
+DEFAULT_DT = 1e-4
+"""Time step written when none is given; snnTorch's NIR importer assumes exactly this value."""
+
+ENCODER_NOTES = {
+    "direct": "the same analog input is presented at each of time_steps steps",
+    "rate": "Bernoulli spikes with p = clamp(gain*x, 0, 1) at each of time_steps steps",
+    "latency": "one spike per input, brighter inputs earlier, within time_steps steps",
+    "log-mel": "log-mel frames of the waveform, one frame per time step",
+    "delta": "send-on-delta ON/OFF spikes of log-mel frames, one frame per time step",
+    "sequence": "the input sequence [frames, features], one frame per time step",
+}
+
+
+class NIRExportError(ValueError):
+    """The model uses a setting that a NIR graph cannot express."""
+
+
+class NIRImportError(ValueError):
+    """The NIR graph describes something a neurosculpt ``Network`` cannot hold."""
+
+
+def _require_nir() -> None:
+    if nir is None:
+        raise RuntimeError("NIR export/import needs the nir package: pip install nir")
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def _check_neuron(unit: nn.Module, where: str) -> LIF:
+    if not isinstance(unit, LIF):
+        raise NIRExportError(f"{where}: {type(unit).__name__} has no NIR node")
+    if unit.reset != "zero":
+        raise NIRExportError(
+            f"{where}: reset by subtraction (reset='subtract') has no NIR equivalent: NIR LIF "
+            "and IF nodes reset the membrane to v_reset; train with reset='zero' to export"
+        )
+    return unit
+
+
+def _neuron_node(unit: LIF, shape: Sequence[int], dt: float) -> tuple[nir.NIRNode, float]:
+    """NIR node for a spiking population and the factor its incoming weights are scaled by."""
+    beta = float(unit.beta.detach().clamp(0.0, 1.0))
+    thr = np.full(tuple(shape), float(unit.threshold.detach()), dtype=np.float64)
+    reset = np.full(tuple(shape), unit.reset_value, dtype=np.float64)
+    if beta >= 1.0:
+        return nir.IF(r=np.full(tuple(shape), 1.0 / dt), v_threshold=thr, v_reset=reset), 1.0
+    tau = dt / (1.0 - beta)
+    node = nir.LIF(tau=np.full(tuple(shape), tau), r=np.ones(tuple(shape)),
+                   v_leak=np.zeros(tuple(shape)), v_threshold=thr, v_reset=reset)
+    return node, tau / dt
+
+
+def _readout_node(readout: LI, n: int, dt: float) -> tuple[nir.NIRNode, float]:
+    beta = float(readout.beta.detach().clamp(0.0, 1.0))
+    if beta >= 1.0:
+        return nir.I(r=np.full(n, 1.0 / dt)), 1.0
+    tau = dt / (1.0 - beta)
+    return nir.LI(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n)), tau / dt
+
+
+def _weights(layer: PlasticLayer, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Effective (masked, frozen-aware) weight and bias times ``scale``, in float64."""
+    w = layer.effective_weight().detach().double().numpy() * scale
+    b = layer.effective_bias().detach().double().numpy() * scale
+    return w, b
+
+
+def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict:
+    cfg = model.config
+    encoder = "sequence" if model.sequence else cfg.encoder
+    steps = int(model.input_shape[0]) if model.sequence else cfg.steps
+    readout = "spike-count" if cfg.readout == "spikes" else "membrane-mean"
+    return {
+        "producer": f"neurosculpt {__version__}",
+        "dt": float(dt),
+        "time_steps": steps,
+        "encoder": encoder,
+        "encoder_note": ENCODER_NOTES.get(encoder, encoder),
+        "input_shape": json.dumps(list(model.input_shape)),
+        "input_flattened": int(not cfg.conv),
+        "sequence": int(model.sequence),
+        "readout": readout,
+        "readout_note": (
+            "class scores = sum over time_steps of the output spikes" if readout == "spike-count"
+            else "class scores = mean over time_steps of the output LI membrane"
+        ),
+        "weight_scaling": (
+            "Affine/Conv2d weights and biases feeding LIF and LI nodes are neurosculpt's times "
+            "tau/dt (r = 1), so forward Euler with dt gives v = beta*v + I exactly"
+        ),
+        "pooling": pooling,
+        "task": -1 if task is None else int(task),
+        "neurosculpt_config": json.dumps(cfg.to_dict()),
+    }
+
+
+def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
+           pooling: str = "avg") -> nir.NIRGraph:
+    """NIR graph of ``model``, or of ``task``'s subnetwork (``model.set_task(task)``).
+
+    ``dt`` only sets the physical time constants (``tau = dt / (1 - beta)``); the discrete
+    dynamics are the same for any ``dt``. ``pooling`` is ``"avg"`` or ``"sum"`` (see module doc).
+    """
+    _require_nir()
+    if not model.config.spiking:
+        raise NIRExportError(
+            f"{model.config.kind} is not spiking: NIR describes spiking networks (it has no ReLU "
+            "node); export snn-mlp or snn-conv models"
+        )
+    if pooling not in ("avg", "sum"):
+        raise ValueError(f"pooling must be 'avg' or 'sum', got {pooling!r}")
+    if not dt > 0.0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    previous = model.layers[0].active_task
+    model.set_task(task)
+    try:
+        with torch.no_grad():
+            nodes = _export_nodes(model, dt, pooling)
+    finally:
+        model.set_task(previous)
+    names = list(nodes)
+    edges = list(zip(names[:-1], names[1:], strict=True))
+    return nir.NIRGraph(nodes=nodes, edges=edges,
+                        metadata=_metadata(model, task, dt, pooling))
+
+
+def _export_nodes(model: Network, dt: float, pooling: str) -> dict[str, nir.NIRNode]:
+    cfg = model.config
+    shape = [int(d) for d in model.input_shape]
+    if not cfg.conv:
+        shape = [int(shape[-1])] if model.sequence else [int(np.prod(shape))]
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
+    carry = 1.0  # factor from a preceding SumPool2d, folded into the next layer's weights
+    for i, (layer, unit) in enumerate(zip(model.layers[:-1], model.neurons, strict=True)):
+        neuron = _check_neuron(unit, f"hidden layer {i}")
+        if isinstance(layer, PlasticConv2d):
+            out_shape = [layer.n_out, shape[1], shape[2]]
+            node, scale = _neuron_node(neuron, out_shape, dt)
+            w, b = _weights(layer, scale)
+            nodes[f"conv{i}"] = nir.Conv2d(
+                input_shape=(shape[1], shape[2]), weight=w * carry, stride=1,
+                padding=layer.padding, dilation=1, groups=1, bias=b)
+            nodes[f"lif{i}"] = node
+            size = np.array([2, 2])
+            if pooling == "sum":
+                nodes[f"pool{i}"] = nir.SumPool2d(kernel_size=size, stride=size,
+                                                  padding=np.array([0, 0]))
+                carry = 0.25
+            else:
+                nodes[f"pool{i}"] = nir.AvgPool2d(kernel_size=size, stride=size,
+                                                  padding=np.array([0, 0]))
+            shape = [layer.n_out, shape[1] // 2, shape[2] // 2]
+            if i == model.n_conv - 1:
+                nodes["flatten"] = nir.Flatten(input_type={"input": np.array(shape)},
+                                               start_dim=0, end_dim=-1)
+                shape = [int(np.prod(shape))]
+        else:
+            node, scale = _neuron_node(neuron, [layer.n_out], dt)
+            w, b = _weights(layer, scale)
+            nodes[f"fc{i}"] = nir.Affine(weight=w * carry, bias=b)
+            nodes[f"lif{i}"] = node
+            shape, carry = [layer.n_out], 1.0
+    last = model.layers[-1]
+    if cfg.readout == "spikes":
+        node, scale = _neuron_node(_check_neuron(model.output_neurons, "output neurons"),
+                                   [last.n_out], dt)
+    else:
+        node, scale = _readout_node(model.readout, last.n_out, dt)
+    w, b = _weights(last, scale)
+    nodes["fc_out"] = nir.Affine(weight=w * carry, bias=b)
+    nodes["readout"] = node
+    nodes["output"] = nir.Output(output_type=np.array([last.n_out]))
+    return nodes
+
+
+def export_nir(model: Network, path: str | Path, task: int | None = None, *,
+               dt: float = DEFAULT_DT, pooling: str = "avg") -> nir.NIRGraph:
+    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``; return the graph."""
+    graph = to_nir(model, task, dt=dt, pooling=pooling)
+    nir.write(str(path), graph)
+    return graph
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+def _chain(graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode]]:
+    """Nodes of a feed-forward chain from its Input to its Output, in order."""
+    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    if len(inputs) != 1:
+        raise NIRImportError(f"expected one Input node, found {len(inputs)}")
+    succ: dict[str, list[str]] = {k: [] for k in graph.nodes}
+    for a, b in graph.edges:
+        succ[a].append(b)
+    order, name, seen = [], inputs[0], set()
+    while True:
+        if name in seen:
+            raise NIRImportError(f"node {name!r} is reached twice: recurrent graphs are not "
+                                 "supported (neurosculpt networks are feed-forward)")
+        seen.add(name)
+        order.append((name, graph.nodes[name]))
+        if isinstance(graph.nodes[name], nir.Output):
+            break
+        nxt = succ[name]
+        if len(nxt) != 1:
+            raise NIRImportError(f"node {name!r} has {len(nxt)} successors: only feed-forward "
+                                 "chains (one path from Input to Output) can be imported")
+        name = nxt[0]
+    if len(order) != len(graph.nodes):
+        raise NIRImportError("graph has nodes outside the Input-to-Output chain")
+    return order
+
+
+def _uniform(values: np.ndarray, what: str, name: str) -> float:
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    if flat.size == 0 or not np.all(flat == flat[0]):
+        raise NIRImportError(f"{name}: {what} differs between neurons; neurosculpt populations "
+                             "share one value")
+    return float(flat[0])
+
+
+def _neuron_params(node: nir.NIRNode, name: str, dt: float) -> tuple[str, float, np.ndarray,
+                                                                    float, float]:
+    """(kind, beta, per-neuron input gain, threshold, reset) of a spiking NIR node."""
+    if isinstance(node, nir.LIF):
+        if np.any(np.asarray(node.v_leak) != 0):
+            raise NIRImportError(f"{name}: v_leak != 0 (a resting potential) is not expressible "
+                                 "by neurosculpt's LIF")
+        tau = _uniform(node.tau, "tau", name)
+        if tau < dt:
+            raise NIRImportError(f"{name}: tau={tau} < dt={dt}; forward Euler would be unstable")
+        gain = np.asarray(node.r, dtype=np.float64) * dt / tau
+        kind, beta = "lif", 1.0 - dt / tau
+    elif isinstance(node, nir.IF):
+        gain = np.asarray(node.r, dtype=np.float64) * dt
+        kind, beta = "if", 1.0
+    else:
+        raise NIRImportError(f"{name}: expected a LIF or IF node after a weight layer, found "
+                             f"{type(node).__name__}")
+    thr = _uniform(node.v_threshold, "v_threshold", name)
+    reset = _uniform(node.v_reset, "v_reset", name)
+    return kind, beta, gain, thr, reset
+
+
+def _layer_weights(node: nir.NIRNode, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(node, nir.Affine):
+        return np.asarray(node.weight, np.float64), np.asarray(node.bias, np.float64)
+    if isinstance(node, nir.Linear):
+        w = np.asarray(node.weight, np.float64)
+        return w, np.zeros(w.shape[0])
+    if isinstance(node, nir.Conv2d):
+        def pair(v: object) -> tuple[int, int]:
+            arr = np.broadcast_to(np.asarray(v), (2,))
+            return int(arr[0]), int(arr[1])
+
+        w = np.asarray(node.weight, np.float64)
+        if isinstance(node.padding, str) or pair(node.padding) != (1, 1) or \
+                pair(node.stride) != (1, 1) or pair(node.dilation) != (1, 1) or \
+                int(node.groups) != 1 or w.shape[2:] != (3, 3):
+            raise NIRImportError(f"{name}: neurosculpt convolutions are 3x3, stride 1, padding "
+                                 "1, no dilation or groups")
+        return w, np.asarray(node.bias, np.float64)
+    raise NIRImportError(f"{name}: expected Affine, Linear or Conv2d, found {type(node).__name__}")
+
+
+def _fold_gain(w: np.ndarray, b: np.ndarray, gain: np.ndarray, name: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Fold a per-neuron input gain into the weights (per output channel for convolutions)."""
+    rows = gain.reshape(w.shape[0], -1) if gain.size >= w.shape[0] else None
+    if rows is None or not np.all(rows == rows[:, :1]):
+        raise NIRImportError(f"{name}: input gain r*dt/tau must be uniform per output channel")
+    g = rows[:, 0]
+    return w * g.reshape(-1, *([1] * (w.ndim - 1))), b * g
+
+
+def _meta(graph: nir.NIRGraph, key: str) -> object:
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    value = meta.get(key)
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+WEIGHT_NODES = ("Affine", "Linear", "Conv2d")
+
+
+def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
+             steps: int | None = None, encoder: str | None = None) -> Network:
+    """Build a neurosculpt ``Network`` from a NIR graph (or a ``.nir`` file), ready to train on.
+
+    Accepts feed-forward chains ``[Conv2d -> LIF|IF -> AvgPool2d|SumPool2d]* [Flatten]
+    [Affine|Linear -> LIF|IF]* Affine|Linear [-> LI|I|LIF|IF] -> Output`` such as
+    :func:`to_nir` writes; a graph ending in a weight layer gets a readout that averages its
+    output over the steps (``readout_beta = 0``). ``dt``, ``steps`` and ``encoder`` default to
+    the graph metadata, else ``1e-4`` (snnTorch's convention), 10 and ``"direct"``. Synapses whose
+    weight is exactly zero become pruned synapses (``mask`` false); no task owns any synapse.
+    """
+    _require_nir()
+    if isinstance(graph, (str, Path)):
+        graph = nir.read(str(graph))
+    dt = float(dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT))
+    chain = _chain(graph)[1:-1]
+    weights: list[tuple[np.ndarray, np.ndarray]] = []
+    neurons: list[tuple[str, float, float, float]] = []
+    channels: list[int] = []
+    readout, readout_beta, carry, pos = "membrane", 0.0, 1.0, 0
+    while pos < len(chain):
+        name, node = chain[pos]
+        w, b = _layer_weights(node, name)
+        w, carry, pos = w * carry, 1.0, pos + 1
+        rest = chain[pos:]
+        if not any(type(n).__name__ in WEIGHT_NODES for _, n in rest):
+            if len(rest) > 1:
+                raise NIRImportError(f"after {name}: expected at most one readout node, found "
+                                     f"{[type(n).__name__ for _, n in rest]}")
+            if isinstance(node, nir.Conv2d):
+                raise NIRImportError(f"{name}: the last weight layer must be Affine or Linear")
+            if rest and isinstance(rest[0][1], (nir.LI, nir.I)):
+                gain, readout_beta = _readout_params(rest[0][1], rest[0][0], dt)
+                w, b = _fold_gain(w, b, gain, rest[0][0])
+            elif rest:
+                kind, beta, gain, thr, reset = _neuron_params(rest[0][1], rest[0][0], dt)
+                w, b = _fold_gain(w, b, gain, rest[0][0])
+                neurons.append((kind, beta, thr, reset))
+                readout = "spikes"
+            weights.append((w, b))
+            break
+        if pos >= len(chain):
+            raise NIRImportError(f"{name}: a hidden weight layer must feed a LIF or IF node")
+        kind, beta, gain, thr, reset = _neuron_params(chain[pos][1], chain[pos][0], dt)
+        weights.append(_fold_gain(w, b, gain, chain[pos][0]))
+        neurons.append((kind, beta, thr, reset))
+        pos += 1
+        if isinstance(node, nir.Conv2d):
+            channels.append(w.shape[0])
+            carry = _pool_factor(chain[pos][1] if pos < len(chain) else None, name)
+            pos += 1
+            if pos < len(chain) and isinstance(chain[pos][1], nir.Flatten):
+                pos += 1
+    return _build(graph, weights, neurons, channels, readout, readout_beta, steps, encoder)
+
+
+def _readout_params(node: nir.NIRNode, name: str, dt: float) -> tuple[np.ndarray, float]:
+    """Per-neuron input gain and decay of an LI (or I) readout."""
+    if isinstance(node, nir.I):
+        return np.asarray(node.r, np.float64) * dt, 1.0
+    if np.any(np.asarray(node.v_leak) != 0):
+        raise NIRImportError(f"{name}: v_leak != 0 (a resting potential) is not expressible")
+    tau = _uniform(node.tau, "tau", name)
+    return np.asarray(node.r, np.float64) * dt / tau, 1.0 - dt / tau
+
+
+def _pool_factor(pool: nir.NIRNode | None, name: str) -> float:
+    """Factor for the next layer's weights: 1 after average pooling, 4 after sum pooling (our
+    network averages, ``W' * sum == 4 W' * mean``)."""
+    ok = isinstance(pool, (nir.AvgPool2d, nir.SumPool2d)) and all(
+        np.all(np.asarray(v) == want) for v, want in
+        ((pool.kernel_size, 2), (pool.stride, 2), (pool.padding, 0)))
+    if not ok:
+        raise NIRImportError(f"after {name}: neurosculpt convolution blocks end with a 2x2 "
+                             "average (or sum) pooling of stride 2 and no padding")
+    return 4.0 if isinstance(pool, nir.SumPool2d) else 1.0
+
+
+def _short(value: float) -> float:
+    """The shortest decimal with the same float32 value (``0.8999999761...`` -> ``0.9``), so
+    configs read as written while the float32 buffers stay identical."""
+    return float(str(np.float32(value)))
+
+
+def _build(graph: nir.NIRGraph, weights: list[tuple[np.ndarray, np.ndarray]],
+           neurons: list[tuple[str, float, float, float]], channels: list[int], readout: str,
+           readout_beta: float, steps: int | None, encoder: str | None) -> Network:
+    """A ``Network`` with the parsed structure and weights (one neuron setting for all)."""
+    if not weights:
+        raise NIRImportError("graph has no weight layer")
+    if len({n[0] for n in neurons}) > 1:
+        raise NIRImportError("graph mixes LIF and IF populations; neurosculpt uses one kind")
+    for label, idx in (("tau (decay)", 1), ("v_threshold", 2)):
+        if len({n[idx] for n in neurons}) > 1:
+            raise NIRImportError(f"{label} differs between populations; neurosculpt uses one")
+    if any(n[3] != 0.0 for n in neurons):
+        raise NIRImportError("v_reset != 0 is not supported: neurosculpt resets to zero")
+    kind, beta, thr, _ = neurons[0] if neurons else ("lif", 0.9, 1.0, 0.0)
+    input_node = next(n for n in graph.nodes.values() if isinstance(n, nir.Input))
+    input_shape = tuple(int(d) for d in np.asarray(input_node.input_type["input"]).ravel())
+    meta_shape = _meta(graph, "input_shape")
+    if isinstance(meta_shape, str):
+        input_shape = tuple(json.loads(meta_shape))
+    enc = encoder or _meta(graph, "encoder") or "direct"
+    sequence = enc == "sequence"
+    defaults = ModelConfig()
+    config = ModelConfig(
+        kind="snn-conv" if channels else "snn-mlp",
+        hidden=tuple(w.shape[0] for w, _ in weights[len(channels):-1]),
+        channels=tuple(channels) if channels else defaults.channels,
+        steps=int(steps or _meta(graph, "time_steps") or defaults.steps),
+        encoder="direct" if sequence else str(enc), neuron=kind,
+        beta=_short(beta) if kind == "lif" else defaults.beta, threshold=_short(thr),
+        readout=readout, readout_beta=_short(readout_beta),
+    )
+    model = Network(config, input_shape, weights[-1][0].shape[0], sequence=sequence)
+    with torch.no_grad():
+        for layer, (w, b) in zip(model.layers, weights, strict=True):
+            if tuple(layer.weight.shape) != w.shape:
+                raise NIRImportError(f"weight shape {w.shape} does not fit input shape "
+                                     f"{input_shape}: expected {tuple(layer.weight.shape)}")
+            layer.weight.copy_(torch.from_numpy(w).float())
+            layer.bias.copy_(torch.from_numpy(b).float())
+            layer.mask.copy_(layer.weight != 0)
+    return model
+
+
+def read_nir(path: str | Path, **kwargs: object) -> Network:
+    """``from_nir`` of a ``.nir`` file."""
+    return from_nir(Path(path), **kwargs)
+
+
+def describe(graph: nir.NIRGraph) -> list[str]:
+    """One line per node (name, type, shape) and the metadata, for CLI summaries."""
+    lines = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)):
+            detail = f"weight {tuple(np.asarray(node.weight).shape)}"
+        elif isinstance(node, (nir.LIF, nir.LI)):
+            tau = np.asarray(node.tau).ravel()
+            detail = f"{np.asarray(node.r).size} neurons, tau {tau[0]:.4g}"
+        elif isinstance(node, (nir.IF, nir.I)):
+            detail = f"{np.asarray(node.r).size} neurons"
+        elif isinstance(node, (nir.Input, nir.Output)):
+            shape = (node.input_type if isinstance(node, nir.Input) else node.output_type)
+            detail = f"shape {tuple(int(d) for d in np.asarray(next(iter(shape.values()))))}"
+        else:
+            detail = ""
+        lines.append(f"  {name:<10} {type(node).__name__:<10} {detail}")
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    for key in ("dt", "time_steps", "encoder", "readout", "task"):
+        if key in meta:
+            lines.append(f"  {key}: {_meta(graph, key)}")
+    return lines

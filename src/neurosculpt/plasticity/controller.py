@@ -1,0 +1,385 @@
+"""Unit-level structural operations and the neuroplasticity controller.
+
+Operations (shared by the baseline strategies ``cbp``, ``redo``, ``dropin`` and the controller):
+
+- :func:`reinit_units`: fresh incoming weights, zero bias, zero outgoing weights, optimizer state
+  of those entries reset (Dohare et al. 2024; Sokar et al. 2023);
+- :func:`grow_units`: append units the same way (so the network function is unchanged);
+- :func:`remove_units`: apoptosis, the layer really shrinks (``Network.keep_neurons``);
+- :func:`renew`: continual backprop's selection of mature, lowest-utility units at rate rho.
+
+Every operation touches only units no task owns (:func:`~neurosculpt.plasticity.signals.free_units`)
+so consolidated subnetworks (PackNet, the development cycle) are never changed.
+
+:class:`Controller` decides from the signals of :mod:`neurosculpt.plasticity.signals` when to
+renew, reinitialise, grow or prune, within a per-layer neuron budget, and logs every decision
+with the signal values that triggered it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..models import Network
+from .signals import (
+    Monitor,
+    dormant_scores,
+    effective_rank,
+    free_units,
+    log_decision,
+    next_inputs,
+    unit_columns,
+)
+
+ACTIONS = ("renew", "reinit", "grow", "prune")
+
+
+# --- structural operations ---------------------------------------------------------------------
+
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor, dim: int,
+                          index: Tensor) -> None:
+    """Zero the per-element optimizer state (Adam's ``exp_avg``/``exp_avg_sq``, SGD momentum) of
+    ``param``'s entries ``index`` along ``dim``.
+
+    Deviation from Dohare et al.'s AdamGnT: PyTorch's Adam keeps one step count per parameter,
+    not per element, so the reset entries get no fresh bias correction; their first updates are
+    larger than lr (up to a few times) until the moments refill.
+    """
+    if optimizer is None or len(index) == 0:
+        return
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    for value in state.values():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            value.index_fill_(dim, index, 0)
+
+
+def _fresh_units(model: Network, layer: int, units: Tensor) -> None:
+    """Fresh incoming weights (the model's own init), zero bias, zero outgoing weights."""
+    cur, nxt = model.layers[layer], model.layers[layer + 1]
+    cur.reset_weights(rows=units)
+    with torch.no_grad():
+        cur.weight[units] *= cur.mask[units]
+        cur.bias[units] = 0.0
+        nxt.weight[:, next_inputs(model, layer, units)] = 0.0
+
+
+@torch.no_grad()
+def _absorb_mean_output(model: Network, layer: int, units: Tensor, mean_act: Tensor) -> None:
+    """Add the mean contribution of ``units`` to the next layer's bias before they disappear, so
+    its output is unchanged on average (Dohare et al.'s bias correction; for a convolution the
+    kernel sum, exact away from the padded border)."""
+    nxt = model.layers[layer + 1]
+    cols = unit_columns(model, layer, nxt.effective_weight())[units]
+    if model.layers[layer + 1].weight.dim() == 4:
+        cols = cols.view(len(units), nxt.n_out, -1).sum(2)
+    else:
+        cols = cols.view(len(units), -1, nxt.n_out).sum(1)
+    nxt.bias += (cols * mean_act[units, None]).sum(0)
+
+
+def reinit_units(model: Network, layer: int, units: Tensor,
+                 optimizer: torch.optim.Optimizer | None,
+                 mean_act: Tensor | None = None) -> None:
+    """Reinitialise ``units`` of hidden layer ``layer`` (Dohare et al. 2024; Sokar et al. 2023).
+
+    Incoming weights are drawn again from the initial distribution (pruned synapses stay zero),
+    the bias is zeroed, outgoing weights are zeroed so the network's function does not jump,
+    and the optimizer state of all those entries is reset. With ``mean_act`` (the units' mean
+    activity) their mean contribution first moves into the next layer's bias.
+    """
+    units = torch.as_tensor(units, dtype=torch.long)
+    if len(units) == 0:
+        return
+    if mean_act is not None:
+        _absorb_mean_output(model, layer, units, mean_act)
+    _fresh_units(model, layer, units)
+    cur, nxt = model.layers[layer], model.layers[layer + 1]
+    reset_optimizer_state(optimizer, cur.weight, 0, units)
+    reset_optimizer_state(optimizer, cur.bias, 0, units)
+    reset_optimizer_state(optimizer, nxt.weight, 1, next_inputs(model, layer, units))
+
+
+def grow_units(model: Network, layer: int, n: int,
+               optimizer: torch.optim.Optimizer | None) -> Tensor:
+    """Append ``n`` fresh units to hidden layer ``layer`` (zero outgoing weights: the network's
+    output is unchanged until they learn); Adam state of every old entry is kept."""
+    new = model.grow_neurons(layer, n, optimizer)
+    _fresh_units(model, layer, new)
+    return new
+
+
+def remove_units(model: Network, layer: int, units: Tensor,
+                 optimizer: torch.optim.Optimizer | None,
+                 mean_act: Tensor | None = None) -> Tensor:
+    """Apoptosis: delete ``units`` from hidden layer ``layer``; return the kept indices."""
+    units = torch.as_tensor(units, dtype=torch.long)
+    n = model.layers[layer].n_out
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[units] = False
+    if mean_act is not None and len(units):
+        _absorb_mean_output(model, layer, units, mean_act)
+    kept = torch.nonzero(keep).flatten()
+    model.keep_neurons(layer, kept, optimizer)
+    return kept
+
+
+def renew(monitor: Monitor, model: Network, layer: int, rate: float, maturity: int,
+          carry: float) -> tuple[Tensor, float]:
+    """Continual backprop's selection (Dohare et al. 2024, Alg. 1): ``rate`` times the number of
+    eligible units (mature, free) accumulate in ``carry``; its integer part of the
+    lowest-utility eligible units is returned with the new carry."""
+    stats = monitor.stats
+    eligible = (stats.age(layer) > maturity) & free_units(model, layer)
+    n_eligible = int(eligible.sum())
+    if n_eligible == 0 or rate <= 0:
+        return torch.empty(0, dtype=torch.long), carry
+    carry += rate * n_eligible
+    k = min(int(carry), n_eligible)
+    carry -= int(carry)
+    if k == 0:
+        return torch.empty(0, dtype=torch.long), carry
+    idx = torch.nonzero(eligible).flatten()
+    lowest = torch.topk(-stats.utility(layer)[idx], k).indices
+    return idx[lowest].sort().values, carry
+
+
+def apply_reinit(monitor: Monitor, model: Network, layer: int, units: Tensor,
+                 optimizer: torch.optim.Optimizer | None, bias_correction: bool = True) -> None:
+    """:func:`reinit_units` plus resetting the units' running statistics."""
+    mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
+    reinit_units(model, layer, units, optimizer, mean_act)
+    monitor.stats.reset(layer, units)
+
+
+def apply_grow(monitor: Monitor, model: Network, layer: int, n: int,
+               optimizer: torch.optim.Optimizer | None) -> Tensor:
+    monitor.stats.sync(model)
+    new = grow_units(model, layer, n, optimizer)
+    monitor.stats.sync(model)
+    return new
+
+
+def apply_remove(monitor: Monitor, model: Network, layer: int, units: Tensor,
+                 optimizer: torch.optim.Optimizer | None, bias_correction: bool = True) -> None:
+    mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
+    kept = remove_units(model, layer, units, optimizer, mean_act)
+    monitor.stats.keep(layer, kept)
+
+
+def budgets(max_neurons: int | float | list | tuple | None, widths: list[int]) -> list[int]:
+    """Per-layer budget: an int for every layer, a list per layer, or a float factor of the
+    initial widths (``None``: 1.5 times the initial width)."""
+    if max_neurons is None:
+        max_neurons = 1.5
+    if isinstance(max_neurons, (list, tuple)):
+        if len(max_neurons) != len(widths):
+            raise ValueError(f"max_neurons has {len(max_neurons)} entries for {len(widths)} "
+                             "hidden layers")
+        return [int(m) for m in max_neurons]
+    if isinstance(max_neurons, float):
+        return [int(math.ceil(max_neurons * w)) for w in widths]
+    return [int(max_neurons)] * len(widths)
+
+
+def parse_actions(actions: str | list | tuple | None) -> list[str]:
+    if actions is None:
+        return []
+    if isinstance(actions, str):
+        actions = [a for a in actions.replace("+", ",").split(",") if a]
+    unknown = sorted(set(actions) - set(ACTIONS) - {"none"})
+    if unknown:
+        raise ValueError(f"unknown action(s) {unknown}; valid: {', '.join(ACTIONS)}, none")
+    return [a for a in ACTIONS if a in actions]
+
+
+# --- the controller ----------------------------------------------------------------------------
+
+
+class Controller(nn.Module):
+    """Signal-driven neuroplasticity within a neuron budget (the ``neuroplastic`` strategy).
+
+    Rules, per hidden layer, each an action that can be switched off (``actions``):
+
+    - ``renew``, every step: continual backprop's renewal of mature, lowest-utility units at rate
+      ``replacement_rate`` (Dohare et al. 2024), which keeps a supply of fresh units;
+    - ``reinit``, every ``check_every`` steps: ReDo (Sokar et al. 2023) on the running averages:
+      mature units whose dormancy score is ``<= tau`` are reinitialised at once;
+    - ``grow``, every ``check_every`` steps: when the loss is on a plateau, the task is not yet
+      learned (running batch accuracy below ``solved``), and a layer has fewer than ``dormant_max``
+      of its units dormant (it is using its capacity, recycling will not help), add ``grow`` units
+      to it, up to the budget (dropin; Li, Milling & Schuller 2025);
+    - ``prune``, at the end of a task and whenever a layer is above its budget: apoptosis of
+      mature free units that were active on fewer than 1% of inputs or whose utility is below
+      ``prune_utility`` times the layer mean, never below ``min_neurons``; above the budget, the
+      lowest-utility free units go.
+
+    The budget is ``max_neurons`` (see :func:`budgets`); the controller never grows a layer above
+    it. The layer sizes may also be changed by another strategy (the development cycle); the
+    running statistics follow (see :class:`~neurosculpt.plasticity.signals.UnitStats`).
+    """
+
+    def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
+                 replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
+                 check_every: int = 100, grow: int = 8, dormant_max: float = 0.05,
+                 solved: float = 0.99, prune_utility: float = 0.01,
+                 actions: str | list | None = ("renew", "reinit", "grow", "prune"),
+                 decay: float = 0.99, log_every: int = 500, probe: int = 256,
+                 plateau_window: int = 100, plateau_tol: float = 0.01,
+                 plateau_patience: int = 3) -> None:
+        super().__init__()
+        self.max_neurons = max_neurons
+        self.min_neurons = min_neurons
+        self.replacement_rate = replacement_rate
+        self.maturity = maturity
+        self.tau = tau
+        self.check_every = check_every
+        self.grow_n = grow
+        self.dormant_max = dormant_max
+        self.solved = solved
+        self.prune_utility = prune_utility
+        self.actions = parse_actions(actions)
+        self.monitor = Monitor("neuroplastic", tau=tau, decay=decay, log_every=log_every,
+                               probe=probe, plateau_window=plateau_window,
+                               plateau_tol=plateau_tol, plateau_patience=plateau_patience)
+        self.budget: list[int] = []
+        self.carry: list[float] = []
+        self.renewed: list[int] = []
+        self.accuracy = 0.0
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def before_task(self, ctx) -> None:
+        model = ctx.model
+        widths = model.hidden_sizes()
+        if not self.budget:
+            self.budget = budgets(self.max_neurons, widths)
+        self.carry = (self.carry + [0.0] * len(widths))[: len(widths)]
+        self.renewed = [0] * len(widths)
+        self.accuracy = 0.0
+        self.monitor.budget = list(self.budget)
+        self.monitor.before_task(ctx)
+        self._enforce_budget(ctx)
+
+    def after_backward(self, ctx) -> None:
+        self.monitor.after_backward(ctx)
+
+    def after_step(self, ctx) -> None:
+        monitor, model = self.monitor, ctx.model
+        monitor.after_step(ctx)
+        correct = float((ctx.logits.detach().argmax(1) == ctx.y).float().mean())
+        self.accuracy = 0.99 * self.accuracy + 0.01 * correct
+        if "renew" in self.actions:
+            for i in range(len(model.hidden_sizes())):
+                units, self.carry[i] = renew(monitor, model, i, self.replacement_rate,
+                                             self.maturity, self.carry[i])
+                if len(units):
+                    apply_reinit(monitor, model, i, units, ctx.optimizer)
+                    self.renewed[i] += len(units)
+        if self.check_every and (ctx.step + 1) % self.check_every == 0:
+            self._check(ctx)
+
+    def after_task(self, ctx) -> None:
+        if "prune" in self.actions:
+            self._apoptosis(ctx)
+        self._enforce_budget(ctx)
+        self.monitor.after_task(ctx)
+
+    # --- decisions ------------------------------------------------------------------------------
+    def _check(self, ctx) -> None:
+        monitor, model = self.monitor, ctx.model
+        stats = monitor.stats
+        plateau = monitor.plateau.plateau
+        grew = False
+        for i in range(len(model.hidden_sizes())):
+            n = model.layers[i].n_out
+            if self.renewed[i]:
+                log_decision(ctx, "renew", i, self.renewed[i], {
+                    "replacement_rate": self.replacement_rate,
+                    "utility_mean": float(stats.utility(i).mean()),
+                    "window_steps": self.check_every})
+                self.renewed[i] = 0
+            scores = dormant_scores(stats.mean_activity(i))
+            mature = (stats.age(i) > self.maturity) & free_units(model, i)
+            dormant = (scores <= self.tau) & mature
+            dormant_frac = float((scores <= self.tau).float().mean())
+            if "reinit" in self.actions and bool(dormant.any()):
+                units = torch.nonzero(dormant).flatten()
+                apply_reinit(monitor, model, i, units, ctx.optimizer)
+                log_decision(ctx, "reinit", i, len(units), {
+                    "dormant_fraction": dormant_frac, "tau": self.tau,
+                    "max_score": float(scores[units].max())})
+            room = self.budget[i] - n
+            if ("grow" in self.actions and plateau and room > 0
+                    and self.accuracy < self.solved and dormant_frac <= self.dormant_max):
+                k = min(self.grow_n, room)
+                why = {"plateau": True, "loss_window": monitor.plateau.last,
+                       "best_window": monitor.plateau.best, "batch_accuracy": self.accuracy,
+                       "dormant_fraction": dormant_frac, "neurons": n, "budget": self.budget[i]}
+                why["erank_fraction"] = self._erank_fraction(ctx, i)
+                apply_grow(monitor, model, i, k, ctx.optimizer)
+                log_decision(ctx, "grow", i, k, why)
+                grew = True
+        if grew:
+            monitor.plateau.reset()
+
+    def _erank_fraction(self, ctx, i: int) -> float:
+        x = self.monitor.probe(ctx)
+        if x is None or i >= len(x):
+            return math.nan
+        return effective_rank(x[i]) / x[i].shape[1]
+
+    def _apoptosis(self, ctx) -> None:
+        monitor, model = self.monitor, ctx.model
+        stats = monitor.stats
+        stats.sync(model)
+        for i in range(len(model.hidden_sizes())):
+            n = model.layers[i].n_out
+            util = stats.utility(i)
+            active = stats.active_fraction(i)
+            mature = (stats.age(i) > self.maturity) & free_units(model, i)
+            mean_util = float(util.mean())
+            useless = mature & ((active < 0.01) | (util < self.prune_utility * mean_util))
+            k = min(int(useless.sum()), max(n - self.min_neurons, 0))
+            if k == 0:
+                continue
+            idx = torch.nonzero(useless).flatten()
+            units = idx[torch.topk(-util[idx], k).indices].sort().values
+            why = {"dead_fraction": float((active < 0.01).float().mean()),
+                   "low_utility_fraction": float((util < self.prune_utility * mean_util)
+                                                 .float().mean()),
+                   "utility_mean": mean_util, "neurons": n}
+            apply_remove(monitor, model, i, units, ctx.optimizer)
+            log_decision(ctx, "prune", i, k, why)
+
+    def _enforce_budget(self, ctx) -> None:
+        monitor, model = self.monitor, ctx.model
+        monitor.stats.sync(model)
+        for i in range(len(model.hidden_sizes())):
+            n = model.layers[i].n_out
+            excess = n - self.budget[i]
+            if excess <= 0:
+                continue
+            free = torch.nonzero(free_units(model, i)).flatten()
+            k = min(excess, len(free))
+            if k:
+                util = monitor.stats.utility(i)[free]
+                units = free[torch.topk(-util, k).indices].sort().values
+                apply_remove(monitor, model, i, units, ctx.optimizer)
+            log_decision(ctx, "prune", i, k, {"over_budget": excess, "neurons": n,
+                                              "budget": self.budget[i],
+                                              "free_units": len(free)})
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def get_extra_state(self) -> dict:
+        return {"budget": self.budget, "carry": self.carry, "accuracy": self.accuracy}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.budget = [int(b) for b in state["budget"]]
+        self.carry = [float(c) for c in state["carry"]]
+        self.accuracy = float(state["accuracy"])
+

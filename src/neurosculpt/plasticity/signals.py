@@ -1,0 +1,452 @@
+"""Learning signals of each hidden layer: how much plasticity the network has left.
+
+Two kinds of measurement, both taken from the hidden populations' outputs that the model keeps
+when ``model.record_activity`` is on (``model.activity``: one ``[T, B, ...]`` tensor per hidden
+layer, spikes or ReLU activations):
+
+- running per-unit statistics updated after every optimizer step from the current batch
+  (:class:`UnitStats`, a few vector operations per layer): mean activity, the fraction of
+  inputs a unit responds to, the contribution utility of Dohare et al. (2024, Nature, Eq. 1), the
+  unit's age, and every layer's gradient norm;
+- periodic snapshots (:func:`layer_signals`) on a fixed probe batch of the current task: the
+  tau-dormant fraction of Sokar et al. (2023), units active on fewer than 1% of inputs, the
+  effective rank of the representation (Roy & Vetterli 2007) and the srank of Kumar et al.,
+  mean weight magnitude, spare capacity and, for spiking layers, firing rates and silent neurons.
+
+A loss-plateau detector (:class:`PlateauDetector`) watches the training loss. :class:`Monitor`
+ties the three together for a strategy and writes snapshots into
+``ctx.record["plasticity"]["signals"]``.
+
+A unit is an output neuron of a hidden plastic layer (a channel for convolutions, whose activity
+is averaged over space).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import FREE
+from ..models import Network
+
+
+def unit_activity(h: Tensor) -> Tensor:
+    """Per-sample mean |activity| of every unit: ``[T, B, N]`` or ``[T, B, C, H, W]`` -> ``[B, N]``.
+
+    For spikes this is each neuron's firing rate on each sample; for ReLU units (``T = 1``) the
+    activation itself. Convolutional channels are averaged over space.
+    """
+    a = h.detach().abs()
+    if a.dim() > 3:
+        a = a.flatten(3).mean(3)
+    return a.mean(0)
+
+
+def effective_rank(features: Tensor) -> float:
+    """Roy & Vetterli (2007): ``exp(H(p))`` with ``p_k = sigma_k / sum(sigma)`` the normalised
+    singular values of the ``[samples, units]`` representation (as used by Dohare et al. 2024)."""
+    s = torch.linalg.svdvals(features.double())
+    total = s.sum()
+    if not total > 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def srank(features: Tensor, delta: float = 0.01) -> int:
+    """Kumar et al. (2021, 2023): the smallest ``k`` whose top-``k`` singular values hold
+    ``1 - delta`` of their sum."""
+    s = torch.linalg.svdvals(features.double())
+    total = s.sum()
+    if not total > 0:
+        return 0
+    cum = torch.cumsum(s, 0) / total
+    return int(torch.searchsorted(cum, torch.tensor(1.0 - delta, dtype=cum.dtype)).item()) + 1
+
+
+def dormant_scores(mean_activity: Tensor) -> Tensor:
+    """Sokar et al. (2023), Eq. 1: ``s_i = E|h_i| / mean_k E|h_k|``; a unit is tau-dormant when
+    ``s_i <= tau``. A layer with no activity at all scores zero everywhere."""
+    mean = mean_activity.mean()
+    if not mean > 0:
+        return torch.zeros_like(mean_activity)
+    return mean_activity / mean
+
+
+def unit_columns(model: Network, layer: int, t: Tensor) -> Tensor:
+    """Rearrange a tensor shaped like the next layer's weight to ``[units of layer, ...]``.
+
+    Row ``j`` holds everything of the next layer that reads unit ``j`` (for a convolution
+    flattened into a linear layer, all ``H * W`` positions of channel ``j``).
+    """
+    cols = t.transpose(0, 1).flatten(1)
+    if layer == model.n_conv - 1 and model.flatten_factor > 1:
+        cols = cols.reshape(-1, model.flatten_factor * cols.shape[1])
+    return cols
+
+
+def next_inputs(model: Network, layer: int, units: Tensor) -> Tensor:
+    """Input indices of layer ``layer + 1`` fed by ``units`` of ``layer``."""
+    if layer == model.n_conv - 1 and model.flatten_factor > 1:
+        f = model.flatten_factor
+        return (units[:, None] * f + torch.arange(f)).flatten()
+    return units
+
+
+def outgoing_weight(model: Network, layer: int) -> Tensor:
+    """Sum of |outgoing weights| of every unit of hidden layer ``layer`` (live synapses)."""
+    nxt = model.layers[layer + 1]
+    return unit_columns(model, layer, nxt.effective_weight().detach().abs()).sum(1)
+
+
+def free_units(model: Network, layer: int) -> Tensor:
+    """Units no task owns: none of their incoming, bias or outgoing synapses is consolidated.
+
+    Only these may be reinitialised or removed without changing an earlier task's subnetwork.
+    """
+    cur, nxt = model.layers[layer], model.layers[layer + 1]
+    owned_in = ((cur.owner != FREE) | cur.frozen).flatten(1).any(1)
+    owned_in |= (cur.bias_owner != FREE) | cur.bias_frozen
+    owned_out = unit_columns(model, layer, (nxt.owner != FREE) | nxt.frozen).any(1)
+    return ~(owned_in | owned_out)
+
+
+class UnitStats(nn.Module):
+    """Running per-unit statistics of every hidden layer (exponential moving averages).
+
+    Per layer ``i`` the buffers ``act{i}`` (mean |activity|), ``active{i}`` (fraction of samples on
+    which the unit was active), ``util{i}`` (contribution utility, Dohare et al. 2024 Eq. 1:
+    ``u <- eta u + (1 - eta) |h| sum_k |w_ki|``) and ``age{i}`` (updates since the unit was
+    created or reinitialised); ``grad`` holds every plastic layer's gradient norm.
+
+    Averages are read bias-corrected like Adam's moments, ``x / (1 - eta^age)``, as in Dohare et
+    al.'s implementation. When another strategy resizes a layer, appended units start fresh; a
+    layer that shrank without going through :meth:`keep` starts over (its unit order is unknown).
+    """
+
+    def __init__(self, decay: float = 0.99) -> None:
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+
+    def _get(self, name: str, i: int) -> Tensor:
+        return self._buffers[f"{name}{i}"]
+
+    def _set(self, name: str, i: int, value: Tensor) -> None:
+        key = f"{name}{i}"
+        if key in self._buffers:
+            self._buffers[key] = value
+        else:
+            self.register_buffer(key, value)
+
+    def sync(self, model: Network) -> None:
+        """Match the buffers to the model's current layer sizes."""
+        for i, n in enumerate(model.hidden_sizes()):
+            have = self._buffers.get(f"age{i}")
+            if have is not None and len(have) == n:
+                continue
+            if have is not None and len(have) < n:
+                self.grow(i, n - len(have))
+                continue
+            for name in ("act", "active", "util"):
+                self._set(name, i, torch.zeros(n))
+            self._set("age", i, torch.zeros(n, dtype=torch.long))
+        n_layers = len(model.layers)
+        if "grad" not in self._buffers or len(self._buffers["grad"]) != n_layers:
+            self._set_grad(torch.zeros(n_layers))
+
+    def _set_grad(self, value: Tensor) -> None:
+        if "grad" in self._buffers:
+            self._buffers["grad"] = value
+        else:
+            self.register_buffer("grad", value)
+
+    @torch.no_grad()
+    def update(self, model: Network, activity: list[Tensor]) -> None:
+        """Fold one batch of hidden activity into the running averages."""
+        self.sync(model)
+        d = self.decay
+        for i, h in enumerate(activity[: len(model.hidden_sizes())]):
+            a = unit_activity(h)
+            if a.shape[1] != len(self._get("age", i)):
+                continue
+            act = a.mean(0)
+            self._get("act", i).mul_(d).add_(act, alpha=1 - d)
+            self._get("active", i).mul_(d).add_((a > 0).float().mean(0), alpha=1 - d)
+            self._get("util", i).mul_(d).add_(act * outgoing_weight(model, i), alpha=1 - d)
+            self._get("age", i).add_(1)
+
+    @torch.no_grad()
+    def update_gradients(self, model: Network) -> None:
+        """Fold the current gradient norm of every plastic layer into its running average."""
+        norms = []
+        for layer in model.layers:
+            sq = sum(float(p.grad.pow(2).sum()) for p in (layer.weight, layer.bias)
+                     if p.grad is not None)
+            norms.append(math.sqrt(sq))
+        if "grad" not in self._buffers or len(self._buffers["grad"]) != len(norms):
+            self._set_grad(torch.tensor(norms))
+            return
+        self._buffers["grad"].mul_(self.decay).add_(torch.tensor(norms), alpha=1 - self.decay)
+
+    def corrected(self, name: str, i: int) -> Tensor:
+        """Bias-corrected running average ``x / (1 - decay^age)`` (zero for age 0)."""
+        age = self._get("age", i).double()
+        correction = 1.0 - torch.pow(torch.tensor(self.decay, dtype=torch.float64), age)
+        value = self._get(name, i).double() / correction.clamp_min(1e-12)
+        return torch.where(age > 0, value, torch.zeros_like(value)).float()
+
+    def utility(self, i: int) -> Tensor:
+        return self.corrected("util", i)
+
+    def mean_activity(self, i: int) -> Tensor:
+        return self.corrected("act", i)
+
+    def active_fraction(self, i: int) -> Tensor:
+        return self.corrected("active", i)
+
+    def age(self, i: int) -> Tensor:
+        return self._get("age", i)
+
+    def gradient_norm(self, i: int) -> float:
+        grad = self._buffers.get("grad")
+        return float(grad[i]) if grad is not None and i < len(grad) else 0.0
+
+    def reset(self, i: int, units: Tensor) -> None:
+        """Forget the history of reinitialised ``units`` of layer ``i``."""
+        for name in ("act", "active", "util", "age"):
+            self._get(name, i)[units] = 0
+
+    def keep(self, i: int, keep: Tensor) -> None:
+        """Follow a compaction of layer ``i`` to units ``keep`` (sorted)."""
+        for name in ("act", "active", "util", "age"):
+            self._set(name, i, self._get(name, i)[keep].clone())
+
+    def grow(self, i: int, n: int) -> None:
+        """Follow ``n`` units appended to layer ``i``."""
+        for name in ("act", "active", "util", "age"):
+            old = self._get(name, i)
+            self._set(name, i, torch.cat([old, torch.zeros(n, dtype=old.dtype)]))
+
+
+class PlateauDetector:
+    """Flags a loss plateau: the mean loss of the last ``patience`` windows of ``window`` steps
+    has not improved on the best earlier window by a relative ``tol``.
+
+    A simple windowed form of the "reduce on plateau" rule; reset at every task start and after
+    every structural change the controller makes (the loss needs time to react).
+    """
+
+    def __init__(self, window: int = 100, tol: float = 0.01, patience: int = 3) -> None:
+        if window < 1 or patience < 1:
+            raise ValueError("window and patience must be >= 1")
+        self.window, self.tol, self.patience = window, tol, patience
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+        self.best = math.inf
+        self.stale = 0
+        self.last = math.nan
+
+    def update(self, loss: float) -> bool:
+        """Add one step's loss; return whether the loss is on a plateau now."""
+        self.total += loss
+        self.count += 1
+        if self.count < self.window:
+            return self.plateau
+        self.last = self.total / self.count
+        self.total, self.count = 0.0, 0
+        if self.last < self.best * (1.0 - self.tol):
+            self.best, self.stale = self.last, 0
+        else:
+            self.stale += 1
+        return self.plateau
+
+    @property
+    def plateau(self) -> bool:
+        return self.stale >= self.patience
+
+    def state(self) -> dict:
+        return {"total": self.total, "count": self.count, "best": _finite(self.best),
+                "stale": self.stale, "last": _finite(self.last)}
+
+    def load(self, state: dict) -> None:
+        self.total, self.count = float(state["total"]), int(state["count"])
+        self.best = math.inf if state["best"] is None else float(state["best"])
+        self.stale = int(state["stale"])
+        self.last = math.nan if state["last"] is None else float(state["last"])
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _round(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
+
+
+def probe_inputs(split, n: int) -> Tensor:
+    """``n`` evenly spaced inputs of a split (no random numbers used): the probe batch."""
+    size = len(split)
+    idx = torch.linspace(0, size - 1, min(n, size)).round().long()
+    return split.get(idx)[0]
+
+
+@torch.no_grad()
+def probe_activity(model: Network, x: Tensor) -> list[Tensor]:
+    """Hidden activity on ``x`` (``[B, N]`` per layer, see :func:`unit_activity`)."""
+    was = model.record_activity
+    model.record_activity = True
+    model(x)
+    activity = [unit_activity(h) for h in model.activity]
+    model.record_activity = was
+    return activity
+
+
+def layer_signals(model: Network, stats: UnitStats, probe: list[Tensor] | None, tau: float,
+                  budget: list[int | None] | None = None) -> list[dict]:
+    """One snapshot of every layer's signals (JSON-friendly, 4 significant digits).
+
+    ``probe``: hidden activity on the probe batch (from :func:`probe_activity`); without it the
+    dormant fractions come from the running averages and the ranks are left out.
+    """
+    spiking = model.config.spiking
+    out = []
+    n_hidden = len(model.hidden_sizes())
+    for i, layer in enumerate(model.layers):
+        live = layer.mask
+        weight = layer.weight.detach().abs()[live]
+        row: dict = {
+            "layer": i,
+            "neurons": layer.n_out,
+            "weight_mag": _round(float(weight.mean()) if weight.numel() else 0.0),
+            "grad_norm": _round(stats.gradient_norm(i)),
+            "free_synapses": int((live & (layer.owner == FREE)).sum()),
+            "closed_synapses": int((~live & (layer.owner == FREE)).sum()),
+        }
+        if i < n_hidden:
+            row.update(_hidden_signals(model, stats, i, probe, tau, spiking))
+            limit = budget[i] if budget is not None else None
+            row["budget"] = limit
+            row["free_neurons"] = None if limit is None else max(limit - layer.n_out, 0)
+        out.append(row)
+    return out
+
+
+def _hidden_signals(model: Network, stats: UnitStats, i: int, probe: list[Tensor] | None,
+                    tau: float, spiking: bool) -> dict:
+    util = stats.utility(i) if f"age{i}" in stats._buffers else None
+    row: dict = {"free_units": int(free_units(model, i).sum())}
+    if util is not None and len(util) == model.layers[i].n_out:
+        row["utility_mean"] = _round(float(util.mean()))
+        row["utility_min"] = _round(float(util.min()))
+    if probe is not None and i < len(probe) and probe[i].shape[1] == model.layers[i].n_out:
+        a = probe[i]
+        mean = a.mean(0)
+        active = (a > 0).float().mean(0)
+        row["dormant"] = _round(float((dormant_scores(mean) <= tau).float().mean()))
+        row["dead"] = _round(float((active < 0.01).float().mean()))
+        row["erank"] = _round(effective_rank(a))
+        row["srank"] = srank(a)
+        if spiking:
+            row["firing_rate"] = _round(float(mean.mean()))
+            row["silent"] = _round(float((a.sum(0) == 0).float().mean()))
+    elif util is not None and len(util) == model.layers[i].n_out:
+        mean = stats.mean_activity(i)
+        row["dormant"] = _round(float((dormant_scores(mean) <= tau).float().mean()))
+        row["dead"] = _round(float((stats.active_fraction(i) < 0.01).float().mean()))
+    return row
+
+
+class Monitor(nn.Module):
+    """The signals a strategy keeps: running statistics, the plateau detector and snapshots.
+
+    A strategy calls :meth:`before_task`, :meth:`after_backward`, :meth:`after_step` and
+    :meth:`after_task` from its hooks. Snapshots go into ``ctx.record["plasticity"]["signals"]``
+    every ``log_every`` steps (0: only at the end of each task) and cost one forward pass over
+    ``probe`` inputs and one SVD per layer.
+    """
+
+    def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 500,
+                 probe: int = 256, grad_every: int = 10, plateau_window: int = 100,
+                 plateau_tol: float = 0.01, plateau_patience: int = 3) -> None:
+        super().__init__()
+        self.source = source
+        self.tau = tau
+        self.log_every = log_every
+        self.probe_size = probe
+        self.grad_every = grad_every
+        self.stats = UnitStats(decay)
+        self.plateau = PlateauDetector(plateau_window, plateau_tol, plateau_patience)
+        self.budget: list[int | None] | None = None
+        self._probe_x: Tensor | None = None
+
+    def before_task(self, ctx) -> None:
+        ctx.model.record_activity = True
+        self.stats.sync(ctx.model)
+        self.plateau.reset()
+        self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
+
+    def after_backward(self, ctx) -> None:
+        if self.grad_every and ctx.step % self.grad_every == 0:
+            self.stats.update_gradients(ctx.model)
+
+    def after_step(self, ctx) -> None:
+        """Update the running averages from this batch; log a snapshot when one is due."""
+        if ctx.model.activity:
+            self.stats.update(ctx.model, ctx.model.activity)
+        self.plateau.update(float(ctx.loss.detach()))
+        if self.log_every and (ctx.step + 1) % self.log_every == 0:
+            self.snapshot(ctx)
+
+    def after_task(self, ctx) -> None:
+        self.snapshot(ctx, end=True)
+
+    def probe(self, ctx) -> list[Tensor] | None:
+        if self._probe_x is None:
+            self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
+        return probe_activity(ctx.model, self._probe_x) if self.probe_size else None
+
+    def snapshot(self, ctx, end: bool = False) -> dict:
+        """Measure every signal now and append it to the task's record."""
+        self.stats.sync(ctx.model)
+        entry = {
+            "step": ctx.step,
+            "task": ctx.task_id,
+            "by": self.source,
+            "loss": _round(float(ctx.loss.detach())),
+            "plateau": self.plateau.plateau,
+            "layers": layer_signals(ctx.model, self.stats, self.probe(ctx), self.tau,
+                                    self.budget),
+        }
+        if end:
+            entry["end_of_task"] = True
+        plasticity_record(ctx)["signals"].append(entry)
+        return entry
+
+    def get_extra_state(self) -> dict:
+        return {"plateau": self.plateau.state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.plateau.load(state["plateau"])
+
+
+def plasticity_record(ctx) -> dict:
+    """``ctx.record["plasticity"]`` with its two lists, created on first use."""
+    record = ctx.record.setdefault("plasticity", {})
+    record.setdefault("signals", [])
+    record.setdefault("decisions", [])
+    return record
+
+
+def log_decision(ctx, action: str, layer: int | None, n: int, why: dict) -> dict:
+    """Append one decision with the signal values that triggered it."""
+    entry = {"step": ctx.step, "task": ctx.task_id, "action": action, "layer": layer, "n": n,
+             "why": {k: (_round(v) if isinstance(v, float) else v) for k, v in why.items()}}
+    plasticity_record(ctx)["decisions"].append(entry)
+    return entry

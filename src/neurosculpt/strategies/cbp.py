@@ -1,0 +1,77 @@
+"""Continual backprop (Dohare et al. 2024, "Loss of plasticity in deep continual learning",
+Nature 632): backprop plus a slow, continual renewal of the least useful units.
+
+After every optimizer step each hidden unit's contribution utility (Eq. 1, a running average of
+``|h| * sum |outgoing weights|``) is updated; ``replacement_rate`` times the number of mature units
+(older than ``maturity`` steps) accumulates, and whenever it reaches one the lowest-utility mature
+unit is reinitialised: fresh incoming weights, zero outgoing weights, its mean contribution moved
+into the next layer's bias, its optimizer state reset (see
+:func:`neurosculpt.plasticity.controller.reinit_units` for the one deviation: PyTorch's Adam has
+no per-element step count).
+"""
+
+from __future__ import annotations
+
+from ..loop import Context
+from ..plasticity.controller import apply_reinit, renew
+from ..plasticity.signals import Monitor, log_decision
+from .base import Strategy
+
+
+class ContinualBackprop(Strategy):
+    """Generate-and-test on top of any optimizer; also logs the plasticity signals.
+
+    ``replacement_rate`` defaults to 1e-3 (the paper's networks used 1e-4 to 1e-6; on the
+    random-label digits protocol 1e-3 keeps plasticity and 1e-4 does not, see
+    ``docs/plasticity.md``).
+    """
+
+    name = "cbp"
+
+    def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
+                 bias_correction: bool = True, tau: float = 0.1, log_every: int = 500,
+                 probe: int = 256) -> None:
+        super().__init__()
+        if replacement_rate < 0 or maturity < 0:
+            raise ValueError("replacement_rate and maturity must be >= 0")
+        self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
+                        "decay": decay, "bias_correction": bias_correction, "tau": tau,
+                        "log_every": log_every, "probe": probe}
+        self.replacement_rate = replacement_rate
+        self.maturity = maturity
+        self.bias_correction = bias_correction
+        self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe)
+        self.carry: list[float] = []
+        self.replaced: list[int] = []
+
+    def before_task(self, ctx: Context) -> None:
+        self.monitor.before_task(ctx)
+        n = len(ctx.model.hidden_sizes())
+        self.carry = (self.carry + [0.0] * n)[:n]
+        self.replaced = [0] * n
+
+    def after_backward(self, ctx: Context) -> None:
+        self.monitor.after_backward(ctx)
+
+    def after_step(self, ctx: Context) -> None:
+        self.monitor.after_step(ctx)
+        model = ctx.model
+        for i in range(len(model.hidden_sizes())):
+            units, self.carry[i] = renew(self.monitor, model, i, self.replacement_rate,
+                                         self.maturity, self.carry[i])
+            if len(units):
+                apply_reinit(self.monitor, model, i, units, ctx.optimizer, self.bias_correction)
+                self.replaced[i] += len(units)
+
+    def after_task(self, ctx: Context) -> None:
+        stats = self.monitor.stats
+        for i, n in enumerate(self.replaced):
+            log_decision(ctx, "renew", i, n, {"replacement_rate": self.replacement_rate,
+                                              "utility_mean": float(stats.utility(i).mean())})
+        self.monitor.after_task(ctx)
+
+    def get_extra_state(self) -> dict:
+        return {"carry": self.carry}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.carry = [float(c) for c in state["carry"]]

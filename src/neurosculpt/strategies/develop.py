@@ -1,0 +1,455 @@
+"""The development cycle: expand, train, prune, recover, consolidate, release, for every task.
+
+Structural development in the spirit of brain development (overproduction of neurons and
+synapses, then activity-dependent elimination) applied to continual learning:
+
+1. **expand**: give the free pool back (synapses pruned by earlier tasks reopen with fresh
+   values, as in PackNet, Mallya & Lazebnik 2018) and grow ``grow`` new neurons per hidden layer,
+   never beyond the capacity ``max_neurons`` (when it is reached the task grows less and shares
+   more of the existing network; the log says so). The first task starts from a smaller network
+   (``initial_hidden``).
+2. **train** the task; gradient-based importance (first-order Taylor, Optimal Brain Damage)
+   accumulates from the training gradients at no extra cost
+   (:mod:`neurosculpt.plasticity.importance`).
+3. **prune**: keep only the fraction ``keep`` (``keep_output`` in the output layer) of the
+   task's free synapses with the highest importance ``score``, or, with ``threshold``, the ones
+   whose score is at least ``threshold`` times the layer's mean. Then **apoptosis**: neurons that
+   no task owns and that are left without live inputs or outputs are removed and the tensors
+   really shrink (compaction, :meth:`neurosculpt.models.Network.keep_neurons`).
+4. **recover**: a short fine-tune of the survivors (``recover_epochs`` of an epoch).
+5. **consolidate**: the survivors become this task's partition (``owner``). ``freeze`` fixes
+   their values (exactly zero forgetting with task identity); ``regularize`` keeps them
+   trainable under an EWC-style penalty ``lam / 2 * sum_i F_i (w_i - w*_i)^2`` (Kirkpatrick et
+   al. 2017, Eq. 3) with ``F`` the empirical Fisher information of the task, normalised to mean
+   1 per layer, so later tasks may still adjust shared synapses a little.
+6. **release**: pruned synapses stay free; the next task's expand reopens them.
+
+Inference: with task identity a task uses its own partition plus what it shares from earlier
+tasks (:meth:`neurosculpt.layers.PlasticLayer.synapse_mask`); without it, the union.
+
+Output layer: each task trains, prunes and consolidates only the rows of the outputs it may
+produce (its head in the task scenario, every class seen so far in the class scenario, all in
+the domain scenario); synapses to later tasks' outputs stay closed until their task.
+
+Shared parameters outside the plastic layers (learnable neuron constants) are fixed after the
+first task, so freezing really fixes every earlier task's function.
+
+Every phase's structure goes into ``results.json`` under ``tasks[k]["structure"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .. import layers as L
+from ..loop import Context
+from ..models import Network
+from ..plasticity.importance import GradientStats, gradient_stats, synapse_scores
+from .base import Strategy
+
+CONSOLIDATIONS = ("freeze", "regularize")
+SCORES = ("magnitude", "activity", "taylor", "obd")
+
+# called after a structural change: (model, hidden layer index, "grow" or "keep", number of
+# neurons grown / indices of the neurons kept)
+Resized = Callable[[Network, int, str, Tensor], None]
+
+
+# --- structural helpers shared with DSD --------------------------------------------------------
+
+
+def capacity(model: Network, max_neurons: int | Sequence[int] | None) -> list[int]:
+    """Maximum neurons (channels) per hidden layer; default: the widths the model was built with.
+
+    The configured widths come from the model's config, not from its current tensors, so the
+    answer is the same after growth, compaction and resume.
+    """
+    cfg = model.config
+    built = [*(cfg.channels if cfg.conv else ()), *cfg.hidden]
+    if max_neurons is None:
+        return built
+    return per_layer(max_neurons, built, "max_neurons", allow_fraction=False)
+
+
+def per_layer(value: int | float | Sequence[int | float], caps: Sequence[int], name: str,
+              allow_fraction: bool = True) -> list[int]:
+    """An int (count), a float (fraction of each layer's capacity) or one value per layer."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * len(caps)
+    if len(values) != len(caps):
+        raise ValueError(f"{name} has {len(values)} values but the model has {len(caps)} hidden "
+                         "layers")
+    out = []
+    for v, cap in zip(values, caps, strict=True):
+        if isinstance(v, float):
+            if not allow_fraction:
+                raise ValueError(f"{name} must be whole numbers of neurons, got {v}")
+            v = round(v * cap)
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+        out.append(int(v))
+    return out
+
+
+def head_rows(ctx: Context) -> Tensor:
+    """Boolean ``[n_outputs]``: the outputs the current task may produce (the rows it trains)."""
+    return ctx.benchmark.output_mask(torch.tensor([ctx.task_id]), ctx.task_id)[0]
+
+
+def clear_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, where: Tensor) -> None:
+    """Zero the per-entry optimizer state (momenta) of reopened synapses: new connections."""
+    for value in optimizer.state.get(param, {}).values():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            value[where] = 0
+
+
+def release_free_pool(ctx: Context) -> list[int]:
+    """Reopen every free synapse of the hidden layers and of the current head; close the free
+    synapses of outputs this task does not produce. Returns reopened counts per layer."""
+    layers = ctx.model.plastic_layers
+    reopened = []
+    for layer in layers:
+        closed = ~layer.mask & (layer.owner == L.FREE)
+        reopened.append(L.reopen_free_synapses(layer))
+        clear_optimizer_state(ctx.optimizer, layer.weight, closed)
+    out = layers[-1]
+    other = ~head_rows(ctx)[:, None].expand_as(out.mask)
+    reopened[-1] -= L.prune_synapses(out, L.free_synapse_mask(out) & other)
+    return reopened
+
+
+def shrink_to(ctx: Context, sizes: Sequence[int], resized: Resized | None = None) -> None:
+    """Compact hidden layers wider than ``sizes`` to their first ``sizes[l]`` neurons."""
+    model = ctx.model
+    for index, size in enumerate(sizes):
+        n = model.plastic_layers[index].n_out
+        if n > size:
+            keep = torch.arange(max(size, 1))
+            model.keep_neurons(index, keep, ctx.optimizer)
+            if resized is not None:
+                resized(model, index, "keep", keep)
+            ctx.log(f"layer {index}: starting from {len(keep)} neurons instead of {n}")
+
+
+def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int],
+                resized: Resized | None = None) -> list[int]:
+    """Grow ``amounts[l]`` neurons per hidden layer, never beyond ``caps[l]``; log shortfalls."""
+    model = ctx.model
+    grown = []
+    for index, (want, cap) in enumerate(zip(amounts, caps, strict=True)):
+        n_out = model.plastic_layers[index].n_out
+        n = max(0, min(want, cap - n_out))
+        if n < want:
+            ctx.log(f"capacity: layer {index} holds {n_out} of at most {cap} neurons; growing "
+                    f"{n} instead of {want}, task {ctx.task_id} shares more of the existing "
+                    "network")
+        if n > 0:
+            model.grow_neurons(index, n, ctx.optimizer)
+            if resized is not None:
+                resized(model, index, "grow", torch.tensor(n))
+        grown.append(n)
+    return grown
+
+
+def _has_outputs(model: Network, index: int) -> Tensor:
+    """Per neuron of hidden layer ``index``: does it feed any live synapse of the next layer?"""
+    nxt = model.plastic_layers[index + 1]
+    per_column = nxt.mask.transpose(0, 1).flatten(1).any(1)
+    n = model.plastic_layers[index].n_out
+    return per_column.view(n, -1).any(1)
+
+
+def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None,
+              resized: Resized | None = None) -> list[int]:
+    """Remove hidden neurons no task owns that have no live inputs or no live outputs.
+
+    Repeats until nothing changes (removing a neuron can orphan neurons around it); compaction
+    really shrinks the tensors. Every layer keeps at least one neuron. Returns counts per layer.
+    """
+    layers = model.plastic_layers
+    removed = [0] * (len(layers) - 1)
+    changed = True
+    while changed:
+        changed = False
+        for index in range(len(layers) - 1):
+            layer = layers[index]
+            alive = layer.mask.flatten(1).any(1) & _has_outputs(model, index)
+            dead = (layer.bias_owner == L.FREE) & ~alive
+            if bool(dead.all()):
+                dead[0] = False
+            if not bool(dead.any()):
+                continue
+            keep = torch.nonzero(~dead).flatten()
+            model.keep_neurons(index, keep, optimizer)
+            if resized is not None:
+                resized(model, index, "keep", keep)
+            removed[index] += int(dead.sum())
+            changed = True
+    return removed
+
+
+def consolidate_task(ctx: Context, freeze: bool) -> list[int]:
+    """Give every live free synapse (and bias) to the current task; output biases only for the
+    outputs the task produces, so later heads keep theirs. Returns claimed synapses per layer."""
+    task = ctx.task_id
+    layers = ctx.model.plastic_layers
+    claimed = [L.consolidate(layer, task, freeze=freeze) for layer in layers]
+    out = layers[-1]
+    with torch.no_grad():
+        release = ~head_rows(ctx) & (out.bias_owner == task)
+        out.bias_owner[release] = L.FREE
+        out.bias_frozen[release] = False
+    return claimed
+
+
+def fix_shared_parameters(ctx: Context) -> None:
+    """After the first task only plastic-layer weights and biases may move: learnable neuron
+    constants are shared by every task's subnetwork (PackNet fixes its batch norm likewise)."""
+    if ctx.task_id == 0:
+        return
+    plastic = {id(p) for layer in ctx.model.plastic_layers for p in (layer.weight, layer.bias)}
+    for p in ctx.model.parameters():
+        if id(p) not in plastic:
+            p.grad = None
+
+
+def structure_summary(model: Network, partitions: bool = False) -> dict:
+    """Neurons and synapses per layer (compact lists, one entry per plastic layer)."""
+    layers = model.plastic_layers
+    summary = {
+        "neurons": [layer.n_out for layer in layers],
+        "live_neurons": [layer.live_neurons() for layer in layers],
+        "synapses": [layer.weight.numel() for layer in layers],
+        "live_synapses": [layer.live_synapses() for layer in layers],
+        "free_synapses": [int(L.free_synapse_mask(layer).sum()) for layer in layers],
+    }
+    if partitions:
+        summary["partitions"] = [L.partition_sizes(layer) for layer in layers]
+        summary["sparsity"] = [1.0 - layer.live_synapses() / max(layer.weight.numel(), 1)
+                               for layer in layers]
+    return summary
+
+
+def task_steps(ctx: Context) -> tuple[int, int]:
+    """(mini-batches per epoch of the current task, steps of its main training phase)."""
+    cfg = ctx.config
+    n_batches = math.ceil(len(ctx.task.train) / cfg.batch_size)
+    return n_batches, cfg.steps if cfg.steps is not None else cfg.epochs * n_batches
+
+
+def task_batches(ctx: Context, n: int) -> list[tuple[Tensor, Tensor]]:
+    """``n`` seeded mini-batches of the current task's training data (for importance scores)."""
+    gen = torch.Generator().manual_seed(ctx.learner._seed(ctx.task_id, 99))
+    out = []
+    for batch in ctx.task.train.batches(ctx.config.batch_size, gen):
+        if len(out) == n:
+            break
+        out.append(batch)
+    return out
+
+
+def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
+    """Logits of the current task with outputs it may not produce masked, for scoring."""
+    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long))
+
+
+# --- the strategy -------------------------------------------------------------------------------
+
+
+class Develop(Strategy):
+    """Expand, train, prune by importance, recover, consolidate and release, for every task.
+
+    ``grow``/``initial_hidden``: neurons per hidden layer (int), a fraction of the capacity
+    (float) or one value per hidden layer; ``max_neurons``: capacity per hidden layer (default:
+    the widths the model was built with); ``keep``/``keep_output``: fraction of the task's free
+    synapses kept in hidden layers / the output layer, unless ``threshold`` is set; ``score``:
+    magnitude, activity, taylor or obd; ``recover_steps`` overrides ``recover_epochs``;
+    ``score_batches``: batches for the activity score and the Fisher information.
+    """
+
+    name = "develop"
+
+    def __init__(self, grow: int | float | list = 0.125,
+                 max_neurons: int | list | None = None,
+                 initial_hidden: int | float | list | None = 0.25,
+                 keep: float = 0.1, keep_output: float = 0.5, threshold: float | None = None,
+                 score: str = "taylor", recover_epochs: float = 0.25,
+                 recover_steps: int | None = None, consolidation: str = "freeze",
+                 lam: float = 100.0, score_batches: int = 4) -> None:
+        super().__init__()
+        if score not in SCORES:
+            raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
+        if consolidation not in CONSOLIDATIONS:
+            raise ValueError(f"unknown consolidation {consolidation!r}; valid: "
+                             f"{', '.join(CONSOLIDATIONS)}")
+        for key, value in (("keep", keep), ("keep_output", keep_output)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{key} must be in (0, 1], got {value}")
+        if threshold is not None and threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        if recover_epochs < 0 or (recover_steps is not None and recover_steps < 0):
+            raise ValueError("recover_epochs and recover_steps must be >= 0")
+        if lam < 0 or score_batches < 1:
+            raise ValueError("lam must be >= 0 and score_batches >= 1")
+        self.grow = grow
+        self.max_neurons = max_neurons
+        self.initial_hidden = initial_hidden
+        self.keep = keep
+        self.keep_output = keep_output
+        self.threshold = threshold
+        self.score = score
+        self.recover_epochs = recover_epochs
+        self.recover_steps = recover_steps
+        self.consolidation = consolidation
+        self.lam = lam
+        self.score_batches = score_batches
+        self.hparams = {
+            "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
+            "keep": keep, "keep_output": keep_output, "threshold": threshold, "score": score,
+            "recover_epochs": recover_epochs, "recover_steps": recover_steps,
+            "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
+        }
+        self._stats: GradientStats | None = None
+        self._collect = False
+        self._structure: dict = {}
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def before_task(self, ctx: Context) -> None:
+        """Expand: start small (first task), grow within capacity, reopen the free pool."""
+        model = ctx.model
+        caps = capacity(model, self.max_neurons)
+        if ctx.task_id == 0:
+            start = caps if self.initial_hidden is None else [
+                min(n, cap) for n, cap in
+                zip(per_layer(self.initial_hidden, caps, "initial_hidden"), caps, strict=True)]
+            shrink_to(ctx, start, self._resized)
+        self._structure = {"before_expand": structure_summary(model)}
+        grown = grow_within(ctx, per_layer(self.grow, caps, "grow"), caps, self._resized)
+        reopened = release_free_pool(ctx)
+        self._structure["after_expand"] = structure_summary(model)
+        ctx.record["structure"] = self._structure
+        ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
+        self._collect = self.score in ("taylor", "obd")
+        self._stats = GradientStats(model) if self._collect else None
+
+    def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        """``regularize``: add the importance-weighted pull towards consolidated values."""
+        if self.consolidation != "regularize" or self.lam == 0:
+            return loss
+        penalty = loss.new_zeros(())
+        for index, layer in enumerate(ctx.model.plastic_layers):
+            importance = self._buffers.get(f"importance{index}")
+            if importance is not None:
+                anchor = self._buffers[f"anchor{index}"]
+                penalty = penalty + (importance * (layer.weight - anchor) ** 2).sum()
+        return loss + 0.5 * self.lam * penalty
+
+    def after_backward(self, ctx: Context) -> None:
+        fix_shared_parameters(ctx)
+        if self._collect and self._stats is not None:
+            self._stats.update()
+
+    def after_task(self, ctx: Context) -> None:
+        """Prune, remove dead neurons, recover, consolidate; record every phase."""
+        model = ctx.model
+        self._collect = False
+        record = ctx.record.setdefault("develop", {})
+        self._structure["before_prune"] = structure_summary(model)
+        pruned = self.prune(ctx)
+        removed = apoptosis(model, ctx.optimizer, self._resized)
+        self._structure["after_prune"] = structure_summary(model)
+        n_batches, _ = task_steps(ctx)
+        steps = (self.recover_steps if self.recover_steps is not None
+                 else math.ceil(self.recover_epochs * n_batches))
+        if steps > 0:
+            ctx.fit(steps=steps, label="recover")
+        self._structure["before_consolidate"] = structure_summary(model)
+        fisher = None
+        if self.consolidation == "regularize":
+            fisher = gradient_stats(model, task_batches(ctx, self.score_batches),
+                                    task_forward(ctx)).scores("fisher")
+        claimed = consolidate_task(ctx, freeze=self.consolidation == "freeze")
+        if fisher is not None:
+            self._anchor(ctx, fisher)
+        self._structure["after_consolidate"] = structure_summary(model, partitions=True)
+        ctx.record["structure"] = self._structure
+        record.update({"pruned": pruned, "removed_neurons": removed, "recover_steps": steps,
+                       "claimed": claimed})
+        self._stats = None
+
+    # --- pieces ---------------------------------------------------------------------------------
+    def prune(self, ctx: Context) -> list[int]:
+        """Remove the task's free synapses of lowest importance, layer by layer."""
+        model = ctx.model
+        scores = synapse_scores(
+            model, self.score,
+            task_batches(ctx, self.score_batches) if self.score == "activity" or (
+                self._stats is None or self._stats.steps == 0) else None,
+            forward=task_forward(ctx), stats=self._stats)
+        layers = model.plastic_layers
+        pruned = []
+        for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
+            keep = self.keep_output if index == len(layers) - 1 else self.keep
+            pruned.append(L.prune_synapses(layer, self.to_remove(layer, score, keep)))
+        return pruned
+
+    def to_remove(self, layer: L.PlasticLayer, score: Tensor, keep: float) -> Tensor:
+        """Boolean mask of free synapses to prune: all but the top ``keep`` fraction by score
+        (ties broken by position), or those below ``threshold`` times the mean free score."""
+        free = L.free_synapse_mask(layer)
+        remove = torch.zeros_like(free)
+        position = torch.nonzero(free.flatten()).flatten()
+        if len(position) == 0:
+            return remove
+        values = score.flatten()[position]
+        if self.threshold is not None:
+            low = values < self.threshold * values.mean()
+            remove.view(-1)[position[low]] = True
+            return remove
+        n_keep = max(1, round(keep * len(position)))
+        order = torch.argsort(values, descending=True, stable=True)
+        remove.view(-1)[position[order[n_keep:]]] = True
+        return remove
+
+    def _anchor(self, ctx: Context, fisher: list[Tensor]) -> None:
+        """Store this task's values and normalised Fisher as the penalty's anchor/importance;
+        freeze the biases it claimed (the penalty covers synapses only)."""
+        task = ctx.task_id
+        for index, (layer, f) in enumerate(zip(ctx.model.plastic_layers, fisher, strict=True)):
+            mine = layer.mask & (layer.owner == task)
+            importance = self._buffers.get(f"importance{index}")
+            if importance is None:
+                importance = torch.zeros_like(layer.weight)
+                anchor = torch.zeros_like(layer.weight)
+            else:
+                anchor = self._buffers[f"anchor{index}"]
+            if bool(mine.any()):
+                scale = f[mine].mean().clamp_min(1e-12)
+                importance = torch.where(mine, f / scale, importance)
+                anchor = torch.where(mine, layer.weight.detach(), anchor)
+            self.set_buffer(f"importance{index}", importance)
+            self.set_buffer(f"anchor{index}", anchor)
+            bias = (layer.bias_owner == task) & ~layer.bias_frozen
+            with torch.no_grad():
+                layer.frozen_bias[bias] = layer.bias[bias]
+                layer.bias_frozen |= bias
+
+    def _resized(self, model: Network, index: int, kind: str, which: Tensor) -> None:
+        """Keep the penalty's per-synapse buffers aligned with a grown or compacted layer (the
+        model has already changed: hidden layer ``index`` and the next one have new shapes)."""
+        if "importance0" not in self._buffers:
+            return
+        for name in ("importance", "anchor"):
+            for offset in (0, 1):
+                key = f"{name}{index + offset}"
+                old = self._buffers[key]
+                if kind == "grow":
+                    new = torch.zeros_like(model.plastic_layers[index + offset].weight)
+                    new.narrow(offset, 0, old.shape[offset]).copy_(old)
+                else:
+                    idx = which if offset == 0 else model._input_index(index, which)
+                    new = old.index_select(offset, idx)
+                self._buffers[key] = new

@@ -1,0 +1,215 @@
+"""Elastic weight consolidation (EWC) and its online variant, plus the parameter-keyed quadratic
+penalty they share with SI and MAS.
+
+All three methods add ``sum_i Omega_i (theta_i - theta*_i)^2`` to the loss, with an importance
+``Omega`` and an anchor ``theta*`` recorded at the end of a task. Both are kept per parameter
+*name* (``model.named_parameters()``) in buffers, so they survive checkpoints and compose with
+strategies that grow or compact the network:
+
+- a parameter with the recorded shape is penalised as usual;
+- a parameter that grew (every dimension at least as large, new neurons/inputs appended at the
+  end by :mod:`neurosculpt.layers`) is penalised on the overlapping leading slice, which holds
+  exactly the old entries; the new entries are free;
+- a parameter that shrank or changed rank (compaction moved its entries) is not penalised by
+  that record: the old positions cannot be matched any more;
+- running importances carried into a new shape keep the old values on the leading slice and
+  start new entries at zero (and drop the old values when the parameter shrank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..loop import Context
+from .base import Strategy
+
+
+def buffer_name(prefix: str, param_name: str) -> str:
+    """Buffer name of a per-parameter record (buffer names may not contain dots)."""
+    return f"{prefix}__{param_name.replace('.', '__')}"
+
+
+def leading_slice(stored: Tensor, param: Tensor) -> tuple[slice, ...] | None:
+    """Index of ``param`` that ``stored`` covers, or None when the shapes cannot be aligned."""
+    if stored.dim() != param.dim():
+        return None
+    if any(s > p for s, p in zip(stored.shape, param.shape, strict=True)):
+        return None
+    return tuple(slice(0, s) for s in stored.shape)
+
+
+def carry_over(old: Tensor | None, fill: Tensor) -> Tensor:
+    """``fill`` (already in the current shape) with ``old`` copied into its leading slice when
+    ``old`` fits; ``fill`` alone when there is no old value or the parameter shrank."""
+    out = fill.detach().clone()
+    if old is not None:
+        index = leading_slice(old, out)
+        if index is not None:
+            out[index] = old
+    return out
+
+
+def trainable_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """Named parameters the optimizer trains: the ones these penalties protect."""
+    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
+                    transform: Callable[[Tensor], Tensor], max_samples: int,
+                    salt: int) -> dict[str, Tensor]:
+    """Mean over up to ``max_samples`` training samples of the current task of
+    ``transform(d objective(logits, y) / d theta)``, one backward pass per sample.
+
+    Per-sample gradients (not per-minibatch ones) because both the Fisher diagonal (EWC) and the
+    MAS importance are expectations of a non-linear function of a single sample's gradient. The
+    samples are a seeded random subset, so a resumed run computes the same values. Gradients go
+    through ``torch.autograd.grad``: the parameters' ``.grad`` and the optimizer are untouched.
+    """
+    split, task_id = ctx.task.train, ctx.task.id
+    params = list(trainable_parameters(ctx.model))
+    total = {name: torch.zeros_like(p) for name, p in params}
+    n = min(len(split), max_samples)
+    if n == 0:
+        return total
+    gen = torch.Generator().manual_seed(
+        (ctx.config.seed * 1_000_003 + task_id) * 1_000_003 + salt)
+    x, y = split.get(torch.randperm(len(split), generator=gen)[:n])
+    tids = torch.full((n,), task_id, dtype=torch.long)
+    with torch.enable_grad():
+        for i in range(n):
+            value = objective(ctx.forward(x[i:i + 1], tids[i:i + 1]), y[i:i + 1])
+            grads = torch.autograd.grad(value, [p for _, p in params], allow_unused=True)
+            for (name, _), g in zip(params, grads, strict=True):
+                if g is not None:
+                    total[name] += transform(g)
+    return {name: t / n for name, t in total.items()}
+
+
+class ParameterPenalty(Strategy):
+    """Base of the quadratic penalties: stores (importance, anchor) records per parameter name.
+
+    Subclasses list their records in :meth:`records` as ``(importance prefix, anchor prefix,
+    weight)``; the loss gets ``sum_records weight * sum_i Omega_i (theta_i - theta*_i)^2``.
+    """
+
+    def stored(self, prefix: str, param_name: str) -> Tensor | None:
+        return self._buffers.get(buffer_name(prefix, param_name))
+
+    def store(self, prefix: str, param_name: str, value: Tensor) -> None:
+        self.set_buffer(buffer_name(prefix, param_name), value.detach().clone())
+
+    def records(self) -> list[tuple[str, str, float]]:
+        """The ``(importance prefix, anchor prefix, weight)`` triples currently in force."""
+        return []
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        """The regularisation term for the model's current parameters (0 before any record)."""
+        total = torch.zeros(())
+        for importance_prefix, anchor_prefix, weight in self.records():
+            for name, p in trainable_parameters(model):
+                importance = self.stored(importance_prefix, name)
+                anchor = self.stored(anchor_prefix, name)
+                if importance is None or anchor is None:
+                    continue
+                index = leading_slice(importance, p)
+                if index is None:
+                    continue
+                total = total + weight * (importance * (p[index] - anchor) ** 2).sum()
+        return total
+
+    def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        if not self.records():
+            return loss
+        return loss + self.penalty(ctx.model)
+
+
+def empirical_fisher(ctx: Context, samples: int) -> dict[str, Tensor]:
+    """Diagonal empirical Fisher of the current task: mean of squared per-sample gradients of
+    the cross-entropy of the masked logits (``ctx.forward``) at the *true* labels."""
+    return per_sample_mean(ctx, lambda logits, y: F.cross_entropy(logits, y),
+                           lambda g: g * g, samples, salt=1)
+
+
+class EWC(ParameterPenalty):
+    """Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS, Eq. 3), one penalty per task.
+
+    ``L = L_t + sum_{k<t} lam/2 sum_i F_k,i (theta_i - theta*_k,i)^2``, with ``F_k`` the diagonal
+    Fisher of task ``k`` and ``theta*_k`` the parameters after task ``k`` (Eq. 3 summed over
+    past tasks, as the paper does for more than two tasks). Deviations: the Fisher is the
+    *empirical* one (true labels, per-sample gradients on at most ``fisher_samples`` training
+    samples of the task, masked logits of the task's scenario) rather than the model's
+    predictive distribution. Memory grows with the number of tasks (two copies of the
+    parameters per task); ``online-ewc`` keeps one.
+    """
+
+    name = "ewc"
+
+    def __init__(self, lam: float = 1000.0, fisher_samples: int = 256) -> None:
+        super().__init__()
+        if lam < 0:
+            raise ValueError(f"ewc: lam must be >= 0, got {lam}")
+        if fisher_samples < 1:
+            raise ValueError(f"ewc: fisher_samples must be >= 1, got {fisher_samples}")
+        self.lam = float(lam)
+        self.fisher_samples = int(fisher_samples)
+        self.hparams = {"lam": self.lam, "fisher_samples": self.fisher_samples}
+        self.register_buffer("consolidated", torch.zeros(0, dtype=torch.long))
+
+    def records(self) -> list[tuple[str, str, float]]:
+        return [(f"fisher{k}", f"anchor{k}", self.lam / 2) for k in self.consolidated.tolist()]
+
+    def after_task(self, ctx: Context) -> None:
+        fisher = empirical_fisher(ctx, self.fisher_samples)
+        k = ctx.task_id
+        for name, p in trainable_parameters(ctx.model):
+            self.store(f"fisher{k}", name, fisher[name])
+            self.store(f"anchor{k}", name, p)
+        if k not in self.consolidated.tolist():
+            self.set_buffer("consolidated", torch.cat([self.consolidated, torch.tensor([k])]))
+
+
+class OnlineEWC(ParameterPenalty):
+    """Online EWC (Schwarz et al. 2018, "Progress & Compress", the online-EWC penalty of its
+    compress phase; Chaudhry et al. 2018, EWC++): one running Fisher and one anchor whatever the
+    number of tasks.
+
+    After task ``t``: ``F* <- gamma F* + F_t`` and ``theta* <- theta_t``; the loss is
+    ``L_t + lam/2 sum_i F*_i (theta_i - theta*_i)^2``. Deviation: Schwarz et al. scale the
+    penalty by ``gamma`` once more (``||.||^2_{gamma F*}``); here ``gamma`` only decays the old
+    Fisher, as in EWC++, so ``gamma = 1`` sums the Fishers of all tasks. The Fisher is the same
+    empirical per-sample estimate as :class:`EWC`.
+    """
+
+    name = "online-ewc"
+
+    def __init__(self, lam: float = 1000.0, gamma: float = 1.0, fisher_samples: int = 256
+                 ) -> None:
+        super().__init__()
+        if lam < 0:
+            raise ValueError(f"online-ewc: lam must be >= 0, got {lam}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"online-ewc: gamma must be in [0, 1], got {gamma}")
+        if fisher_samples < 1:
+            raise ValueError(f"online-ewc: fisher_samples must be >= 1, got {fisher_samples}")
+        self.lam = float(lam)
+        self.gamma = float(gamma)
+        self.fisher_samples = int(fisher_samples)
+        self.hparams = {"lam": self.lam, "gamma": self.gamma,
+                        "fisher_samples": self.fisher_samples}
+        self.register_buffer("tasks_seen", torch.zeros((), dtype=torch.long))
+
+    def records(self) -> list[tuple[str, str, float]]:
+        return [("fisher", "anchor", self.lam / 2)] if int(self.tasks_seen) > 0 else []
+
+    def after_task(self, ctx: Context) -> None:
+        fisher = empirical_fisher(ctx, self.fisher_samples)
+        for name, p in trainable_parameters(ctx.model):
+            old = self.stored("fisher", name)
+            decayed = carry_over(None if old is None else self.gamma * old, torch.zeros_like(p))
+            self.store("fisher", name, decayed + fisher[name])
+            self.store("anchor", name, p)
+        self.tasks_seen += 1

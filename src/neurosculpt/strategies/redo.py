@@ -1,0 +1,60 @@
+"""ReDo, recycling dormant neurons (Sokar et al. 2023, "The Dormant Neuron Phenomenon in Deep
+Reinforcement Learning", ICML).
+
+Every ``every`` steps each hidden unit's score ``s_i = E|h_i| / mean_k E|h_k|`` (their Eq. 1) is
+measured on a batch of the current task (here a fixed probe of ``probe`` training inputs rather
+than the last sampled batch, which is small and noisy); units with ``s_i <= tau`` are
+tau-dormant and are reinitialised: incoming weights from the initial distribution, outgoing
+weights zero, optimizer state of those entries reset.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..loop import Context
+from ..plasticity.controller import apply_reinit
+from ..plasticity.signals import Monitor, dormant_scores, free_units, log_decision
+from .base import Strategy
+
+
+class ReDo(Strategy):
+    """Periodic reinitialisation of tau-dormant units; also logs the plasticity signals."""
+
+    name = "redo"
+
+    def __init__(self, tau: float = 0.1, every: int = 1000, probe: int = 256,
+                 log_every: int = 500, decay: float = 0.99) -> None:
+        super().__init__()
+        if every < 1 or probe < 1:
+            raise ValueError("every and probe must be >= 1")
+        self.hparams = {"tau": tau, "every": every, "probe": probe, "log_every": log_every,
+                        "decay": decay}
+        self.tau = tau
+        self.every = every
+        self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe)
+
+    def before_task(self, ctx: Context) -> None:
+        self.monitor.before_task(ctx)
+
+    def after_backward(self, ctx: Context) -> None:
+        self.monitor.after_backward(ctx)
+
+    def after_step(self, ctx: Context) -> None:
+        self.monitor.after_step(ctx)
+        if (ctx.step + 1) % self.every:
+            return
+        model = ctx.model
+        activity = self.monitor.probe(ctx)
+        for i, a in enumerate(activity or []):
+            scores = dormant_scores(a.mean(0))
+            dormant = (scores <= self.tau) & free_units(model, i)
+            if not bool(dormant.any()):
+                continue
+            units = torch.nonzero(dormant).flatten()
+            apply_reinit(self.monitor, model, i, units, ctx.optimizer, bias_correction=False)
+            log_decision(ctx, "reinit", i, len(units), {
+                "dormant_fraction": float((scores <= self.tau).float().mean()), "tau": self.tau})
+
+    def after_task(self, ctx: Context) -> None:
+        self.monitor.after_task(ctx)

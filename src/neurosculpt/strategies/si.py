@@ -1,0 +1,90 @@
+"""Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML, Eq. 4-5)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..loop import Context
+from .ewc import ParameterPenalty, carry_over, leading_slice, trainable_parameters
+
+
+class SI(ParameterPenalty):
+    """Importance from each parameter's contribution to the drop of the loss along its path.
+
+    During a task every optimizer step adds ``-g_i * delta_i`` to the path integral ``w_i``
+    (``g``: gradient before the step, captured in ``after_backward``; ``delta``: the step's
+    change of the parameter). After the task, Eq. 5:
+    ``Omega_i += w_i / (Delta_i^2 + xi)`` with ``Delta_i`` the change of ``theta_i`` over the
+    task, then ``w`` restarts at zero and the anchor becomes the current parameters. Eq. 4:
+    ``L = L_t + c sum_i Omega_i (theta_i - theta*_i)^2``.
+
+    As in Zenke et al.'s code the path integral uses the gradient of the loss *without* SI's
+    own penalty (its analytic gradient ``2 c Omega (theta - theta*)`` is subtracted); penalties
+    of other composed strategies stay in. Deviation: each task's contribution to ``Omega`` is
+    clipped at zero, so the quadratic stays convex when a parameter ended up moving uphill
+    (momentum, Adam). Parameters that grow mid-task start their path integral from zero.
+    """
+
+    name = "si"
+
+    def __init__(self, c: float = 1.0, xi: float = 1e-3) -> None:
+        super().__init__()
+        if c < 0:
+            raise ValueError(f"si: c must be >= 0, got {c}")
+        if xi <= 0:
+            raise ValueError(f"si: xi must be > 0, got {xi}")
+        self.c = float(c)
+        self.xi = float(xi)
+        self.hparams = {"c": self.c, "xi": self.xi}
+        self.register_buffer("tasks_seen", torch.zeros((), dtype=torch.long))
+        self._grads: dict[str, Tensor] = {}
+        self._before: dict[str, Tensor] = {}
+
+    def records(self) -> list[tuple[str, str, float]]:
+        return [("importance", "anchor", self.c)] if int(self.tasks_seen) > 0 else []
+
+    def before_task(self, ctx: Context) -> None:
+        for name, p in trainable_parameters(ctx.model):
+            self.store("start", name, carry_over(self.stored("start", name), p))
+
+    def after_backward(self, ctx: Context) -> None:
+        self._grads, self._before = {}, {}
+        penalised = bool(self.records())
+        for name, p in trainable_parameters(ctx.model):
+            if p.grad is None:
+                continue
+            grad = p.grad.detach().clone()
+            importance, anchor = self.stored("importance", name), self.stored("anchor", name)
+            if penalised and importance is not None and anchor is not None:
+                index = leading_slice(importance, p)
+                if index is not None:
+                    grad[index] -= 2 * self.c * importance * (p.detach()[index] - anchor)
+            self._grads[name] = grad
+            self._before[name] = p.detach().clone()
+
+    def after_step(self, ctx: Context) -> None:
+        for name, p in trainable_parameters(ctx.model):
+            grad, before = self._grads.get(name), self._before.get(name)
+            if grad is None or before is None or before.shape != p.shape:
+                continue
+            step = grad * (p.detach() - before)
+            path = self.stored("path", name)
+            if path is not None and path.shape == p.shape:
+                path.sub_(step)
+            else:
+                self.store("path", name, carry_over(path, torch.zeros_like(p)) - step)
+        self._grads, self._before = {}, {}
+
+    def after_task(self, ctx: Context) -> None:
+        for name, p in trainable_parameters(ctx.model):
+            theta = p.detach()
+            w = carry_over(self.stored("path", name), torch.zeros_like(theta))
+            start = carry_over(self.stored("start", name), theta)
+            new = (w / ((theta - start) ** 2 + self.xi)).clamp(min=0.0)
+            old = carry_over(self.stored("importance", name), torch.zeros_like(theta))
+            self.store("importance", name, old + new)
+            self.store("anchor", name, theta)
+            self.store("start", name, theta)
+            self.store("path", name, torch.zeros_like(theta))
+        self.tasks_seen += 1
