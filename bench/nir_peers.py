@@ -23,7 +23,9 @@ Run in an environment with snnTorch, Norse and nir (for example the peers venv):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
+import io
 import logging
 import tempfile
 import warnings
@@ -88,6 +90,7 @@ def run_peer(net: nn.Module, peer: str, encoded: Tensor, batched: bool
     """Run an imported graph over time; spikes of its neuron modules and its output per step."""
     if peer == "snntorch":
         import snntorch
+        from snntorch import utils as snn_utils
 
         neuron_types: tuple[type, ...] = (snntorch.Leaky,)
     else:
@@ -108,7 +111,7 @@ def run_peer(net: nn.Module, peer: str, encoded: Tensor, batched: bool
             for rec in record.values():
                 rec.clear()
             if peer == "snntorch":
-                snntorch.utils.reset(net)  # init_hidden neurons keep their state between calls
+                snn_utils.reset(net)  # init_hidden neurons keep their state between calls
             state = None
             steps = []
             for t in range(sample.shape[0]):
@@ -132,7 +135,8 @@ def load_peer(peer: str, graph: nir.NIRGraph, dt: float) -> nn.Module:
     if peer == "snntorch":
         from snntorch.import_nir import import_from_nir
 
-        return import_from_nir(graph)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its weight rescaling
+            return import_from_nir(graph)
     import norse.torch
 
     return norse.torch.from_nir(graph, dt=dt)
@@ -169,10 +173,10 @@ def compare(name: str, model: nn.Module, x: Tensor, folder: Path, dt: float) -> 
         else:
             li = "n/a"
         net = load_peer(peer, graph, dt)
-        spikes, out = run_peer(net, peer, encoded, batched=not conv)
+        spikes, out = run_peer(net, peer, encoded if conv else encoded.flatten(2), not conv)
         if len(spikes) != len(hidden) + (out_spikes is not None):
             raise RuntimeError(f"{peer}: found {len(spikes)} neuron modules")
-        mism = [int((s != h.reshape(s.shape)).sum()) for s, h in zip(spikes, hidden)]
+        mism = [int((s != h.reshape(s.shape)).sum()) for s, h in zip(spikes, hidden, strict=False)]
         total = sum(h.numel() for h in hidden)
         n_spikes = int(sum(h.sum() for h in hidden))
         if out_spikes is not None:

@@ -86,6 +86,7 @@ def test_structure_is_json_and_tracks_growth_and_owners(tiny_model):
     structure = json.loads(json.dumps(model.structure()))
     assert [s["neurons"] for s in structure] == [3, 4, 35, 32, 5]
     assert structure[0]["partitions"] == {"0": 27}
-    assert structure[2]["live_synapses"] == 3 * 64  # only the grown neurons' inputs are live
+    assert structure[2]["inputs"] == 4 * 2 * 2  # 4 channels of 2 x 2 after two pools
+    assert structure[2]["live_synapses"] == 3 * 16  # only the grown neurons' inputs are live
     assert structure[2]["live_neurons"] == 3
     assert structure[3]["inputs"] == 35

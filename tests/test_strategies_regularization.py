@@ -29,6 +29,15 @@ from neurosculpt.strategies.si import SI
 
 pytest.importorskip("sklearn")
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest (and least disturbed by other processes) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 FAST = {"ewc": {"fisher_samples": 64}, "online-ewc": {"fisher_samples": 64},
         "mas": {"samples": 64}}
 PENALTIES = ["ewc", "online-ewc", "si", "mas"]
@@ -53,6 +62,10 @@ def learner(spec: str, kind: str = "ann-mlp", epochs: int = 10, params: dict | N
 @functools.cache
 def metrics(spec: str, kind: str = "ann-mlp") -> dict:
     return learner(spec, kind).run()["metrics"]
+
+
+def value(tensor: torch.Tensor) -> float:
+    return float(tensor.detach())
 
 
 def tiny_stream(tasks: int = 2, scenario: str = "task"):
@@ -115,7 +128,7 @@ class Spy(Strategy):
         target = self.target[0]
         term = (target.old_task_loss(ctx) if isinstance(target, LwF)
                 else target.penalty(ctx.model))
-        self.values.setdefault(ctx.task_id, []).append(float(term.detach()))
+        self.values.setdefault(ctx.task_id, []).append(value(term))
         return loss
 
 
@@ -143,7 +156,7 @@ def test_penalty_matches_ewc_formula():
         ewc.lam / 2 * (ewc.stored("fisher0", n) * (p - ewc.stored("anchor0", n)) ** 2).sum()
         for n, p in model.named_parameters())
     assert torch.allclose(ewc.penalty(model), expected)
-    assert float(expected) > 0
+    assert value(expected) > 0
 
 
 def test_ewc_keeps_one_penalty_per_task_online_ewc_one_in_total():
@@ -232,7 +245,7 @@ class Grow(Strategy):
 
 @pytest.mark.parametrize("spec", PENALTIES + ["lwf"])
 def test_survives_growth_and_compaction(spec):
-    run = learner(spec, epochs=1, extra=[Grow(shrink_at=2)])
+    run = learner(spec, epochs=3, extra=[Grow(shrink_at=2)])
     run.strategies.insert(0, run.strategies.pop())  # grow first, as develop+ewc would
     strategy = run.strategies[1]
     run.train_task(0)
@@ -241,14 +254,14 @@ def test_survives_growth_and_compaction(spec):
         assert strategy.stored(anchor, "layers.0.weight").shape == (64, 64)
         grown = copy.deepcopy(run.model)
         grown.grow_neurons(0, 8)
-        assert float(strategy.penalty(grown)) == 0.0
+        assert value(strategy.penalty(grown)) == 0.0
         with torch.no_grad():
             grown.layers[0].weight[64:] += 1.0
             grown.layers[1].weight[:, 64:] += 1.0
-        assert float(strategy.penalty(grown)) == 0.0  # new synapses are free
+        assert value(strategy.penalty(grown)) == 0.0  # new synapses are free
         with torch.no_grad():
             grown.layers[0].weight[:64] += 0.1
-        assert float(strategy.penalty(grown)) > 0.0  # the old ones are still protected
+        assert value(strategy.penalty(grown)) > 0.0  # the old ones are still protected
     run.train_task(1)
     assert run.model.layers[0].n_out == 72
     if spec != "lwf":
@@ -316,14 +329,14 @@ def test_lwf_resume_gives_identical_results(tmp_path):
 
 
 def test_ewc_plus_si_composes():
-    run = learner("ewc+si", epochs=1)
+    run = learner("ewc+si")
     ewc, si = run.strategies
     summary = run.run()
     assert len(summary["accuracy_matrix"]) == 5
     assert len(ewc.records()) == 5 and int(si.tasks_seen) == 5
-    assert float(ewc.penalty(run.model)) > 0.0  # anchors of tasks 0-3 are older parameters
-    assert float(si.penalty(run.model)) == 0.0  # its one anchor is the final parameters
-    assert summary["metrics"]["acc"] > 0.8
+    assert value(ewc.penalty(run.model)) > 0.0  # anchors of tasks 0-3 are older parameters
+    assert value(si.penalty(run.model)) == 0.0  # its one anchor is the final parameters
+    assert summary["metrics"]["bwt"] > metrics("naive")["bwt"] + 0.05
 
 
 @pytest.mark.parametrize("scenario", ["class", "task"])

@@ -158,8 +158,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RuntimeError(f"checkpoint {path} cannot be read ({exc}); delete it to resume "
-                           "from the previous one") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f"checkpoint {path} cannot be read; delete it to resume from the "
+                           f"previous one ({reason})") from exc
     if state.get("format") != CHECKPOINT_FORMAT:
         raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, "
                            f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
@@ -309,6 +310,7 @@ class Run:
     def execute(self) -> RunResult:
         if self.out is not None:
             write_json(self.out / "config.json", self.resolved_config())
+            self.write()  # a run folder always has results.json, even if killed in task 0
         try:
             self.learner.run(on_task_end=self.checkpoint)
             self.status = "complete"

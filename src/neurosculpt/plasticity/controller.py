@@ -28,7 +28,6 @@ from .signals import (
     Monitor,
     dormant_scores,
     effective_rank,
-    free_units,
     log_decision,
     next_inputs,
     unit_columns,
@@ -135,7 +134,7 @@ def renew(monitor: Monitor, model: Network, layer: int, rate: float, maturity: i
     eligible units (mature, free) accumulate in ``carry``; its integer part of the
     lowest-utility eligible units is returned with the new carry."""
     stats = monitor.stats
-    eligible = (stats.age(layer) > maturity) & free_units(model, layer)
+    eligible = (stats.age(layer) > maturity) & monitor.free_units(model, layer)
     n_eligible = int(eligible.sum())
     if n_eligible == 0 or rate <= 0:
         return torch.empty(0, dtype=torch.long), carry
@@ -162,6 +161,7 @@ def apply_grow(monitor: Monitor, model: Network, layer: int, n: int,
     monitor.stats.sync(model)
     new = grow_units(model, layer, n, optimizer)
     monitor.stats.sync(model)
+    monitor._free.pop(layer, None)
     return new
 
 
@@ -170,6 +170,7 @@ def apply_remove(monitor: Monitor, model: Network, layer: int, units: Tensor,
     mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
     kept = remove_units(model, layer, units, optimizer, mean_act)
     monitor.stats.keep(layer, kept)
+    monitor._free.pop(layer, None)
 
 
 def budgets(max_neurons: int | float | list | tuple | None, widths: list[int]) -> list[int]:
@@ -304,7 +305,7 @@ class Controller(nn.Module):
                     "window_steps": self.check_every})
                 self.renewed[i] = 0
             scores = dormant_scores(stats.mean_activity(i))
-            mature = (stats.age(i) > self.maturity) & free_units(model, i)
+            mature = (stats.age(i) > self.maturity) & monitor.free_units(model, i)
             dormant = (scores <= self.tau) & mature
             dormant_frac = float((scores <= self.tau).float().mean())
             if "reinit" in self.actions and bool(dormant.any()):
@@ -341,7 +342,7 @@ class Controller(nn.Module):
             n = model.layers[i].n_out
             util = stats.utility(i)
             active = stats.active_fraction(i)
-            mature = (stats.age(i) > self.maturity) & free_units(model, i)
+            mature = (stats.age(i) > self.maturity) & monitor.free_units(model, i)
             mean_util = float(util.mean())
             useless = mature & ((active < 0.01) | (util < self.prune_utility * mean_util))
             k = min(int(useless.sum()), max(n - self.min_neurons, 0))
@@ -364,7 +365,7 @@ class Controller(nn.Module):
             excess = n - self.budget[i]
             if excess <= 0:
                 continue
-            free = torch.nonzero(free_units(model, i)).flatten()
+            free = torch.nonzero(monitor.free_units(model, i)).flatten()
             k = min(excess, len(free))
             if k:
                 util = monitor.stats.utility(i)[free]

@@ -117,87 +117,91 @@ def free_units(model: Network, layer: int) -> Tensor:
 class UnitStats(nn.Module):
     """Running per-unit statistics of every hidden layer (exponential moving averages).
 
-    Per layer ``i`` the buffers ``act{i}`` (mean |activity|), ``active{i}`` (fraction of samples on
-    which the unit was active), ``util{i}`` (contribution utility, Dohare et al. 2024 Eq. 1:
-    ``u <- eta u + (1 - eta) |h| sum_k |w_ki|``) and ``age{i}`` (updates since the unit was
-    created or reinitialised); ``grad`` holds every plastic layer's gradient norm.
+    Per layer ``i`` the buffer ``stats{i}`` ``[3, N]`` holds the running mean |activity|, the
+    fraction of samples on which the unit was active and its contribution utility (Dohare et
+    al. 2024, Eq. 1: ``u <- eta u + (1 - eta) |h| sum_k |w_ki|``); ``birth{i}`` holds the update
+    count at which each unit was created or reinitialised (its age is ``updates - birth``);
+    ``grad`` holds every plastic layer's running gradient norm. One update costs about ten
+    small tensor operations per layer.
 
     Averages are read bias-corrected like Adam's moments, ``x / (1 - eta^age)``, as in Dohare et
     al.'s implementation. When another strategy resizes a layer, appended units start fresh; a
     layer that shrank without going through :meth:`keep` starts over (its unit order is unknown).
     """
 
+    ROWS = {"act": 0, "active": 1, "util": 2}
+
     def __init__(self, decay: float = 0.99) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    def _get(self, name: str, i: int) -> Tensor:
-        return self._buffers[f"{name}{i}"]
-
-    def _set(self, name: str, i: int, value: Tensor) -> None:
-        key = f"{name}{i}"
+    def _put(self, key: str, value: Tensor) -> None:
         if key in self._buffers:
             self._buffers[key] = value
         else:
             self.register_buffer(key, value)
 
+    def size(self, i: int) -> int | None:
+        have = self._buffers.get(f"birth{i}")
+        return None if have is None else len(have)
+
     def sync(self, model: Network) -> None:
         """Match the buffers to the model's current layer sizes."""
         for i, n in enumerate(model.hidden_sizes()):
-            have = self._buffers.get(f"age{i}")
-            if have is not None and len(have) == n:
+            have = self.size(i)
+            if have == n:
                 continue
-            if have is not None and len(have) < n:
-                self.grow(i, n - len(have))
+            if have is not None and have < n:
+                self.grow(i, n - have)
                 continue
-            for name in ("act", "active", "util"):
-                self._set(name, i, torch.zeros(n))
-            self._set("age", i, torch.zeros(n, dtype=torch.long))
+            self._put(f"stats{i}", torch.zeros(3, n))
+            self._put(f"birth{i}", torch.full((n,), int(self.updates), dtype=torch.long))
         n_layers = len(model.layers)
         if "grad" not in self._buffers or len(self._buffers["grad"]) != n_layers:
-            self._set_grad(torch.zeros(n_layers))
-
-    def _set_grad(self, value: Tensor) -> None:
-        if "grad" in self._buffers:
-            self._buffers["grad"] = value
-        else:
-            self.register_buffer("grad", value)
+            self._put("grad", torch.zeros(n_layers))
 
     @torch.no_grad()
     def update(self, model: Network, activity: list[Tensor]) -> None:
         """Fold one batch of hidden activity into the running averages."""
         self.sync(model)
-        d = self.decay
         for i, h in enumerate(activity[: len(model.hidden_sizes())]):
-            a = unit_activity(h)
-            if a.shape[1] != len(self._get("age", i)):
+            a = h.detach().abs()
+            a = a[0] if a.shape[0] == 1 else a.mean(0)
+            if a.dim() > 2:
+                a = a.flatten(2).mean(2)
+            stats = self._buffers[f"stats{i}"]
+            if a.shape[1] != stats.shape[1]:
                 continue
             act = a.mean(0)
-            self._get("act", i).mul_(d).add_(act, alpha=1 - d)
-            self._get("active", i).mul_(d).add_((a > 0).float().mean(0), alpha=1 - d)
-            self._get("util", i).mul_(d).add_(act * outgoing_weight(model, i), alpha=1 - d)
-            self._get("age", i).add_(1)
+            new = torch.stack([act, (a > 0).float().mean(0), act * outgoing_weight(model, i)])
+            stats.lerp_(new, 1.0 - self.decay)
+        self.updates += 1
 
     @torch.no_grad()
     def update_gradients(self, model: Network) -> None:
         """Fold the current gradient norm of every plastic layer into its running average."""
-        norms = []
-        for layer in model.layers:
-            sq = sum(float(p.grad.pow(2).sum()) for p in (layer.weight, layer.bias)
-                     if p.grad is not None)
-            norms.append(math.sqrt(sq))
+        norms = torch.zeros(len(model.layers))
+        for j, layer in enumerate(model.layers):
+            grads = [p.grad for p in (layer.weight, layer.bias) if p.grad is not None]
+            if grads:
+                norms[j] = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))
         if "grad" not in self._buffers or len(self._buffers["grad"]) != len(norms):
-            self._set_grad(torch.tensor(norms))
+            self._put("grad", norms)
             return
-        self._buffers["grad"].mul_(self.decay).add_(torch.tensor(norms), alpha=1 - self.decay)
+        self._buffers["grad"].lerp_(norms, 1.0 - self.decay)
+
+    def age(self, i: int) -> Tensor:
+        """Updates since each unit of layer ``i`` was created or reinitialised."""
+        return self.updates - self._buffers[f"birth{i}"]
 
     def corrected(self, name: str, i: int) -> Tensor:
         """Bias-corrected running average ``x / (1 - decay^age)`` (zero for age 0)."""
-        age = self._get("age", i).double()
+        age = self.age(i).double()
         correction = 1.0 - torch.pow(torch.tensor(self.decay, dtype=torch.float64), age)
-        value = self._get(name, i).double() / correction.clamp_min(1e-12)
+        value = self._buffers[f"stats{i}"][self.ROWS[name]].double() / correction.clamp_min(1e-12)
         return torch.where(age > 0, value, torch.zeros_like(value)).float()
 
     def utility(self, i: int) -> Tensor:
@@ -209,28 +213,25 @@ class UnitStats(nn.Module):
     def active_fraction(self, i: int) -> Tensor:
         return self.corrected("active", i)
 
-    def age(self, i: int) -> Tensor:
-        return self._get("age", i)
-
     def gradient_norm(self, i: int) -> float:
         grad = self._buffers.get("grad")
         return float(grad[i]) if grad is not None and i < len(grad) else 0.0
 
     def reset(self, i: int, units: Tensor) -> None:
         """Forget the history of reinitialised ``units`` of layer ``i``."""
-        for name in ("act", "active", "util", "age"):
-            self._get(name, i)[units] = 0
+        self._buffers[f"stats{i}"][:, units] = 0.0
+        self._buffers[f"birth{i}"][units] = self.updates
 
     def keep(self, i: int, keep: Tensor) -> None:
         """Follow a compaction of layer ``i`` to units ``keep`` (sorted)."""
-        for name in ("act", "active", "util", "age"):
-            self._set(name, i, self._get(name, i)[keep].clone())
+        self._put(f"stats{i}", self._buffers[f"stats{i}"][:, keep].clone())
+        self._put(f"birth{i}", self._buffers[f"birth{i}"][keep].clone())
 
     def grow(self, i: int, n: int) -> None:
         """Follow ``n`` units appended to layer ``i``."""
-        for name in ("act", "active", "util", "age"):
-            old = self._get(name, i)
-            self._set(name, i, torch.cat([old, torch.zeros(n, dtype=old.dtype)]))
+        stats, birth = self._buffers[f"stats{i}"], self._buffers[f"birth{i}"]
+        self._put(f"stats{i}", torch.cat([stats, torch.zeros(3, n)], 1))
+        self._put(f"birth{i}", torch.cat([birth, self.updates.expand(n)]))
 
 
 class PlateauDetector:
@@ -299,12 +300,15 @@ def probe_inputs(split, n: int) -> Tensor:
 
 @torch.no_grad()
 def probe_activity(model: Network, x: Tensor) -> list[Tensor]:
-    """Hidden activity on ``x`` (``[B, N]`` per layer, see :func:`unit_activity`)."""
-    was = model.record_activity
+    """Hidden activity on ``x`` (``[B, N]`` per layer, see :func:`unit_activity`), measured in
+    eval mode (no unit dropout)."""
+    was_recording, was_training = model.record_activity, model.training
     model.record_activity = True
+    model.eval()
     model(x)
     activity = [unit_activity(h) for h in model.activity]
-    model.record_activity = was
+    model.record_activity = was_recording
+    model.train(was_training)
     return activity
 
 
@@ -340,7 +344,7 @@ def layer_signals(model: Network, stats: UnitStats, probe: list[Tensor] | None, 
 
 def _hidden_signals(model: Network, stats: UnitStats, i: int, probe: list[Tensor] | None,
                     tau: float, spiking: bool) -> dict:
-    util = stats.utility(i) if f"age{i}" in stats._buffers else None
+    util = stats.utility(i) if stats.size(i) is not None else None
     row: dict = {"free_units": int(free_units(model, i).sum())}
     if util is not None and len(util) == model.layers[i].n_out:
         row["utility_mean"] = _round(float(util.mean()))
@@ -385,9 +389,19 @@ class Monitor(nn.Module):
         self.plateau = PlateauDetector(plateau_window, plateau_tol, plateau_patience)
         self.budget: list[int | None] | None = None
         self._probe_x: Tensor | None = None
+        self._free: dict[int, Tensor] = {}
+
+    def free_units(self, model: Network, i: int) -> Tensor:
+        """:func:`free_units`, cached: ownership only changes between tasks (consolidation), so
+        the cache is refreshed at every task start and whenever the layer changes size."""
+        cached = self._free.get(i)
+        if cached is None or len(cached) != model.layers[i].n_out:
+            cached = self._free[i] = free_units(model, i)
+        return cached
 
     def before_task(self, ctx) -> None:
         ctx.model.record_activity = True
+        self._free = {}
         self.stats.sync(ctx.model)
         self.plateau.reset()
         self._probe_x = probe_inputs(ctx.task.train, self.probe_size)

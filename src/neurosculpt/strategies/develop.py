@@ -110,14 +110,15 @@ def release_free_pool(ctx: Context) -> list[int]:
     """Reopen every free synapse of the hidden layers and of the current head; close the free
     synapses of outputs this task does not produce. Returns reopened counts per layer."""
     layers = ctx.model.plastic_layers
+    out = layers[-1]
+    other = ~head_rows(ctx)[:, None].expand_as(out.mask)
     reopened = []
     for layer in layers:
         closed = ~layer.mask & (layer.owner == L.FREE)
-        reopened.append(L.reopen_free_synapses(layer))
+        L.reopen_free_synapses(layer)
         clear_optimizer_state(ctx.optimizer, layer.weight, closed)
-    out = layers[-1]
-    other = ~head_rows(ctx)[:, None].expand_as(out.mask)
-    reopened[-1] -= L.prune_synapses(out, L.free_synapse_mask(out) & other)
+        reopened.append(int((closed & ~other).sum()) if layer is out else int(closed.sum()))
+    L.prune_synapses(out, L.free_synapse_mask(out) & other)
     return reopened
 
 
@@ -278,7 +279,7 @@ class Develop(Strategy):
                  keep: float = 0.1, keep_output: float = 0.5, threshold: float | None = None,
                  score: str = "taylor", recover_epochs: float = 0.25,
                  recover_steps: int | None = None, consolidation: str = "freeze",
-                 lam: float = 100.0, score_batches: int = 4) -> None:
+                 lam: float = 100.0, score_batches: int = 4, prune_rounds: int = 4) -> None:
         super().__init__()
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
@@ -292,8 +293,8 @@ class Develop(Strategy):
             raise ValueError(f"threshold must be >= 0, got {threshold}")
         if recover_epochs < 0 or (recover_steps is not None and recover_steps < 0):
             raise ValueError("recover_epochs and recover_steps must be >= 0")
-        if lam < 0 or score_batches < 1:
-            raise ValueError("lam must be >= 0 and score_batches >= 1")
+        if lam < 0 or score_batches < 1 or prune_rounds < 1:
+            raise ValueError("lam must be >= 0, score_batches and prune_rounds >= 1")
         self.grow = grow
         self.max_neurons = max_neurons
         self.initial_hidden = initial_hidden
@@ -306,15 +307,20 @@ class Develop(Strategy):
         self.consolidation = consolidation
         self.lam = lam
         self.score_batches = score_batches
+        self.prune_rounds = prune_rounds
         self.hparams = {
             "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
             "keep": keep, "keep_output": keep_output, "threshold": threshold, "score": score,
             "recover_epochs": recover_epochs, "recover_steps": recover_steps,
             "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
+            "prune_rounds": prune_rounds,
         }
         self._stats: GradientStats | None = None
         self._collect = False
         self._structure: dict = {}
+        self._pool: list[int] = []
+        self._rounds: dict[int, int] = {}
+        self._step = -1
 
     # --- hooks ----------------------------------------------------------------------------------
     def before_task(self, ctx: Context) -> None:
@@ -334,6 +340,11 @@ class Develop(Strategy):
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
         self._collect = self.score in ("taylor", "obd")
         self._stats = GradientStats(model) if self._collect else None
+        self._pool = self._structure["after_expand"]["free_synapses"]
+        _, total = task_steps(ctx)
+        gradual = self.prune_rounds if self.threshold is None else 1
+        self._rounds = {round(k * total / gradual): k for k in range(1, gradual)}
+        self._step = 0
 
     def loss(self, ctx: Context, loss: Tensor) -> Tensor:
         """``regularize``: add the importance-weighted pull towards consolidated values."""
@@ -352,13 +363,24 @@ class Develop(Strategy):
         if self._collect and self._stats is not None:
             self._stats.update()
 
+    def after_step(self, ctx: Context) -> None:
+        """Gradual pruning during the task's training (not during recovery)."""
+        if self._step < 0:
+            return
+        self._step += 1
+        if self._step in self._rounds:
+            self.prune(ctx, self._rounds[self._step] / self.prune_rounds)
+
     def after_task(self, ctx: Context) -> None:
         """Prune, remove dead neurons, recover, consolidate; record every phase."""
         model = ctx.model
-        self._collect = False
+        self._collect, self._step = False, -1
         record = ctx.record.setdefault("develop", {})
         self._structure["before_prune"] = structure_summary(model)
-        pruned = self.prune(ctx)
+        self.prune(ctx, 1.0)
+        pruned = [before - after for before, after in
+                  zip(self._structure["before_prune"]["live_synapses"],
+                      structure_summary(model)["live_synapses"], strict=True)]
         removed = apoptosis(model, ctx.optimizer, self._resized)
         self._structure["after_prune"] = structure_summary(model)
         n_batches, _ = task_steps(ctx)
@@ -381,24 +403,32 @@ class Develop(Strategy):
         self._stats = None
 
     # --- pieces ---------------------------------------------------------------------------------
-    def prune(self, ctx: Context) -> list[int]:
-        """Remove the task's free synapses of lowest importance, layer by layer."""
+    def prune(self, ctx: Context, progress: float) -> list[int]:
+        """Remove the task's free synapses of lowest importance, layer by layer.
+
+        Gradual pruning (Zhu & Gupta 2017, "To prune, or not to prune", Eq. 1): at training
+        progress ``p`` a layer keeps ``keep + (1 - keep) (1 - p)^3`` of the free synapses it had
+        when the task began, so the network adapts while it is thinned; ``p = 1`` is the final
+        target. Returns pruned counts per layer.
+        """
         model = ctx.model
-        scores = synapse_scores(
-            model, self.score,
-            task_batches(ctx, self.score_batches) if self.score == "activity" or (
-                self._stats is None or self._stats.steps == 0) else None,
-            forward=task_forward(ctx), stats=self._stats)
+        accumulated = self._stats is not None and self._stats.steps > 0
+        needs_batches = self.score == "activity" or (
+            self.score in ("taylor", "obd") and not accumulated)
+        batches = task_batches(ctx, self.score_batches) if needs_batches else None
+        scores = synapse_scores(model, self.score, batches, forward=task_forward(ctx),
+                                stats=self._stats)
         layers = model.plastic_layers
         pruned = []
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
-            keep = self.keep_output if index == len(layers) - 1 else self.keep
-            pruned.append(L.prune_synapses(layer, self.to_remove(layer, score, keep)))
+            final = self.keep_output if index == len(layers) - 1 else self.keep
+            n_keep = round((final + (1.0 - final) * (1.0 - progress) ** 3) * self._pool[index])
+            pruned.append(L.prune_synapses(layer, self.to_remove(layer, score, n_keep)))
         return pruned
 
-    def to_remove(self, layer: L.PlasticLayer, score: Tensor, keep: float) -> Tensor:
-        """Boolean mask of free synapses to prune: all but the top ``keep`` fraction by score
-        (ties broken by position), or those below ``threshold`` times the mean free score."""
+    def to_remove(self, layer: L.PlasticLayer, score: Tensor, n_keep: int) -> Tensor:
+        """Boolean mask of free synapses to prune: all but the ``n_keep`` best by score (ties
+        broken by position; at least one), or those below ``threshold`` times the mean score."""
         free = L.free_synapse_mask(layer)
         remove = torch.zeros_like(free)
         position = torch.nonzero(free.flatten()).flatten()
@@ -409,7 +439,7 @@ class Develop(Strategy):
             low = values < self.threshold * values.mean()
             remove.view(-1)[position[low]] = True
             return remove
-        n_keep = max(1, round(keep * len(position)))
+        n_keep = max(1, n_keep)
         order = torch.argsort(values, descending=True, stable=True)
         remove.view(-1)[position[order[n_keep:]]] = True
         return remove

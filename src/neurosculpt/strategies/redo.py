@@ -14,7 +14,7 @@ import torch
 
 from ..loop import Context
 from ..plasticity.controller import apply_reinit
-from ..plasticity.signals import Monitor, dormant_scores, free_units, log_decision
+from ..plasticity.signals import Monitor, dormant_scores, log_decision
 from .base import Strategy
 
 
@@ -48,7 +48,7 @@ class ReDo(Strategy):
         activity = self.monitor.probe(ctx)
         for i, a in enumerate(activity or []):
             scores = dormant_scores(a.mean(0))
-            dormant = (scores <= self.tau) & free_units(model, i)
+            dormant = (scores <= self.tau) & self.monitor.free_units(model, i)
             if not bool(dormant.any()):
                 continue
             units = torch.nonzero(dormant).flatten()

@@ -1,0 +1,124 @@
+"""Dropin: neurogenesis during training, with unit dropout and apoptosis ("drop in & out";
+Li, Milling & Schuller 2025, "Neuroplasticity in Artificial Intelligence - An Overview and
+Inspirations on Drop In & Out Learning", arXiv:2503.21419).
+
+The paper proposes the concepts; the concrete rules here are ours:
+
+- dropin (neurogenesis): ``grow`` fresh units join every hidden layer when the training loss is
+  on a plateau (or every ``every`` steps), up to ``max_neurons``; incoming weights from the
+  initial distribution, outgoing weights zero, so the network's output does not jump;
+- unit dropout (temporary apoptosis, Srivastava et al. 2014): during training each unit is
+  silenced for a whole sample with probability ``dropout`` (outputs rescaled by ``1/(1-p)``);
+- apoptosis (permanent): at the end of a task mature units whose contribution utility (Dohare
+  et al. 2024, Eq. 1) is below ``apoptosis`` times the layer mean are removed and the layer is
+  compacted, never below ``min_neurons``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..loop import Context
+from ..plasticity.controller import apply_grow, apply_remove, budgets
+from ..plasticity.signals import Monitor, log_decision
+from .base import Strategy
+
+
+class Dropin(Strategy):
+    """Add units on loss plateaus (or on a schedule), drop units out, remove useless ones."""
+
+    name = "dropin"
+
+    def __init__(self, grow: int = 8, every: int = 0, max_neurons: int | float | list | None = None,
+                 dropout: float = 0.0, apoptosis: float = 0.0, min_neurons: int = 8,
+                 maturity: int = 100, log_every: int = 500, probe: int = 256,
+                 plateau_window: int = 100, plateau_tol: float = 0.01,
+                 plateau_patience: int = 3) -> None:
+        super().__init__()
+        if grow < 0 or every < 0 or not 0.0 <= dropout < 1.0 or apoptosis < 0:
+            raise ValueError("grow, every, apoptosis must be >= 0 and dropout in [0, 1)")
+        self.hparams = {"grow": grow, "every": every, "max_neurons": max_neurons,
+                        "dropout": dropout, "apoptosis": apoptosis, "min_neurons": min_neurons,
+                        "maturity": maturity, "log_every": log_every, "probe": probe,
+                        "plateau_window": plateau_window, "plateau_tol": plateau_tol,
+                        "plateau_patience": plateau_patience}
+        self.grow_n = grow
+        self.every = every
+        self.max_neurons = max_neurons
+        self.dropout = dropout
+        self.apoptosis = apoptosis
+        self.min_neurons = min_neurons
+        self.maturity = maturity
+        self.monitor = Monitor(self.name, log_every=log_every, probe=probe,
+                               plateau_window=plateau_window, plateau_tol=plateau_tol,
+                               plateau_patience=plateau_patience)
+        self.budget: list[int] = []
+        self._hooks: list = []
+
+    def _unit_dropout(self, module: nn.Module, inputs: tuple, out: Tensor) -> Tensor:
+        if not module.training:
+            return out
+        shape = (1, out.shape[1], out.shape[2]) + (1,) * (out.dim() - 3)
+        keep = torch.rand(shape) >= self.dropout
+        return out * keep / (1.0 - self.dropout)
+
+    def before_task(self, ctx: Context) -> None:
+        if not self.budget:
+            self.budget = budgets(self.max_neurons, ctx.model.hidden_sizes())
+        self.monitor.budget = list(self.budget)
+        if self.dropout > 0 and not self._hooks:
+            self._hooks = [units.register_forward_hook(self._unit_dropout)
+                           for units in ctx.model.neurons]
+        self.monitor.before_task(ctx)
+
+    def after_backward(self, ctx: Context) -> None:
+        self.monitor.after_backward(ctx)
+
+    def after_step(self, ctx: Context) -> None:
+        monitor = self.monitor
+        monitor.after_step(ctx)
+        if self.grow_n == 0:
+            return
+        due = (ctx.step + 1) % self.every == 0 if self.every else monitor.plateau.plateau
+        if not due:
+            return
+        model = ctx.model
+        for i, n in enumerate(model.hidden_sizes()):
+            k = min(self.grow_n, self.budget[i] - n)
+            if k <= 0:
+                continue
+            apply_grow(monitor, model, i, k, ctx.optimizer)
+            log_decision(ctx, "grow", i, k, {
+                "plateau": monitor.plateau.plateau, "loss_window": monitor.plateau.last,
+                "neurons": n, "budget": self.budget[i], "every": self.every})
+        monitor.plateau.reset()
+
+    def after_task(self, ctx: Context) -> None:
+        if self.apoptosis > 0:
+            self._apoptosis(ctx)
+        self.monitor.after_task(ctx)
+
+    def _apoptosis(self, ctx: Context) -> None:
+        model, stats = ctx.model, self.monitor.stats
+        stats.sync(model)
+        for i, n in enumerate(model.hidden_sizes()):
+            util = stats.utility(i)
+            mean_util = float(util.mean())
+            low = (util < self.apoptosis * mean_util) & (stats.age(i) > self.maturity)
+            low &= self.monitor.free_units(model, i)
+            k = min(int(low.sum()), max(n - self.min_neurons, 0))
+            if k == 0:
+                continue
+            idx = torch.nonzero(low).flatten()
+            units = idx[torch.topk(-util[idx], k).indices].sort().values
+            apply_remove(self.monitor, model, i, units, ctx.optimizer)
+            log_decision(ctx, "prune", i, k, {"utility_mean": mean_util,
+                                              "threshold": self.apoptosis * mean_util,
+                                              "neurons": n})
+
+    def get_extra_state(self) -> dict:
+        return {"budget": self.budget}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.budget = [int(b) for b in state["budget"]]

@@ -1,0 +1,77 @@
+"""L2 Init (Kumar, Marklund & Van Roy 2023, "Maintaining Plasticity in Continual Learning via
+Regenerative Regularization"): ``loss + lam * ||theta - theta_0||^2``.
+
+``theta_0`` are the plastic layers' weights and biases when the first task starts (neuron
+parameters such as a learnable threshold are not regularised). Synapses pruned or frozen by
+another strategy are left out. When a layer changes shape, entries that appear are anchored at
+their value when first seen (right after their creation, i.e. their initial value); a layer
+that shrank is re-anchored at its current values (the mapping of old to new units is not known
+here).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..loop import Context
+from ..plasticity.signals import Monitor
+from .base import Strategy
+
+
+def _extend(anchor: Tensor, current: Tensor) -> Tensor:
+    """Keep ``anchor`` where it overlaps a grown ``current``; new entries take current values."""
+    if anchor.dim() != current.dim() or any(
+            a > c for a, c in zip(anchor.shape, current.shape, strict=True)):
+        return current.detach().clone()
+    out = current.detach().clone()
+    out[tuple(slice(0, a) for a in anchor.shape)] = anchor
+    return out
+
+
+class L2Init(Strategy):
+    """Regenerative regularisation towards the initial parameters."""
+
+    name = "l2-init"
+
+    def __init__(self, lam: float = 1e-3, log_every: int = 500, probe: int = 256) -> None:
+        super().__init__()
+        if lam < 0:
+            raise ValueError("lam must be >= 0")
+        self.hparams = {"lam": lam, "log_every": log_every, "probe": probe}
+        self.lam = lam
+        self.monitor = Monitor(self.name, log_every=log_every, probe=probe)
+
+    def _anchors(self, ctx: Context) -> None:
+        for i, layer in enumerate(ctx.model.layers):
+            for kind, param in (("w", layer.weight), ("b", layer.bias)):
+                key = f"anchor_{kind}{i}"
+                have = self._buffers.get(key)
+                if have is None:
+                    self.set_buffer(key, param.detach().clone())
+                elif have.shape != param.shape:
+                    self.set_buffer(key, _extend(have, param))
+
+    def before_task(self, ctx: Context) -> None:
+        self._anchors(ctx)
+        self.monitor.before_task(ctx)
+
+    def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        if self.lam == 0:
+            return loss
+        self._anchors(ctx)
+        penalty = loss.new_zeros(())
+        for i, layer in enumerate(ctx.model.layers):
+            keep = layer.mask & ~layer.frozen
+            penalty = penalty + ((layer.weight - self._buffers[f"anchor_w{i}"]) * keep).pow(2).sum()
+            keep_b = ~layer.bias_frozen
+            penalty = penalty + ((layer.bias - self._buffers[f"anchor_b{i}"]) * keep_b).pow(2).sum()
+        return loss + self.lam * penalty
+
+    def after_backward(self, ctx: Context) -> None:
+        self.monitor.after_backward(ctx)
+
+    def after_step(self, ctx: Context) -> None:
+        self.monitor.after_step(ctx)
+
+    def after_task(self, ctx: Context) -> None:
+        self.monitor.after_task(ctx)
