@@ -87,13 +87,13 @@ def _adam(params, fast: bool) -> torch.optim.Optimizer:
 class NeurosculptMLP(nn.Module):
     """``[Linear -> LIF] x L``: one GEMM per layer over all ``T * B`` rows, then the fused LIF."""
 
-    def __init__(self, layers: list[nn.Linear]) -> None:
+    def __init__(self, layers: list[nn.Linear], fused: bool = True) -> None:
         super().__init__()
-        from neurosculpt.kernels import lif_sequence
+        from neurosculpt.kernels import lif_sequence, lif_sequence_reference
         from neurosculpt.surrogate import get_surrogate
 
         self.fcs = nn.ModuleList(layers)
-        self.lif = lif_sequence
+        self.lif = lif_sequence if fused else lif_sequence_reference
         self.surrogate = get_surrogate("fast-sigmoid", 25.0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -110,6 +110,13 @@ def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
     model = NeurosculptMLP(_copy_layers(base))
     opt = _adam(model.parameters(), fast=True)
     return Runner("neurosculpt", _version("neurosculpt"), lambda: _train_step(model, opt, x, y))
+
+
+def make_torch_loop(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    """Same network with the plain per-step torch loop and default Adam: the un-fused baseline."""
+    model = NeurosculptMLP(_copy_layers(base), fused=False)
+    opt = _adam(model.parameters(), fast=False)
+    return Runner("torch-loop", torch.__version__, lambda: _train_step(model, opt, x, y))
 
 
 class SnnTorchMLP(nn.Module):
@@ -225,10 +232,14 @@ def make_norse(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
 
 BUILDERS: dict[str, Callable[[list[nn.Linear], Tensor, Tensor], Runner]] = {
     "neurosculpt": make_neurosculpt,
+    "torch-loop": make_torch_loop,
     "snntorch": make_snntorch,
     "spikingjelly": make_spikingjelly,
     "norse": make_norse,
 }
+
+
+PEERS = ("snntorch", "spikingjelly", "norse")
 
 
 def gemm_probe(n: int = 2048) -> Runner:
@@ -333,9 +344,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{runner.name:<14}{runner.version:<10}{args.batch / sec:>11.0f}"
                 f"{sec * 1e3:>10.1f}{ratio:>16}{100 * flops / sec / peak:>12.1f}%"
             )
-            if runner.name != "neurosculpt":
+            if runner.name in PEERS:
                 measured_peers[runner.name] = runner.version
-        peer_secs = [s for n, s in secs.items() if n != "neurosculpt"]
+        peer_secs = [s for n, s in secs.items() if n in PEERS]
         if ref and peer_secs:
             ratios.append(min(peer_secs) / ref)
     if ratios and len(ratios) == len(args.steps):

@@ -154,3 +154,28 @@ def test_resume_via_cli(tmp_path, capsys):
     again = capsys.readouterr().out
     # the same matrix and metrics; only the wall time differs
     assert first.splitlines()[:6] == again.splitlines()[:6]
+
+
+def test_registered_user_strategy_runs_by_name(tmp_path):
+    """A strategy defined outside the package is usable by name after ``register``."""
+    import neurosculpt
+    from neurosculpt import strategies
+
+    class CountSteps(strategies.Strategy):
+        name = "count-steps-test"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = 0
+
+        def after_step(self, ctx) -> None:
+            self.steps += 1
+
+    strategies.register(CountSteps)
+    try:
+        result = neurosculpt.run(benchmark="split-digits", strategy="count-steps-test",
+                                 model="ann-mlp", tasks=5, steps=3, progress=False)
+        assert result.strategies[0].steps == 15
+        assert "count-steps-test" in strategies.available()
+    finally:
+        strategies.REGISTRY.pop("count-steps-test")

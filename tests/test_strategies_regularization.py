@@ -23,7 +23,7 @@ from neurosculpt.strategies import make_strategies, make_strategy
 from neurosculpt.strategies.base import Strategy
 from neurosculpt.strategies.ewc import EWC, OnlineEWC, carry_over, leading_slice, per_sample_mean
 from neurosculpt.strategies.joint import Joint
-from neurosculpt.strategies.lwf import LwF
+from neurosculpt.strategies.lwf import LwF, frozen_copy
 from neurosculpt.strategies.mas import MAS
 from neurosculpt.strategies.si import SI
 
@@ -352,6 +352,30 @@ def test_lwf_plus_joint_and_class_scenario(scenario):
     assert ctx.task_id == 2
     groups = lwf.old_outputs(ctx)
     assert groups == ([[0, 1, 2, 3]] if scenario == "class" else [[0, 1], [2, 3]])
+
+
+def test_lwf_distils_all_outputs_in_domain_scenario():
+    bench = make_benchmark("permuted-digits", n_tasks=2, scenario="domain", samples_per_task=50)
+    ctx = Learner(build_model("ann-mlp", bench.input_shape, bench.n_outputs), bench, []).ctx
+    assert LwF().old_outputs(ctx) == []
+    ctx.task_id = 1
+    assert LwF().old_outputs(ctx) == [list(range(10))]
+
+
+def test_frozen_copy_drops_hooks_and_recorded_activity():
+    bench = tiny_stream()
+    model = build_model("snn-mlp", bench.input_shape, bench.n_outputs)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    model.record_activity = True
+    x, _ = bench.tasks[0].train.get(torch.arange(4))
+    model(x)  # activity now holds tensors with a graph, which deepcopy refuses
+    teacher = frozen_copy(model)
+    calls.clear()
+    assert torch.equal(teacher(x), model(x).detach())
+    assert calls == [1]  # only the original model's hook ran
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert model.layers[0].weight.requires_grad
 
 
 def test_unknown_parameter_is_named():

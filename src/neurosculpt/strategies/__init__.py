@@ -10,8 +10,9 @@ import inspect
 
 from .base import Naive, Strategy, hyper_parameters
 
-# name -> "module:Class", imported on demand so a newcomer can open one file per method
-REGISTRY: dict[str, str] = {
+# name -> "module:Class", imported on demand so a newcomer can open one file per method;
+# strategies defined outside the package are registered as classes (:func:`register`)
+REGISTRY: dict[str, str | type[Strategy]] = {
     "naive": "base:Naive",
     "joint": "joint:Joint",
     "ewc": "ewc:EWC",
@@ -32,12 +33,24 @@ REGISTRY: dict[str, str] = {
 }
 
 
+def register(cls: type[Strategy], name: str | None = None) -> type[Strategy]:
+    """Make a user-defined strategy available by name to ``run`` and the CLI.
+
+    Usable as a decorator: ``@register`` on a ``Strategy`` subclass with a ``name``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise TypeError(f"{cls!r} is not a subclass of neurosculpt.strategies.Strategy")
+    REGISTRY[name or cls.name] = cls
+    return cls
+
+
 def available() -> list[str]:
-    """Names whose implementation file exists in this installation."""
+    """Names whose implementation exists in this installation."""
     names = []
     for name, target in REGISTRY.items():
-        module = target.split(":")[0]
-        if importlib.util.find_spec(f"{__name__}.{module}") is not None:
+        if isinstance(target, type):
+            names.append(name)
+        elif importlib.util.find_spec(f"{__name__}.{target.split(':')[0]}") is not None:
             names.append(name)
     return names
 
@@ -46,7 +59,10 @@ def strategy_class(name: str) -> type[Strategy]:
     valid = available()
     if name not in valid:
         raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(valid)}")
-    module, cls = REGISTRY[name].split(":")
+    target = REGISTRY[name]
+    if isinstance(target, type):
+        return target
+    module, cls = target.split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
@@ -82,4 +98,4 @@ def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
 
 
 __all__ = ["REGISTRY", "Naive", "Strategy", "available", "hyper_parameters", "make_strategies",
-           "make_strategy", "strategy_class"]
+           "make_strategy", "register", "strategy_class"]

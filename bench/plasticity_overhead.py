@@ -1,0 +1,77 @@
+"""Overhead of the plasticity signals and strategies over plain training (target: <= 15%).
+
+Trains the same short stream with ``naive`` and with each strategy, interleaved and repeated,
+and reports the training time (the loop's ``train_time_s``: every hook included, evaluation
+excluded) relative to ``naive``. The minimum over repeats is used: on a shared machine it is the
+run least disturbed by other processes. Example (the numbers in docs/plasticity.md)::
+
+    python bench/plasticity_overhead.py --model ann-mlp --repeats 5
+    python bench/plasticity_overhead.py --model snn-mlp --steps 300 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from neurosculpt.cli import _params
+from neurosculpt.loop import Learner, TrainConfig
+from neurosculpt.models import ModelConfig, build_model
+from neurosculpt.strategies import make_strategies
+
+DEFAULT = ("naive", "neuroplastic:actions=none", "cbp", "redo", "l2-init", "shrink-perturb",
+           "dropin", "neuroplastic")
+
+
+def train_time(spec: str, args: argparse.Namespace) -> float:
+    """Seconds spent training ``args.tasks`` tasks with strategy ``spec`` (``name:k=v,...``)."""
+    from plasticity_streams import reference_digits
+
+    name, _, params = spec.partition(":")
+    bench = reference_digits(args.tasks, 0)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=args.model, hidden=tuple(args.hidden)),
+                        bench.input_shape, bench.n_outputs)
+    strategies = make_strategies(name, _params(params.split(";") if params else [], "spec"))
+    learner = Learner(model, bench, strategies, TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, seed=0, progress=False,
+        eval_scope="seen"))
+    total = 0.0
+    for t in range(args.tasks):
+        total += learner.train_task(t)["train_time_s"]
+    return total
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="ann-mlp")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
+    p.add_argument("--tasks", type=int, default=2)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--strategies", nargs="+", default=list(DEFAULT),
+                   help="name or name:key=value;key=value")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    times: dict[str, list[float]] = {s: [] for s in args.strategies}
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        for spec in args.strategies:
+            times[spec].append(train_time(spec, args))
+    base = min(times["naive"]) if "naive" in times else None
+    print(f"{args.model} {args.hidden}, {args.tasks} tasks x {args.steps} steps, batch "
+          f"{args.batch_size}, {args.repeats} repeats, {args.threads} thread(s); "
+          f"{time.perf_counter() - start:.0f} s in all")
+    for spec, values in times.items():
+        best = min(values)
+        rel = f"{100 * (best / base - 1):+6.1f}%" if base else ""
+        print(f"  {spec:32s} min {best:7.2f} s  median {sorted(values)[len(values) // 2]:7.2f} s"
+              f"  {rel}")
+
+
+if __name__ == "__main__":
+    main()
