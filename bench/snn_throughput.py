@@ -18,6 +18,7 @@ import argparse
 import importlib.metadata
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -242,7 +243,7 @@ BUILDERS: dict[str, Callable[[list[nn.Linear], Tensor, Tensor], Runner]] = {
 PEERS = ("snntorch", "spikingjelly", "norse")
 
 
-def gemm_probe(n: int = 2048) -> Runner:
+def gemm_probe(n: int = 1536) -> Runner:
     """An ``n x n x n`` single-precision GEMM, timed like a library so it sees the same noise."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
@@ -260,7 +261,7 @@ def model_flops(steps: int, batch: int) -> float:
     return 3 * 2.0 * steps * batch * macs
 
 
-def _best_rate(probe: Runner, repeats: int = 5) -> float:
+def _best_rate(probe: Runner, repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -269,29 +270,53 @@ def _best_rate(probe: Runner, repeats: int = 5) -> float:
     return flops / best
 
 
-def measure(
-    runners: list[Runner], probe: Runner, steps_per_round: int, rounds: int, warmup: int
-) -> tuple[dict[str, float], float]:
-    """Seconds per training step of each runner in its fastest round, and the best GEMM rate.
+@dataclass
+class Timing:
+    """Per-runner result: seconds per step, and how many rounds passed the quiet-machine check."""
 
-    Rounds are interleaved in alternating order and the GEMM is timed in every round. The best
-    round (not the median) is kept because other jobs on a shared machine only ever slow a round
-    down: the minimum is the estimate of the unloaded speed, for every library alike.
+    seconds: float
+    quiet_rounds: int
+    rounds: int
+
+
+def measure(
+    runners: list[Runner],
+    probe: Runner,
+    steps_per_round: int,
+    rounds: int,
+    warmup: int,
+    quiet: float,
+) -> tuple[dict[str, Timing], float]:
+    """Seconds per training step of each runner, and the best GEMM rate seen.
+
+    Rounds are interleaved in alternating order. Other jobs on a shared 2-core machine slow a
+    round down (badly so, since two OpenMP threads then wait on each other), so a GEMM probe is
+    timed right before and right after every runner's round, and the round only counts as quiet
+    when both probes reach ``quiet`` times the best GEMM rate of the run. Each runner's result is
+    the median of its quiet rounds (of all rounds, flagged, when none was quiet).
     """
     for runner in runners:
         for _ in range(warmup):
             runner.step()
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
-    rates = []
+    samples: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
+    best_rate = _best_rate(probe)
     for rnd in range(rounds):
-        rates.append(_best_rate(probe))
         order = runners if rnd % 2 == 0 else runners[::-1]
         for runner in order:
+            before = _best_rate(probe)
             start = time.perf_counter()
             for _ in range(steps_per_round):
                 runner.step()
-            times[runner.name].append((time.perf_counter() - start) / steps_per_round)
-    return {name: min(ts) for name, ts in times.items()}, max(rates)
+            elapsed = (time.perf_counter() - start) / steps_per_round
+            after = _best_rate(probe)
+            best_rate = max(best_rate, before, after)
+            samples[runner.name].append((elapsed, min(before, after)))
+    result = {}
+    for name, rows in samples.items():
+        calm = [sec for sec, rate in rows if rate >= quiet * best_rate]
+        chosen = calm or [sec for sec, _ in rows]
+        result[name] = Timing(statistics.median(chosen), len(calm), rounds)
+    return result, best_rate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,6 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-round", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--quiet", type=float, default=0.85, help="GEMM-rate fraction for a round to count"
+    )
     parser.add_argument("--libs", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     args = parser.parse_args(argv)
 
@@ -326,7 +354,10 @@ def main(argv: list[str] | None = None) -> None:
                 runners.append(BUILDERS[name](base, x, y))
             except ImportError as exc:
                 print(f"T={steps}: {name} not installed ({exc}); skipped")
-        secs, peak = measure(runners, probe, args.steps_per_round, args.rounds, args.warmup)
+        timings, peak = measure(
+            runners, probe, args.steps_per_round, args.rounds, args.warmup, args.quiet
+        )
+        secs = {name: t.seconds for name, t in timings.items()}
         flops = model_flops(steps, args.batch)
         ref = secs.get("neurosculpt")
         print(
@@ -335,14 +366,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(
             f"{'library':<14}{'version':<10}{'samples/s':>11}{'ms/step':>10}"
-            f"{'vs neurosculpt':>16}{'% GEMM rate':>13}"
+            f"{'vs neurosculpt':>16}{'% GEMM rate':>13}{'quiet rounds':>14}"
         )
         for runner in runners:
             sec = secs[runner.name]
             ratio = f"{ref / sec:.2f}x" if ref else "-"
+            quiet = f"{timings[runner.name].quiet_rounds}/{args.rounds}"
             print(
                 f"{runner.name:<14}{runner.version:<10}{args.batch / sec:>11.0f}"
-                f"{sec * 1e3:>10.1f}{ratio:>16}{100 * flops / sec / peak:>12.1f}%"
+                f"{sec * 1e3:>10.1f}{ratio:>16}{100 * flops / sec / peak:>12.1f}%{quiet:>14}"
             )
             if runner.name in PEERS:
                 measured_peers[runner.name] = runner.version

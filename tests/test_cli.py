@@ -179,3 +179,10 @@ def test_registered_user_strategy_runs_by_name(tmp_path):
         assert "count-steps-test" in strategies.available()
     finally:
         strategies.REGISTRY.pop("count-steps-test")
+
+
+def test_parameters_for_a_strategy_not_in_the_spec_are_named():
+    from neurosculpt.strategies import make_strategies
+
+    with pytest.raises(ValueError, match=r"\['ewc'\].*does not include"):
+        make_strategies("online-ewc", {"ewc": {"lam": 1.0}})

@@ -354,6 +354,17 @@ def test_lwf_plus_joint_and_class_scenario(scenario):
     assert groups == ([[0, 1, 2, 3]] if scenario == "class" else [[0, 1], [2, 3]])
 
 
+def test_lwf_reuses_the_training_forward_pass():
+    run = learner("lwf", epochs=1)
+    run.train_task(0)
+    calls = []
+    run.model.register_forward_hook(lambda *args: calls.append(1))
+    run.train_task(1)
+    steps = run.ctx.record["train"][0]["steps"]
+    tests = sum(math.ceil(len(t.test) / 1000) for t in run.benchmark.tasks)
+    assert len(calls) == steps + tests  # one forward per batch, plus evaluation
+
+
 def test_lwf_distils_all_outputs_in_domain_scenario():
     bench = make_benchmark("permuted-digits", n_tasks=2, scenario="domain", samples_per_task=50)
     ctx = Learner(build_model("ann-mlp", bench.input_shape, bench.n_outputs), bench, []).ctx

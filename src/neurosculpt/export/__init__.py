@@ -1,1 +1,91 @@
-"""Deployment: NIR export/import (:mod:`neurosculpt.export.nir`) and the CLI commands."""
+"""Deployment: NIR export/import (:mod:`neurosculpt.export.nir`, needs ``nir``), model folders,
+rebuilding a run's model, and the ``export`` / ``import`` / ``energy`` commands.
+
+A model folder holds ``model.json`` (the :class:`~neurosculpt.models.ModelConfig`, input shape,
+number of outputs) and ``model.pt`` (the ``state_dict``, loaded with ``weights_only=True``); it is
+what ``neurosculpt import`` writes and what :func:`load_model` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..benchmarks import Benchmark, make_benchmark
+from ..models import ModelConfig, Network
+from ..runs import (
+    RunConfig,
+    latest_checkpoint,
+    load_checkpoint,
+    load_state_resizing,
+    write_json,
+)
+
+MODEL_FORMAT = 1
+
+
+def save_model(model: Network, folder: str | Path) -> Path:
+    """Write ``model`` to a model folder; return the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "model.json", {
+        "format": MODEL_FORMAT,
+        "config": model.config.to_dict(),
+        "input_shape": list(model.input_shape),
+        "n_outputs": model.layers[-1].n_out,
+        "sequence": model.sequence,
+    })
+    torch.save(model.state_dict(), folder / "model.pt")
+    return folder
+
+
+def load_model(folder: str | Path) -> Network:
+    """The ``Network`` saved by :func:`save_model` (shapes after growth included)."""
+    folder = Path(folder)
+    meta_file = folder / "model.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{folder} is not a model folder (no model.json)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != MODEL_FORMAT:
+        raise RuntimeError(f"{meta_file} has format {meta.get('format')}, this neurosculpt "
+                           f"reads format {MODEL_FORMAT}")
+    model = Network(ModelConfig(**meta["config"]), tuple(meta["input_shape"]), meta["n_outputs"],
+                    sequence=meta["sequence"])
+    load_state_resizing(model, torch.load(folder / "model.pt", map_location="cpu",
+                                          weights_only=True))
+    model.set_training_task(int(model.current_task))
+    return model.eval()
+
+
+def model_from_run(path: str | Path) -> tuple[Network, Benchmark, RunConfig]:
+    """Rebuild a run's model from ``config.json`` and its latest checkpoint, with its benchmark.
+
+    Layers learn which task is being trained from the checkpoint, so ``model.set_task(t)``
+    selects the same subnetworks the run evaluated.
+    """
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
+    resolved = json.loads(config_file.read_text())
+    params = {k: v for k, v in resolved["model_params"].items() if k != "kind"}
+    config = RunConfig.from_dict({**resolved, "model_params": params})
+    checkpoint = latest_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{path} has no checkpoint yet (no task finished)")
+    benchmark = make_benchmark(
+        config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
+        data_root=config.data_root, validation=config.validation,
+        samples_per_task=config.samples_per_task,
+        test_samples_per_task=config.test_samples_per_task,
+    )
+    model = Network(config.model_config(), benchmark.input_shape, benchmark.n_outputs,
+                    sequence=benchmark.sequence)
+    load_state_resizing(model, load_checkpoint(checkpoint)["model"])
+    model.set_training_task(int(model.current_task))
+    return model.eval(), benchmark, config
+
+
+__all__ = ["load_model", "model_from_run", "save_model"]

@@ -129,16 +129,16 @@ def remove_units(model: Network, layer: int, units: Tensor,
 
 
 def renew(monitor: Monitor, model: Network, layer: int, rate: float, maturity: int,
-          carry: float) -> tuple[Tensor, float]:
+          carry: float, steps: int = 1) -> tuple[Tensor, float]:
     """Continual backprop's selection (Dohare et al. 2024, Alg. 1): ``rate`` times the number of
-    eligible units (mature, free) accumulate in ``carry``; its integer part of the
-    lowest-utility eligible units is returned with the new carry."""
+    eligible units (mature, free) per step accumulates in ``carry`` (over ``steps`` steps); its
+    integer part of the lowest-utility eligible units is returned with the new carry."""
     stats = monitor.stats
     eligible = (stats.age(layer) > maturity) & monitor.free_units(model, layer)
     n_eligible = int(eligible.sum())
     if n_eligible == 0 or rate <= 0:
         return torch.empty(0, dtype=torch.long), carry
-    carry += rate * n_eligible
+    carry += rate * steps * n_eligible
     k = min(int(carry), n_eligible)
     carry -= int(carry)
     if k == 0:
@@ -161,7 +161,7 @@ def apply_grow(monitor: Monitor, model: Network, layer: int, n: int,
     monitor.stats.sync(model)
     new = grow_units(model, layer, n, optimizer)
     monitor.stats.sync(model)
-    monitor._free.pop(layer, None)
+    monitor.invalidate(layer)
     return new
 
 
@@ -170,7 +170,7 @@ def apply_remove(monitor: Monitor, model: Network, layer: int, units: Tensor,
     mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
     kept = remove_units(model, layer, units, optimizer, mean_act)
     monitor.stats.keep(layer, kept)
-    monitor._free.pop(layer, None)
+    monitor.invalidate(layer)
 
 
 def budgets(max_neurons: int | float | list | tuple | None, widths: list[int]) -> list[int]:
@@ -230,7 +230,7 @@ class Controller(nn.Module):
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.05,
                  solved: float = 0.99, prune_utility: float = 0.01,
                  actions: str | list | None = ("renew", "reinit", "grow", "prune"),
-                 decay: float = 0.99, log_every: int = 500, probe: int = 256,
+                 decay: float = 0.99, every: int = 1, log_every: int = 500, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
         super().__init__()
@@ -246,7 +246,7 @@ class Controller(nn.Module):
         self.prune_utility = prune_utility
         self.actions = parse_actions(actions)
         self.monitor = Monitor("neuroplastic", tau=tau, decay=decay, log_every=log_every,
-                               probe=probe, plateau_window=plateau_window,
+                               probe=probe, every=every, plateau_window=plateau_window,
                                plateau_tol=plateau_tol, plateau_patience=plateau_patience)
         self.budget: list[int] = []
         self.carry: list[float] = []
@@ -271,13 +271,13 @@ class Controller(nn.Module):
 
     def after_step(self, ctx) -> None:
         monitor, model = self.monitor, ctx.model
-        monitor.after_step(ctx)
+        updated = monitor.after_step(ctx)
         correct = float((ctx.logits.detach().argmax(1) == ctx.y).float().mean())
         self.accuracy = 0.99 * self.accuracy + 0.01 * correct
-        if "renew" in self.actions:
-            for i in range(len(model.hidden_sizes())):
+        if "renew" in self.actions and updated:
+            for i in range(len(model.layers) - 1):
                 units, self.carry[i] = renew(monitor, model, i, self.replacement_rate,
-                                             self.maturity, self.carry[i])
+                                             self.maturity, self.carry[i], monitor.every)
                 if len(units):
                     apply_reinit(monitor, model, i, units, ctx.optimizer)
                     self.renewed[i] += len(units)

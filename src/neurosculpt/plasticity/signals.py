@@ -120,9 +120,10 @@ class UnitStats(nn.Module):
     Per layer ``i`` the buffer ``stats{i}`` ``[3, N]`` holds the running mean |activity|, the
     fraction of samples on which the unit was active and its contribution utility (Dohare et
     al. 2024, Eq. 1: ``u <- eta u + (1 - eta) |h| sum_k |w_ki|``); ``birth{i}`` holds the update
-    count at which each unit was created or reinitialised (its age is ``updates - birth``);
-    ``grad`` holds every plastic layer's running gradient norm. One update costs about ten
-    small tensor operations per layer.
+    (in training steps) at which each unit was created or reinitialised, so its age is
+    ``steps - birth``; ``grad`` holds every plastic layer's running gradient norm. One update
+    costs about ten small tensor operations per layer; an update may stand for several steps
+    (the decay is then ``eta^steps``, so the time scale of the averages does not change).
 
     Averages are read bias-corrected like Adam's moments, ``x / (1 - eta^age)``, as in Dohare et
     al.'s implementation. When another strategy resizes a layer, appended units start fresh; a
@@ -136,7 +137,7 @@ class UnitStats(nn.Module):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.steps = 0
 
     def _put(self, key: str, value: Tensor) -> None:
         if key in self._buffers:
@@ -158,27 +159,29 @@ class UnitStats(nn.Module):
                 self.grow(i, n - have)
                 continue
             self._put(f"stats{i}", torch.zeros(3, n))
-            self._put(f"birth{i}", torch.full((n,), int(self.updates), dtype=torch.long))
+            self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long))
         n_layers = len(model.layers)
         if "grad" not in self._buffers or len(self._buffers["grad"]) != n_layers:
             self._put("grad", torch.zeros(n_layers))
 
     @torch.no_grad()
-    def update(self, model: Network, activity: list[Tensor]) -> None:
-        """Fold one batch of hidden activity into the running averages."""
-        self.sync(model)
-        for i, h in enumerate(activity[: len(model.hidden_sizes())]):
+    def update(self, model: Network, activity: list[Tensor], steps: int = 1) -> None:
+        """Fold one batch of hidden activity into the running averages, standing for ``steps``
+        training steps."""
+        weight = 1.0 - self.decay ** steps
+        for i, h in enumerate(activity[: len(model.layers) - 1]):
             a = h.detach().abs()
             a = a[0] if a.shape[0] == 1 else a.mean(0)
             if a.dim() > 2:
                 a = a.flatten(2).mean(2)
-            stats = self._buffers[f"stats{i}"]
-            if a.shape[1] != stats.shape[1]:
-                continue
+            stats = self._buffers.get(f"stats{i}")
+            if stats is None or a.shape[1] != stats.shape[1]:
+                self.sync(model)
+                stats = self._buffers[f"stats{i}"]
             act = a.mean(0)
             new = torch.stack([act, (a > 0).float().mean(0), act * outgoing_weight(model, i)])
-            stats.lerp_(new, 1.0 - self.decay)
-        self.updates += 1
+            stats.lerp_(new, weight)
+        self.steps += steps
 
     @torch.no_grad()
     def update_gradients(self, model: Network) -> None:
@@ -194,8 +197,8 @@ class UnitStats(nn.Module):
         self._buffers["grad"].lerp_(norms, 1.0 - self.decay)
 
     def age(self, i: int) -> Tensor:
-        """Updates since each unit of layer ``i`` was created or reinitialised."""
-        return self.updates - self._buffers[f"birth{i}"]
+        """Training steps since each unit of layer ``i`` was created or reinitialised."""
+        return self.steps - self._buffers[f"birth{i}"]
 
     def corrected(self, name: str, i: int) -> Tensor:
         """Bias-corrected running average ``x / (1 - decay^age)`` (zero for age 0)."""
@@ -220,7 +223,7 @@ class UnitStats(nn.Module):
     def reset(self, i: int, units: Tensor) -> None:
         """Forget the history of reinitialised ``units`` of layer ``i``."""
         self._buffers[f"stats{i}"][:, units] = 0.0
-        self._buffers[f"birth{i}"][units] = self.updates
+        self._buffers[f"birth{i}"][units] = self.steps
 
     def keep(self, i: int, keep: Tensor) -> None:
         """Follow a compaction of layer ``i`` to units ``keep`` (sorted)."""
@@ -231,7 +234,13 @@ class UnitStats(nn.Module):
         """Follow ``n`` units appended to layer ``i``."""
         stats, birth = self._buffers[f"stats{i}"], self._buffers[f"birth{i}"]
         self._put(f"stats{i}", torch.cat([stats, torch.zeros(3, n)], 1))
-        self._put(f"birth{i}", torch.cat([birth, self.updates.expand(n)]))
+        self._put(f"birth{i}", torch.cat([birth, torch.full((n,), self.steps)]))
+
+    def get_extra_state(self) -> dict:
+        return {"steps": self.steps}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.steps = int(state["steps"])
 
 
 class PlateauDetector:
@@ -373,14 +382,19 @@ class Monitor(nn.Module):
     A strategy calls :meth:`before_task`, :meth:`after_backward`, :meth:`after_step` and
     :meth:`after_task` from its hooks. Snapshots go into ``ctx.record["plasticity"]["signals"]``
     every ``log_every`` steps (0: only at the end of each task) and cost one forward pass over
-    ``probe`` inputs and one SVD per layer.
+    ``probe`` inputs and one SVD per layer. The running statistics are updated from every
+    ``every``-th batch (1: every step, as in Dohare et al.), gradient norms every ``grad_every``.
     """
 
     def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 500,
-                 probe: int = 256, grad_every: int = 10, plateau_window: int = 100,
-                 plateau_tol: float = 0.01, plateau_patience: int = 3) -> None:
+                 probe: int = 256, every: int = 1, grad_every: int = 10,
+                 plateau_window: int = 100, plateau_tol: float = 0.01,
+                 plateau_patience: int = 3) -> None:
         super().__init__()
+        if every < 1 or grad_every < 0 or log_every < 0 or probe < 0:
+            raise ValueError("every must be >= 1; grad_every, log_every and probe >= 0")
         self.source = source
+        self.every = every
         self.tau = tau
         self.log_every = log_every
         self.probe_size = probe
@@ -399,6 +413,10 @@ class Monitor(nn.Module):
             cached = self._free[i] = free_units(model, i)
         return cached
 
+    def invalidate(self, i: int) -> None:
+        """Forget the cached free units of layer ``i`` (after a structural change)."""
+        self._free.pop(i, None)
+
     def before_task(self, ctx) -> None:
         ctx.model.record_activity = True
         self._free = {}
@@ -410,13 +428,16 @@ class Monitor(nn.Module):
         if self.grad_every and ctx.step % self.grad_every == 0:
             self.stats.update_gradients(ctx.model)
 
-    def after_step(self, ctx) -> None:
-        """Update the running averages from this batch; log a snapshot when one is due."""
-        if ctx.model.activity:
-            self.stats.update(ctx.model, ctx.model.activity)
+    def after_step(self, ctx) -> bool:
+        """Update the running averages from this batch when due (return whether they were) and
+        log a snapshot when one is due."""
+        updated = ctx.step % self.every == 0 and bool(ctx.model.activity)
+        if updated:
+            self.stats.update(ctx.model, ctx.model.activity, self.every)
         self.plateau.update(float(ctx.loss.detach()))
         if self.log_every and (ctx.step + 1) % self.log_every == 0:
             self.snapshot(ctx)
+        return updated
 
     def after_task(self, ctx) -> None:
         self.snapshot(ctx, end=True)

@@ -87,6 +87,12 @@ def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
         raise ValueError("empty strategy name")
     params = dict(params or {})
     nested = {n: params.pop(n) for n in names if isinstance(params.get(n), dict)}
+    stray = sorted(k for k, v in params.items() if isinstance(v, dict))
+    if stray:
+        raise ValueError(
+            f"parameters for {stray} given, but {spec!r} does not include "
+            f"{'it' if len(stray) == 1 else 'them'}; strategies in the spec: {', '.join(names)}"
+        )
     if params and len(names) > 1:
         raise ValueError(
             f"parameters {sorted(params)} are ambiguous for {spec!r}: "

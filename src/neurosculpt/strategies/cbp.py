@@ -29,18 +29,20 @@ class ContinualBackprop(Strategy):
     name = "cbp"
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
-                 bias_correction: bool = True, tau: float = 0.1, log_every: int = 500,
-                 probe: int = 256) -> None:
+                 bias_correction: bool = True, every: int = 1, tau: float = 0.1,
+                 log_every: int = 500, probe: int = 256) -> None:
         super().__init__()
         if replacement_rate < 0 or maturity < 0:
             raise ValueError("replacement_rate and maturity must be >= 0")
         self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
-                        "decay": decay, "bias_correction": bias_correction, "tau": tau,
+                        "decay": decay, "bias_correction": bias_correction, "every": every,
+                        "tau": tau,
                         "log_every": log_every, "probe": probe}
         self.replacement_rate = replacement_rate
         self.maturity = maturity
         self.bias_correction = bias_correction
-        self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe)
+        self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe,
+                               every=every)
         self.carry: list[float] = []
         self.replaced: list[int] = []
 
@@ -54,11 +56,12 @@ class ContinualBackprop(Strategy):
         self.monitor.after_backward(ctx)
 
     def after_step(self, ctx: Context) -> None:
-        self.monitor.after_step(ctx)
+        if not self.monitor.after_step(ctx):
+            return
         model = ctx.model
-        for i in range(len(model.hidden_sizes())):
+        for i in range(len(model.layers) - 1):
             units, self.carry[i] = renew(self.monitor, model, i, self.replacement_rate,
-                                         self.maturity, self.carry[i])
+                                         self.maturity, self.carry[i], self.monitor.every)
             if len(units):
                 apply_reinit(self.monitor, model, i, units, ctx.optimizer, self.bias_correction)
                 self.replaced[i] += len(units)

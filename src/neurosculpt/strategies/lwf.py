@@ -14,7 +14,7 @@ from .base import Strategy
 
 
 def frozen_copy(model: Network) -> Network:
-    """A parameter-free-of-gradients copy of ``model`` for use as a teacher.
+    """A copy of ``model`` whose parameters need no gradient, for use as a teacher.
 
     Hooks registered on the model (by any strategy) and recorded activity are not copied: the
     copy must neither call back into strategies nor deep-copy tensors that carry a graph.
@@ -55,6 +55,7 @@ class LwF(Strategy):
     """
 
     name = "lwf"
+    teacher: Network | None
 
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
         super().__init__()
@@ -68,8 +69,6 @@ class LwF(Strategy):
         self.register_module("teacher", None)
         self._hook: torch.utils.hooks.RemovableHandle | None = None
         self._last: tuple[Tensor, Tensor] | None = None
-
-    teacher: Network | None
 
     def load_checkpoint_state(self, state: dict, model: nn.Module) -> None:
         """Rebuild the teacher from ``model`` (any shape) before loading its saved tensors."""

@@ -19,11 +19,11 @@ class SI(ParameterPenalty):
     task, then ``w`` restarts at zero and the anchor becomes the current parameters. Eq. 4:
     ``L = L_t + c sum_i Omega_i (theta_i - theta*_i)^2``.
 
-    As in Zenke et al.'s code the path integral uses the gradient of the loss *without* SI's
-    own penalty (its analytic gradient ``2 c Omega (theta - theta*)`` is subtracted); penalties
-    of other composed strategies stay in. Deviation: each task's contribution to ``Omega`` is
-    clipped at zero, so the quadratic stays convex when a parameter ended up moving uphill
-    (momentum, Adam). Parameters that grow mid-task start their path integral from zero.
+    As in the authors' reference code, the path integral uses the gradient of the loss
+    *without* SI's own penalty (its analytic gradient ``2 c Omega (theta - theta*)`` is
+    subtracted; penalties of other composed strategies stay in), and ``Omega`` is clipped at
+    zero after each update so the penalty stays convex when parameters moved uphill (momentum,
+    Adam). Parameters that grow mid-task start their path integral from zero.
     """
 
     name = "si"
@@ -81,9 +81,9 @@ class SI(ParameterPenalty):
             theta = p.detach()
             w = carry_over(self.stored("path", name), torch.zeros_like(theta))
             start = carry_over(self.stored("start", name), theta)
-            new = (w / ((theta - start) ** 2 + self.xi)).clamp(min=0.0)
+            new = w / ((theta - start) ** 2 + self.xi)
             old = carry_over(self.stored("importance", name), torch.zeros_like(theta))
-            self.store("importance", name, old + new)
+            self.store("importance", name, (old + new).clamp(min=0.0))
             self.store("anchor", name, theta)
             self.store("start", name, theta)
             self.store("path", name, torch.zeros_like(theta))
