@@ -8,13 +8,14 @@ neurosculpt sees. Reported per network and peer: mismatching spikes of every spi
 (hooks on the peers' neuron modules) and of the output, and the largest difference of the output
 layer's current when the graph ends in the membrane readout.
 
-Neither importer maps NIR ``LI`` nodes (our default membrane readout), so for membrane-readout
-models the peers get the same graph with its ``LI`` node removed (the output is then the current
-that our readout integrates, scaled by ``tau / dt``); the LI-readout graph itself is round-tripped
-through neurosculpt's importer. Norse's importer knows ``SumPool2d`` but not ``AvgPool2d``, so
-convolutional graphs for Norse are exported with ``pooling="sum"``. Both importers map NIR
-``Flatten(start_dim=0)`` to ``torch.nn.Flatten(0)``, which would also flatten a batch dimension,
-so convolutional graphs are fed one unbatched sample at a time.
+Neither importer maps NIR ``LI`` nodes (our default membrane readout: snnTorch's raises, Norse's
+drops the node without a word), so for membrane-readout models the peers get the same graph with
+its ``LI`` node removed (the output is then the current that our readout integrates, scaled by
+``tau / dt``); the LI-readout graph itself is round-tripped through neurosculpt's importer.
+Norse's importer knows ``SumPool2d`` but not ``AvgPool2d``, so convolutional graphs for Norse
+are exported with ``pooling="sum"``. Both importers map NIR ``Flatten(start_dim=0)`` to
+``torch.nn.Flatten(0)``, which would also flatten a batch dimension, so convolutional graphs are
+fed one unbatched sample at a time.
 
 Run in an environment with snnTorch, Norse and nir (for example the peers venv):
 ``PYTHONPATH=src /work/peers-venv/bin/python bench/nir_peers.py``.
@@ -48,13 +49,14 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def train(kind: str, readout: str, encoder: str, epochs: int, seed: int) -> tuple[nn.Module,
-                                                                                  Tensor]:
+def train(kind: str, readout: str, encoder: str, neuron: str, epochs: int, seed: int
+          ) -> tuple[nn.Module, Tensor]:
     """A briefly trained network and a test batch of digits."""
     bench = make_benchmark("split-digits", n_tasks=1, seed=seed)
     torch.manual_seed(seed)
     config = {"kind": kind, "hidden": (128, 64) if kind == "snn-mlp" else (64,),
-              "channels": (8, 16), "steps": 10, "readout": readout, "encoder": encoder}
+              "channels": (8, 16), "steps": 10, "readout": readout, "encoder": encoder,
+              "neuron": neuron}
     model = build_model(config, bench.input_shape, bench.n_outputs)
     Learner(model, bench, [], TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, seed=seed,
                                           progress=False)).run()
@@ -94,9 +96,10 @@ def run_peer(net: nn.Module, peer: str, encoded: Tensor, batched: bool
 
         neuron_types: tuple[type, ...] = (snntorch.Leaky,)
     else:
+        from norse.torch.module.iaf import IAFCell
         from norse.torch.module.lif_box import LIFBoxCell
 
-        neuron_types = (LIFBoxCell,)
+        neuron_types = (LIFBoxCell, IAFCell)
     cells = [m for m in net.modules() if isinstance(m, neuron_types)]
     record: dict[int, list[Tensor]] = {i: [] for i in range(len(cells))}
     handles = []
@@ -165,14 +168,20 @@ def compare(name: str, model: nn.Module, x: Tensor, folder: Path, dt: float) -> 
         graph = nir.read(str(path))
         if model.config.readout != "spikes":
             try:
-                load_peer(peer, graph, dt)
-                li = "loads"
+                loaded = load_peer(peer, graph, dt)
+                kept = "readout" in dict(loaded.named_children())
+                li = "loads" if kept else "loads without its LI node (silently dropped)"
             except Exception as exc:  # noqa: BLE001 - reported, not hidden
                 li = f"fails ({type(exc).__name__})"
             graph = strip_readout(graph)
         else:
             li = "n/a"
-        net = load_peer(peer, graph, dt)
+        try:
+            net = load_peer(peer, graph, dt)
+        except Exception as exc:  # noqa: BLE001 - reported, not hidden
+            rows.append(f"{name:<22} {peer:<9} cannot load the graph: {type(exc).__name__}: "
+                        f"{exc}; neurosculpt round trip identical: {same}")
+            continue
         spikes, out = run_peer(net, peer, encoded if conv else encoded.flatten(2), not conv)
         if len(spikes) != len(hidden) + (out_spikes is not None):
             raise RuntimeError(f"{peer}: found {len(spikes)} neuron modules")
@@ -216,14 +225,15 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     print(f"nir {_version('nir')}, nirtorch {_version('nirtorch')}, snntorch "
           f"{_version('snntorch')}, norse {_version('norse')}, torch {torch.__version__}")
-    cases = [("snn-mlp/spikes/direct", "snn-mlp", "spikes", "direct"),
-             ("snn-mlp/spikes/rate", "snn-mlp", "spikes", "rate"),
-             ("snn-mlp/membrane/direct", "snn-mlp", "membrane", "direct"),
-             ("snn-conv/spikes/direct", "snn-conv", "spikes", "direct"),
-             ("snn-conv/membrane/rate", "snn-conv", "membrane", "rate")]
+    cases = [("snn-mlp/spikes/direct", "snn-mlp", "spikes", "direct", "lif"),
+             ("snn-mlp/spikes/rate", "snn-mlp", "spikes", "rate", "lif"),
+             ("snn-mlp/membrane/direct", "snn-mlp", "membrane", "direct", "lif"),
+             ("snn-mlp/if/spikes", "snn-mlp", "spikes", "direct", "if"),
+             ("snn-conv/spikes/direct", "snn-conv", "spikes", "direct", "lif"),
+             ("snn-conv/membrane/rate", "snn-conv", "membrane", "rate", "lif")]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kind, readout, encoder in cases:
-            model, x = train(kind, readout, encoder, args.epochs, args.seed)
+        for name, kind, readout, encoder, neuron in cases:
+            model, x = train(kind, readout, encoder, neuron, args.epochs, args.seed)
             for row in compare(name.replace("/", "-"), model, x, Path(tmp), args.dt):
                 print(row, flush=True)
 

@@ -59,7 +59,8 @@ def run_one(args: argparse.Namespace, seed: int) -> dict:
                         bench.n_outputs, sequence=bench.sequence)
     strategies = make_strategies(args.strategy, _params(args.param, "--param"))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                         eval_scope="seen", progress=False)
+                         eval_scope="seen", progress=False,
+                         reset_optimizer=not args.keep_optimizer)
     learner = Learner(model, bench, strategies, config)
     learner.random_init_accuracy = [0.0] * len(bench)  # FWT baseline not needed here
     wall, cpu = time.perf_counter(), time.process_time()
@@ -106,6 +107,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--samples-per-task", type=int)
     p.add_argument("--test-samples-per-task", type=int)
+    p.add_argument("--keep-optimizer", action="store_true",
+                   help="one optimizer for the whole stream (the loop resets it every task)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="JSON file for the results")

@@ -13,9 +13,11 @@ set with:
 * ``event``: :class:`neurosculpt.sparse.EventDrivenNetwork`.
 
 Batch size 1 (streaming, the setting event-driven hardware serves) and a batch of 256 are timed,
-all on one thread (the event-driven kernel is single-threaded); dense with all threads is shown
-for the batch too. Outputs are checked: largest difference of the class scores, identical
-predictions and identical spike counts. The last line is ``speedup_at_90pct_sparsity: X.XX``,
+all on one thread (the event-driven kernel is single-threaded). Outputs are checked: largest
+difference of the class scores, identical predictions, the difference of the total hidden spike
+counts and the number of test samples whose scores differ by more than 1e-4 (a spike flipped
+because a membrane landed within float32 rounding of the threshold: sums are taken in another
+order than the dense matrix product's). The last line is ``speedup_at_90pct_sparsity: X.XX``,
 event versus the faster dense path at batch size 1.
 
 Run: ``PYTHONPATH=src python bench/sparse_inference.py`` (a few minutes on two cores).
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 from collections.abc import Callable
 
@@ -89,16 +90,19 @@ def accuracy(fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float:
         return float((fn(x).argmax(1) == y).float().mean())
 
 
-def per_sample_us(fn: Callable[[Tensor], Tensor], x: Tensor, batch: int, repeats: int) -> float:
-    """Median over ``repeats`` of the time per sample, running ``x`` in batches of ``batch``."""
-    times = []
+def per_sample_us(fns: list[Callable[[Tensor], Tensor]], x: Tensor, batch: int,
+                  repeats: int) -> list[float]:
+    """Time per sample of each function (best of ``repeats`` rounds, run in turn in every round
+    so that load from other processes on a shared machine hits all of them alike)."""
+    best = [float("inf")] * len(fns)
     with torch.no_grad():
         for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(x), batch):
-                fn(x[i:i + batch])
-            times.append((time.perf_counter() - start) / len(x) * 1e6)
-    return statistics.median(times)
+            for k, fn in enumerate(fns):
+                start = time.perf_counter()
+                for i in range(0, len(x), batch):
+                    fn(x[i:i + batch])
+                best[k] = min(best[k], (time.perf_counter() - start) / len(x) * 1e6)
+    return best
 
 
 def main() -> None:
@@ -124,7 +128,7 @@ def main() -> None:
           f"set ({len(test)} samples); torch {torch.__version__}, {threads} threads available")
     header = (f"{'sparsity':>8} {'acc':>6} {'rates (L1, L2)':>15} {'batch':>5} "
               f"{'dense model':>12} {'dense plain':>12} {'event':>9} {'speedup':>8} "
-              f"{'max|diff|':>10} {'same pred':>9} {'same spikes':>11}")
+              f"{'max|diff|':>10} {'same pred':>9} {'spike count diff':>15} {'samples >1e-4':>9}")
     print("time per sample in microseconds; speedup = faster dense / event")
     print(header)
     summary = None
@@ -145,28 +149,26 @@ def main() -> None:
         event = EventDrivenNetwork(model)
         plain = PlainDense(model)
         got = event(x)
-        same_spikes = event.spike_counts == spikes
+        spike_diff = sum(abs(a - b) for a, b in zip(event.spike_counts, spikes, strict=True))
         diff = float((got - expected).abs().max())
         same_pred = bool((got.argmax(1) == expected.argmax(1)).all())
+        differing = int(((got - expected).abs().amax(1) > 1e-4).sum())
         acc = accuracy(model, x, y)
         live = 1 - model.live_synapses() / sum(layer.weight.numel() for layer in model.layers)
         torch.set_num_threads(1)
         xs = x[:args.samples]
         for batch in (1, 256):
             data = xs if batch == 1 else x
-            t_model = per_sample_us(model, data, batch, args.repeats)
-            t_plain = per_sample_us(plain, data, batch, args.repeats)
-            t_event = per_sample_us(event, data, batch, args.repeats)
+            t_model, t_plain, t_event = per_sample_us([model, plain, event], data, batch,
+                                                      args.repeats)
             speedup = min(t_model, t_plain) / t_event
             print(f"{live:>8.3f} {acc:>6.3f} {rates[0]:>7.3f},{rates[1]:>7.3f} {batch:>5} "
                   f"{t_model:>12.1f} {t_plain:>12.1f} {t_event:>9.1f} {speedup:>8.2f} "
-                  f"{diff:>10.2e} {same_pred!s:>9} {same_spikes!s:>11}", flush=True)
+                  f"{diff:>10.2e} {same_pred!s:>9} {spike_diff:>6}/{sum(spikes):<8} "
+                  f"{differing:>4}/{len(x)}", flush=True)
             if batch == 1 and sparsity == 0.9:
                 summary = speedup
         torch.set_num_threads(threads)
-        t_multi = per_sample_us(model, x, 256, args.repeats)
-        print(f"{'':>8} {'':>6} {'':>15} {256:>5} {t_multi:>12.1f} "
-              f"(dense model, {threads} threads)")
     print(f"speedup_at_90pct_sparsity: {summary:.2f}")
 
 

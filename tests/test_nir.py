@@ -243,3 +243,59 @@ def test_snntorch_and_neurosculpt_agree_on_foreign_graph():
         counts = model(x)
     assert spikes.sum() > 0
     assert torch.equal(spikes.sum(0), counts)
+
+
+def _fake_run(folder, model_params: dict) -> nn.Module:
+    """A run folder as ``neurosculpt run`` leaves it: config.json and a checkpoint."""
+    from dataclasses import asdict
+
+    from neurosculpt.benchmarks import make_benchmark
+    from neurosculpt.runs import CHECKPOINT_FORMAT, RunConfig, save_checkpoint, write_json
+
+    pytest.importorskip("sklearn")
+    config = RunConfig(benchmark="split-digits", model="snn-mlp", model_params=model_params)
+    bench = make_benchmark("split-digits")
+    torch.manual_seed(0)
+    model = build_model(config.model_config(), bench.input_shape, bench.n_outputs)
+    for layer in model.layers:
+        L.prune_synapses(layer, torch.rand(layer.weight.shape) < 0.5)
+        L.consolidate(layer, 0)
+    model.set_training_task(1)
+    write_json(folder / "config.json",
+               {**asdict(config), "model_params": config.model_config().to_dict()})
+    save_checkpoint(folder / "checkpoints" / "task_001.pt",
+                    {"format": CHECKPOINT_FORMAT, "model": model.state_dict()})
+    return model.eval()
+
+
+def test_cli_export_import_energy(tmp_path, capsys):
+    import argparse
+    import json
+
+    from neurosculpt.export import load_model
+    from neurosculpt.export.commands import add_commands
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+
+    def cli(*argv: str) -> str:
+        args = parser.parse_args([str(a) for a in argv])
+        assert args.func(args) == 0
+        return capsys.readouterr().out
+
+    run = tmp_path / "run"
+    model = _fake_run(run, {"hidden": [16], "steps": 4})
+    text = cli("export", run, "--task", "0", "-o", tmp_path / "t0.nir")
+    assert "task 0's subnetwork" in text and "LIF" in text
+    text = cli("import", tmp_path / "t0.nir", "-o", tmp_path / "imported")
+    assert "snn-mlp" in text and "[16]" in text
+    imported = load_model(tmp_path / "imported")
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        model.set_task(0)
+        assert torch.equal(imported(x), model(x))
+    reports = json.loads(cli("energy", run, "--max-samples", "8", "--json"))
+    assert [r["task"] for r in reports] == [0, 1, 2, 3, 4]
+    assert reports[0]["connection_sparsity"] == pytest.approx(
+        1 - model.live_synapses() / sum(layer.weight.numel() for layer in model.layers))
+    assert "per sample" in cli("energy", run, "--max-samples", "4")

@@ -178,9 +178,7 @@ def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
 
 def _export_nodes(model: Network, dt: float, pooling: str) -> dict[str, nir.NIRNode]:
     cfg = model.config
-    shape = [int(d) for d in model.input_shape]
-    if not cfg.conv:
-        shape = [int(shape[-1])] if model.sequence else [int(np.prod(shape))]
+    shape = [int(d) for d in model.input_shape] if cfg.conv else [model.layers[0].n_in]
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
     carry = 1.0  # factor from a preceding SumPool2d, folded into the next layer's weights
     for i, (layer, unit) in enumerate(zip(model.layers[:-1], model.neurons, strict=True)):
@@ -318,7 +316,7 @@ def _layer_weights(node: nir.NIRNode, name: str) -> tuple[np.ndarray, np.ndarray
 def _fold_gain(w: np.ndarray, b: np.ndarray, gain: np.ndarray, name: str
                ) -> tuple[np.ndarray, np.ndarray]:
     """Fold a per-neuron input gain into the weights (per output channel for convolutions)."""
-    rows = gain.reshape(w.shape[0], -1) if gain.size >= w.shape[0] else None
+    rows = gain.reshape(w.shape[0], -1) if gain.size % w.shape[0] == 0 else None
     if rows is None or not np.all(rows == rows[:, :1]):
         raise NIRImportError(f"{name}: input gain r*dt/tau must be uniform per output channel")
     g = rows[:, 0]

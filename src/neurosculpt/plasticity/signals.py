@@ -125,6 +125,10 @@ class UnitStats(nn.Module):
     costs about ten small tensor operations per layer; an update may stand for several steps
     (the decay is then ``eta^steps``, so the time scale of the averages does not change).
 
+    Deviation from Dohare et al.: the sums of |outgoing weights| are recomputed every
+    ``out_every`` updates (and zeroed at once for reinitialised units), not after every step;
+    weights move little in a few steps and this halves the cost of an update.
+
     Averages are read bias-corrected like Adam's moments, ``x / (1 - eta^age)``, as in Dohare et
     al.'s implementation. When another strategy resizes a layer, appended units start fresh; a
     layer that shrank without going through :meth:`keep` starts over (its unit order is unknown).
@@ -132,12 +136,15 @@ class UnitStats(nn.Module):
 
     ROWS = {"act": 0, "active": 1, "util": 2}
 
-    def __init__(self, decay: float = 0.99) -> None:
+    def __init__(self, decay: float = 0.99, out_every: int = 10) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
+        self.out_every = max(int(out_every), 1)
         self.steps = 0
+        self.updates = 0
+        self._out: dict[int, Tensor] = {}
 
     def _put(self, key: str, value: Tensor) -> None:
         if key in self._buffers:
@@ -167,10 +174,10 @@ class UnitStats(nn.Module):
     @torch.no_grad()
     def update(self, model: Network, activity: list[Tensor], steps: int = 1) -> None:
         """Fold one batch of hidden activity into the running averages, standing for ``steps``
-        training steps."""
+        training steps. Hidden activity is non-negative (ReLU outputs or spikes), so |h| = h."""
         weight = 1.0 - self.decay ** steps
         for i, h in enumerate(activity[: len(model.layers) - 1]):
-            a = h.detach().abs()
+            a = h.detach()
             a = a[0] if a.shape[0] == 1 else a.mean(0)
             if a.dim() > 2:
                 a = a.flatten(2).mean(2)
@@ -178,10 +185,14 @@ class UnitStats(nn.Module):
             if stats is None or a.shape[1] != stats.shape[1]:
                 self.sync(model)
                 stats = self._buffers[f"stats{i}"]
+            out = self._out.get(i)
+            if self.updates % self.out_every == 0 or out is None or len(out) != a.shape[1]:
+                out = self._out[i] = outgoing_weight(model, i)
             act = a.mean(0)
-            new = torch.stack([act, (a > 0).float().mean(0), act * outgoing_weight(model, i)])
+            new = torch.stack([act, torch.sign(a).mean(0), act * out])
             stats.lerp_(new, weight)
         self.steps += steps
+        self.updates += 1
 
     @torch.no_grad()
     def update_gradients(self, model: Network) -> None:
@@ -224,23 +235,28 @@ class UnitStats(nn.Module):
         """Forget the history of reinitialised ``units`` of layer ``i``."""
         self._buffers[f"stats{i}"][:, units] = 0.0
         self._buffers[f"birth{i}"][units] = self.steps
+        if i in self._out:
+            self._out[i][units] = 0.0
 
     def keep(self, i: int, keep: Tensor) -> None:
         """Follow a compaction of layer ``i`` to units ``keep`` (sorted)."""
         self._put(f"stats{i}", self._buffers[f"stats{i}"][:, keep].clone())
         self._put(f"birth{i}", self._buffers[f"birth{i}"][keep].clone())
+        self._out.pop(i, None)
 
     def grow(self, i: int, n: int) -> None:
         """Follow ``n`` units appended to layer ``i``."""
         stats, birth = self._buffers[f"stats{i}"], self._buffers[f"birth{i}"]
         self._put(f"stats{i}", torch.cat([stats, torch.zeros(3, n)], 1))
         self._put(f"birth{i}", torch.cat([birth, torch.full((n,), self.steps)]))
+        self._out.pop(i, None)
 
     def get_extra_state(self) -> dict:
-        return {"steps": self.steps}
+        return {"steps": self.steps, "updates": self.updates}
 
     def set_extra_state(self, state: dict) -> None:
-        self.steps = int(state["steps"])
+        self.steps, self.updates = int(state["steps"]), int(state["updates"])
+        self._out = {}
 
 
 class PlateauDetector:

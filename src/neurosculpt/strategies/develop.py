@@ -276,8 +276,8 @@ class Develop(Strategy):
     def __init__(self, grow: int | float | list = 0.125,
                  max_neurons: int | list | None = None,
                  initial_hidden: int | float | list | None = 0.25,
-                 keep: float = 0.1, keep_output: float = 0.5, threshold: float | None = None,
-                 score: str = "taylor", recover_epochs: float = 0.25,
+                 keep: float = 0.2, keep_output: float = 0.5, threshold: float | None = None,
+                 score: str = "taylor", recover_epochs: float = 0.5,
                  recover_steps: int | None = None, consolidation: str = "freeze",
                  lam: float = 100.0, score_batches: int = 4, prune_rounds: int = 4) -> None:
         super().__init__()
