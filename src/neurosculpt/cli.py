@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -158,6 +158,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .export.commands import add_commands as add_deployment_commands
 
     parser = argparse.ArgumentParser(
         prog="neurosculpt",
@@ -174,12 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("list", help="name the benchmarks, strategies and models")
     p.set_defaults(func=cmd_list)
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    add_deployment_commands(sub)
     return parser
-
-
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

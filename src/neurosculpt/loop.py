@@ -27,6 +27,7 @@ from torch import Tensor
 
 from . import metrics
 from .benchmarks import Benchmark, Split, Task
+from .energy import measure_energy
 from .models import Network
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
@@ -50,6 +51,7 @@ class TrainConfig:
     reset_optimizer: bool = True
     eval_batch_size: int = 1000
     eval_scope: str = "auto"
+    energy_samples: int = 128
     seed: int = 0
     progress: bool = True
 
@@ -277,6 +279,10 @@ class Learner:
         start = time.perf_counter()
         row = self.evaluate(upto=task_id)
         eval_time = time.perf_counter() - start
+        if self.config.energy_samples > 0:
+            subnetwork = task_id if self.benchmark.scenario == "task" else None
+            ctx.record["energy"] = measure_energy(
+                model, task.test, self.config.energy_samples, task=subnetwork)
         self.accuracy.append(row)
         record = {
             "task": task_id,

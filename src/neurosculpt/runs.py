@@ -63,6 +63,7 @@ class RunConfig:
     reset_optimizer: bool = True
     eval_batch_size: int = 1000
     eval_scope: str = "auto"
+    energy_samples: int = 128
     seed: int = 0
     threads: int | None = None
     progress: bool = True

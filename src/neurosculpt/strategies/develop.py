@@ -260,6 +260,20 @@ def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
 # --- the strategy -------------------------------------------------------------------------------
 
 
+def realign(tensors: list[Tensor], model: Network, index: int, kind: str, which: Tensor) -> None:
+    """Apply a growth or compaction of hidden layer ``index`` to per-synapse tensors shaped like
+    the plastic layers' weights (in place on the list): new entries are zero."""
+    for offset in (0, 1):
+        old = tensors[index + offset]
+        if kind == "grow":
+            new = torch.zeros_like(model.plastic_layers[index + offset].weight, dtype=old.dtype)
+            new.narrow(offset, 0, old.shape[offset]).copy_(old)
+        else:
+            idx = which if offset == 0 else model._input_index(index, which)
+            new = old.index_select(offset, idx)
+        tensors[index + offset] = new
+
+
 class Develop(Strategy):
     """Expand, train, prune by importance, recover, consolidate and release, for every task.
 
@@ -267,8 +281,10 @@ class Develop(Strategy):
     (float) or one value per hidden layer; ``max_neurons``: capacity per hidden layer (default:
     the widths the model was built with); ``keep``/``keep_output``: fraction of the task's free
     synapses kept in hidden layers / the output layer, unless ``threshold`` is set; ``score``:
-    magnitude, activity, taylor or obd; ``recover_steps`` overrides ``recover_epochs``;
-    ``score_batches``: batches for the activity score and the Fisher information.
+    magnitude, activity, taylor or obd; ``prune_rounds`` pruning steps reach the target at the
+    fraction ``prune_end`` of the task's training; ``recover_steps`` overrides
+    ``recover_epochs``; ``score_batches``: batches for the activity score and the Fisher
+    information of ``regularize``.
     """
 
     name = "develop"
@@ -277,16 +293,18 @@ class Develop(Strategy):
                  max_neurons: int | list | None = None,
                  initial_hidden: int | float | list | None = 0.25,
                  keep: float = 0.2, keep_output: float = 0.5, threshold: float | None = None,
-                 score: str = "taylor", recover_epochs: float = 0.5,
-                 recover_steps: int | None = None, consolidation: str = "freeze",
-                 lam: float = 100.0, score_batches: int = 4, prune_rounds: int = 4) -> None:
+                 score: str = "taylor", prune_rounds: int = 4, prune_end: float = 0.75,
+                 recover_epochs: float = 0.25, recover_steps: int | None = None,
+                 consolidation: str = "freeze", lam: float = 100.0,
+                 score_batches: int = 4) -> None:
         super().__init__()
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; valid: {', '.join(SCORES)}")
         if consolidation not in CONSOLIDATIONS:
             raise ValueError(f"unknown consolidation {consolidation!r}; valid: "
                              f"{', '.join(CONSOLIDATIONS)}")
-        for key, value in (("keep", keep), ("keep_output", keep_output)):
+        for key, value in (("keep", keep), ("keep_output", keep_output),
+                           ("prune_end", prune_end)):
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {value}")
         if threshold is not None and threshold < 0:
@@ -302,25 +320,28 @@ class Develop(Strategy):
         self.keep_output = keep_output
         self.threshold = threshold
         self.score = score
+        self.prune_rounds = prune_rounds
+        self.prune_end = prune_end
         self.recover_epochs = recover_epochs
         self.recover_steps = recover_steps
         self.consolidation = consolidation
         self.lam = lam
         self.score_batches = score_batches
-        self.prune_rounds = prune_rounds
         self.hparams = {
             "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
             "keep": keep, "keep_output": keep_output, "threshold": threshold, "score": score,
+            "prune_rounds": prune_rounds, "prune_end": prune_end,
             "recover_epochs": recover_epochs, "recover_steps": recover_steps,
             "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
-            "prune_rounds": prune_rounds,
         }
+        # per-task working state; nothing here outlives a task, so checkpoints need none of it
         self._stats: GradientStats | None = None
-        self._collect = False
         self._structure: dict = {}
         self._pool: list[int] = []
-        self._rounds: dict[int, int] = {}
+        self._rounds: dict[int, float] = {}
         self._step = -1
+        self._pruned: list[int] = []
+        self._removed: list[int] = []
 
     # --- hooks ----------------------------------------------------------------------------------
     def before_task(self, ctx: Context) -> None:
@@ -338,12 +359,14 @@ class Develop(Strategy):
         self._structure["after_expand"] = structure_summary(model)
         ctx.record["structure"] = self._structure
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
-        self._collect = self.score in ("taylor", "obd")
-        self._stats = GradientStats(model) if self._collect else None
+        self._stats = GradientStats(model) if self.score in ("taylor", "obd") else None
         self._pool = self._structure["after_expand"]["free_synapses"]
+        self._pruned = [0] * len(model.plastic_layers)
+        self._removed = [0] * (len(model.plastic_layers) - 1)
         _, total = task_steps(ctx)
-        gradual = self.prune_rounds if self.threshold is None else 1
-        self._rounds = {round(k * total / gradual): k for k in range(1, gradual)}
+        rounds = self.prune_rounds if self.threshold is None else 1
+        self._rounds = {max(1, round(k / rounds * self.prune_end * total)): k / rounds
+                        for k in range(1, rounds + 1)}
         self._step = 0
 
     def loss(self, ctx: Context, loss: Tensor) -> Tensor:
@@ -360,28 +383,24 @@ class Develop(Strategy):
 
     def after_backward(self, ctx: Context) -> None:
         fix_shared_parameters(ctx)
-        if self._collect and self._stats is not None:
+        if self._step >= 0 and self._stats is not None:
             self._stats.update()
 
     def after_step(self, ctx: Context) -> None:
-        """Gradual pruning during the task's training (not during recovery)."""
+        """Gradual pruning during the task's training phase (not during recovery)."""
         if self._step < 0:
             return
         self._step += 1
-        if self._step in self._rounds:
-            self.prune(ctx, self._rounds[self._step] / self.prune_rounds)
+        progress = self._rounds.pop(self._step, None)
+        if progress is not None:
+            self.prune_round(ctx, progress)
 
     def after_task(self, ctx: Context) -> None:
-        """Prune, remove dead neurons, recover, consolidate; record every phase."""
+        """Finish pruning, recover, consolidate; record every phase."""
         model = ctx.model
-        self._collect, self._step = False, -1
-        record = ctx.record.setdefault("develop", {})
-        self._structure["before_prune"] = structure_summary(model)
-        self.prune(ctx, 1.0)
-        pruned = [before - after for before, after in
-                  zip(self._structure["before_prune"]["live_synapses"],
-                      structure_summary(model)["live_synapses"], strict=True)]
-        removed = apoptosis(model, ctx.optimizer, self._resized)
+        self._step = -1
+        if self._rounds:  # the training phase ended before the schedule did
+            self.prune_round(ctx, 1.0)
         self._structure["after_prune"] = structure_summary(model)
         n_batches, _ = task_steps(ctx)
         steps = (self.recover_steps if self.recover_steps is not None
@@ -398,18 +417,30 @@ class Develop(Strategy):
             self._anchor(ctx, fisher)
         self._structure["after_consolidate"] = structure_summary(model, partitions=True)
         ctx.record["structure"] = self._structure
-        record.update({"pruned": pruned, "removed_neurons": removed, "recover_steps": steps,
-                       "claimed": claimed})
+        ctx.record["develop"].update({"pruned": self._pruned, "removed_neurons": self._removed,
+                                      "recover_steps": steps, "claimed": claimed})
         self._stats = None
+        self._rounds = {}
 
     # --- pieces ---------------------------------------------------------------------------------
+    def prune_round(self, ctx: Context, progress: float) -> None:
+        """Prune towards the schedule's target at ``progress``, then remove dead neurons."""
+        if "before_prune" not in self._structure:
+            self._structure["before_prune"] = structure_summary(ctx.model)
+        pruned = self.prune(ctx, progress)
+        self._pruned = [a + b for a, b in zip(self._pruned, pruned, strict=True)]
+        removed = apoptosis(ctx.model, ctx.optimizer, self._resized)
+        self._removed = [a + b for a, b in zip(self._removed, removed, strict=True)]
+        if progress >= 1.0:
+            self._rounds = {}
+
     def prune(self, ctx: Context, progress: float) -> list[int]:
         """Remove the task's free synapses of lowest importance, layer by layer.
 
-        Gradual pruning (Zhu & Gupta 2017, "To prune, or not to prune", Eq. 1): at training
+        Gradual pruning (Zhu & Gupta 2017, "To prune, or not to prune", Eq. 1): at schedule
         progress ``p`` a layer keeps ``keep + (1 - keep) (1 - p)^3`` of the free synapses it had
-        when the task began, so the network adapts while it is thinned; ``p = 1`` is the final
-        target. Returns pruned counts per layer.
+        when the task began, so the network adapts while it is thinned and the rest of the
+        training phase doubles as recovery. Returns pruned counts per layer.
         """
         model = ctx.model
         accumulated = self._stats is not None and self._stats.steps > 0
@@ -417,7 +448,7 @@ class Develop(Strategy):
             self.score in ("taylor", "obd") and not accumulated)
         batches = task_batches(ctx, self.score_batches) if needs_batches else None
         scores = synapse_scores(model, self.score, batches, forward=task_forward(ctx),
-                                stats=self._stats)
+                                stats=self._stats if accumulated else None)
         layers = model.plastic_layers
         pruned = []
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
@@ -439,9 +470,8 @@ class Develop(Strategy):
             low = values < self.threshold * values.mean()
             remove.view(-1)[position[low]] = True
             return remove
-        n_keep = max(1, n_keep)
         order = torch.argsort(values, descending=True, stable=True)
-        remove.view(-1)[position[order[n_keep:]]] = True
+        remove.view(-1)[position[order[max(1, n_keep):]]] = True
         return remove
 
     def _anchor(self, ctx: Context, fisher: list[Tensor]) -> None:
@@ -468,18 +498,15 @@ class Develop(Strategy):
                 layer.bias_frozen |= bias
 
     def _resized(self, model: Network, index: int, kind: str, which: Tensor) -> None:
-        """Keep the penalty's per-synapse buffers aligned with a grown or compacted layer (the
-        model has already changed: hidden layer ``index`` and the next one have new shapes)."""
-        if "importance0" not in self._buffers:
-            return
-        for name in ("importance", "anchor"):
-            for offset in (0, 1):
-                key = f"{name}{index + offset}"
-                old = self._buffers[key]
-                if kind == "grow":
-                    new = torch.zeros_like(model.plastic_layers[index + offset].weight)
-                    new.narrow(offset, 0, old.shape[offset]).copy_(old)
-                else:
-                    idx = which if offset == 0 else model._input_index(index, which)
-                    new = old.index_select(offset, idx)
-                self._buffers[key] = new
+        """Keep per-synapse state (gradient statistics, the penalty's buffers) aligned with a
+        grown or compacted layer; the model has already changed."""
+        if self._stats is not None:
+            realign(self._stats.taylor, model, index, kind, which)
+            realign(self._stats.sq_grad, model, index, kind, which)
+        if "importance0" in self._buffers:
+            n = len(model.plastic_layers)
+            for name in ("importance", "anchor"):
+                tensors = [self._buffers[f"{name}{i}"] for i in range(n)]
+                realign(tensors, model, index, kind, which)
+                for i, tensor in enumerate(tensors):
+                    self._buffers[f"{name}{i}"] = tensor
