@@ -320,8 +320,10 @@ void ns_lif_backward(int is_double, const void *gs, const void *sg, const void *
 
 _C_SOURCE = "".join(
     [_C_HEADER]
-    + [_C_TYPED.replace("TY", ty).replace("SFX", sfx) for ty, sfx in (("float", "f32"),
-                                                                       ("double", "f64"))]
+    + [
+        _C_TYPED.replace("TY", ty).replace("SFX", sfx)
+        for ty, sfx in (("float", "f32"), ("double", "f64"))
+    ]
     + [_C_DRIVER]
 )
 
@@ -396,12 +398,38 @@ def _load() -> ctypes.CDLL | None:
             lib.ns_get_csr.argtypes = []
             lib.ns_lif_forward.restype = None
             lib.ns_lif_forward.argtypes = [
-                cint, ptr, ptr, ptr, i64, i64, dbl, dbl, cint, dbl, cint, ctypes.c_uint
+                cint,
+                ptr,
+                ptr,
+                ptr,
+                i64,
+                i64,
+                dbl,
+                dbl,
+                cint,
+                dbl,
+                cint,
+                ctypes.c_uint,
             ]
             lib.ns_lif_backward.restype = None
             lib.ns_lif_backward.argtypes = [
-                cint, ptr, ptr, ptr, ptr, i64, i64, dbl, dbl, cint, dbl, cint, dbl, cint, cint,
-                ctypes.c_uint, ctypes.POINTER(ctypes.c_double),
+                cint,
+                ptr,
+                ptr,
+                ptr,
+                ptr,
+                i64,
+                i64,
+                dbl,
+                dbl,
+                cint,
+                dbl,
+                cint,
+                dbl,
+                cint,
+                cint,
+                ctypes.c_uint,
+                ctypes.POINTER(ctypes.c_double),
             ]
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             warnings.warn(
@@ -514,9 +542,7 @@ class _LIFSequence(torch.autograd.Function):
         if need_grad:
             ctx.save_for_backward(vpre)
         ctx.params = (beta, thr, reset_value, surrogate_grad, lib)
-        ctx.param_meta = tuple(
-            None if p is None else (p.dtype, p.device) for p in (beta_t, thr_t)
-        )
+        ctx.param_meta = tuple(None if p is None else (p.dtype, p.device) for p in (beta_t, thr_t))
         return spikes
 
     @staticmethod

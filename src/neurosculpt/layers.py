@@ -95,10 +95,20 @@ class PlasticLayer(nn.Module):
         return self.mask & owned & (self.owner <= task)
 
     def effective_weight(self) -> Tensor:
-        weight = torch.where(self.frozen, self.frozen_weight, self.weight)
-        return weight * self.synapse_mask(self.active_task)
+        """Trainable values, frozen values where frozen, zero where no synapse is visible.
+
+        The two full-size element-wise passes are skipped when they would change nothing (a
+        dense, unconsolidated layer), which keeps plain fine-tuning at ``nn.Linear`` speed.
+        """
+        weight = self.weight
+        if bool(self.frozen.any()):
+            weight = torch.where(self.frozen, self.frozen_weight, weight)
+        visible = self.synapse_mask(self.active_task)
+        return weight if bool(visible.all()) else weight * visible
 
     def effective_bias(self) -> Tensor:
+        if not bool(self.bias_frozen.any()):
+            return self.bias
         return torch.where(self.bias_frozen, self.frozen_bias, self.bias)
 
     def live_synapses(self, task: int | None = None) -> int:
