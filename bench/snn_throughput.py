@@ -85,16 +85,16 @@ def _adam(params, fast: bool) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=LR, foreach=True)
 
 
-class NeurosculptMLP(nn.Module):
-    """``[Linear -> LIF] x L``: one GEMM per layer over all ``T * B`` rows, then the fused LIF."""
+class TorchLoopMLP(nn.Module):
+    """``[Linear -> LIF] x L`` with neurosculpt's reference (un-fused) LIF loop."""
 
-    def __init__(self, layers: list[nn.Linear], fused: bool = True) -> None:
+    def __init__(self, layers: list[nn.Linear]) -> None:
         super().__init__()
-        from neurosculpt.kernels import lif_sequence, lif_sequence_reference
+        from neurosculpt.kernels import lif_sequence_reference
         from neurosculpt.surrogate import get_surrogate
 
         self.fcs = nn.ModuleList(layers)
-        self.lif = lif_sequence if fused else lif_sequence_reference
+        self.lif = lif_sequence_reference
         self.surrogate = get_surrogate("fast-sigmoid", 25.0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -108,14 +108,29 @@ class NeurosculptMLP(nn.Module):
 
 
 def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
-    model = NeurosculptMLP(_copy_layers(base))
+    """The library's own model (plastic layers, LIF modules, spike-count readout), fed the same
+    time-major currents: ``x.transpose(0, 1)`` is a view the sequence encoder turns back."""
+    from neurosculpt.models import build_model
+
+    steps = x.shape[0]
+    model = build_model(
+        {"kind": "snn-mlp", "hidden": SIZES[1:-1], "beta": BETA, "threshold": THRESHOLD,
+         "reset": "zero", "surrogate": "fast-sigmoid", "slope": 25.0, "readout": "spikes",
+         "steps": steps},
+        (steps, SIZES[0]), SIZES[-1], sequence=True)
+    with torch.no_grad():
+        for dst, src in zip(model.layers, base, strict=True):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
     opt = _adam(model.parameters(), fast=True)
-    return Runner("neurosculpt", _version("neurosculpt"), lambda: _train_step(model, opt, x, y))
+    x_batch_major = x.transpose(0, 1)
+    return Runner("neurosculpt", _version("neurosculpt"),
+                  lambda: _train_step(model, opt, x_batch_major, y))
 
 
 def make_torch_loop(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
     """Same network with the plain per-step torch loop and default Adam: the un-fused baseline."""
-    model = NeurosculptMLP(_copy_layers(base), fused=False)
+    model = TorchLoopMLP(_copy_layers(base))
     opt = _adam(model.parameters(), fast=False)
     return Runner("torch-loop", torch.__version__, lambda: _train_step(model, opt, x, y))
 
