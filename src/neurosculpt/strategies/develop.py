@@ -122,6 +122,24 @@ def release_free_pool(ctx: Context) -> list[int]:
     return reopened
 
 
+def quiet_inputs_of_old_neurons(model: Network) -> int:
+    """Set every free synapse onto a neuron an earlier task owns to zero; return how many.
+
+    Such synapses (reopened after pruning, or from newly grown neurons) would otherwise start at
+    random values and scramble the features earlier tasks built before the new task can use
+    them; from zero the task's gradient grows the ones it needs (PackNet's official code also
+    reopens freed weights at zero).
+    """
+    count = 0
+    with torch.no_grad():
+        for layer in model.plastic_layers:
+            shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+            target = L.free_synapse_mask(layer) & (layer.bias_owner != L.FREE).view(shape)
+            layer.weight[target] = 0.0
+            count += int(target.sum())
+    return count
+
+
 def shrink_to(ctx: Context, sizes: Sequence[int], resized: Resized | None = None) -> None:
     """Compact hidden layers wider than ``sizes`` to their first ``sizes[l]`` neurons."""
     model = ctx.model
@@ -356,6 +374,7 @@ class Develop(Strategy):
         self._structure = {"before_expand": structure_summary(model)}
         grown = grow_within(ctx, per_layer(self.grow, caps, "grow"), caps, self._resized)
         reopened = release_free_pool(ctx)
+        quiet_inputs_of_old_neurons(model)
         self._structure["after_expand"] = structure_summary(model)
         ctx.record["structure"] = self._structure
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
