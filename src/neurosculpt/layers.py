@@ -94,20 +94,37 @@ class PlasticLayer(nn.Module):
             return self.mask
         return self.mask & owned & (self.owner <= task)
 
+    def _forward_plan(self) -> tuple[bool, Tensor | None, bool]:
+        """(any synapse frozen, visible mask or None when all visible, any bias frozen).
+
+        Recomputed only when the structure changed: the key holds the identity, shape and
+        in-place version counter of every structural buffer plus the task selection, so
+        masking costs nothing on the hot path of a dense, unconsolidated layer.
+        """
+        buffers = (self.mask, self.owner, self.frozen, self.bias_frozen)
+        key = (self.active_task, self.training_task,
+               *((id(b), tuple(b.shape), b._version) for b in buffers))
+        if getattr(self, "_plan_key", None) != key:
+            visible = self.synapse_mask(self.active_task)
+            self._plan = (bool(self.frozen.any()), None if bool(visible.all()) else visible,
+                          bool(self.bias_frozen.any()))
+            self._plan_key = key
+        return self._plan
+
     def effective_weight(self) -> Tensor:
         """Trainable values, frozen values where frozen, zero where no synapse is visible.
 
-        The two full-size element-wise passes are skipped when they would change nothing (a
-        dense, unconsolidated layer), which keeps plain fine-tuning at ``nn.Linear`` speed.
+        Element-wise passes that would change nothing are skipped (see :meth:`_forward_plan`),
+        which keeps plain fine-tuning at ``nn.Linear`` speed.
         """
+        any_frozen, visible, _ = self._forward_plan()
         weight = self.weight
-        if bool(self.frozen.any()):
+        if any_frozen:
             weight = torch.where(self.frozen, self.frozen_weight, weight)
-        visible = self.synapse_mask(self.active_task)
-        return weight if bool(visible.all()) else weight * visible
+        return weight if visible is None else weight * visible
 
     def effective_bias(self) -> Tensor:
-        if not bool(self.bias_frozen.any()):
+        if not self._forward_plan()[2]:
             return self.bias
         return torch.where(self.bias_frozen, self.frozen_bias, self.bias)
 

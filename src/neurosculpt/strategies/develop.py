@@ -3,26 +3,37 @@
 Structural development in the spirit of brain development (overproduction of neurons and
 synapses, then activity-dependent elimination) applied to continual learning:
 
-1. **expand**: give the free pool back (synapses pruned by earlier tasks reopen with fresh
-   values, as in PackNet, Mallya & Lazebnik 2018) and grow ``grow`` new neurons per hidden layer,
-   never beyond the capacity ``max_neurons`` (when it is reached the task grows less and shares
-   more of the existing network; the log says so). The first task starts from a smaller network
-   (``initial_hidden``).
+1. **expand**: give the free pool back (synapses pruned by earlier tasks reopen, as in PackNet,
+   Mallya & Lazebnik 2018) and grow ``grow`` new neurons per hidden layer, never beyond the
+   capacity ``max_neurons`` (when it is reached the task grows less and shares more of the
+   existing network; the log says so). The first task starts from a small network
+   (``initial_hidden``). Free synapses onto neurons earlier tasks own start at zero, so the
+   features those tasks built are intact when the new task begins to use them; synapses of new
+   neurons start at fresh random values.
 2. **train** the task; gradient-based importance (first-order Taylor, Optimal Brain Damage)
    accumulates from the training gradients at no extra cost
    (:mod:`neurosculpt.plasticity.importance`).
-3. **prune**: keep only the fraction ``keep`` (``keep_output`` in the output layer) of the
-   task's free synapses with the highest importance ``score``, or, with ``threshold``, the ones
-   whose score is at least ``threshold`` times the layer's mean. Then **apoptosis**: neurons that
-   no task owns and that are left without live inputs or outputs are removed and the tensors
-   really shrink (compaction, :meth:`neurosculpt.models.Network.keep_neurons`).
+3. **prune**, gradually while the task trains (``prune_rounds`` steps of the cubic schedule of
+   Zhu & Gupta 2017, reaching the target at the fraction ``prune_end`` of the training phase):
+   keep only the fraction ``keep`` (``keep_output`` in the output layer) of the task's free
+   synapses with the highest importance ``score``, or, with ``threshold``, the ones whose score
+   is at least ``threshold`` times the layer's mean (one step). After each step,
+   **apoptosis**: neurons that no task owns and that are left without live inputs or outputs
+   are removed and the tensors really shrink (compaction,
+   :meth:`neurosculpt.models.Network.keep_neurons`), which also makes the rest of the training
+   cheaper.
 4. **recover**: a short fine-tune of the survivors (``recover_epochs`` of an epoch).
 5. **consolidate**: the survivors become this task's partition (``owner``). ``freeze`` fixes
    their values (exactly zero forgetting with task identity); ``regularize`` keeps them
    trainable under an EWC-style penalty ``lam / 2 * sum_i F_i (w_i - w*_i)^2`` (Kirkpatrick et
    al. 2017, Eq. 3) with ``F`` the empirical Fisher information of the task, normalised to mean
-   1 per layer, so later tasks may still adjust shared synapses a little.
+   1 per layer, so later tasks may still adjust shared synapses a little (biases the task
+   claims are fixed; the penalty covers synapses only).
 6. **release**: pruned synapses stay free; the next task's expand reopens them.
+
+Budget: ``keep`` is a fraction of each task's free pool, so the live total after ``T`` tasks
+at full capacity approaches ``1 - (1 - keep)^T`` of the network: on long streams use a smaller
+``keep`` (about ``1 / T``) to keep room, and synapses, for later tasks.
 
 Inference: with task identity a task uses its own partition plus what it shares from earlier
 tasks (:meth:`neurosculpt.layers.PlasticLayer.synapse_mask`); without it, the union.
@@ -307,11 +318,11 @@ class Develop(Strategy):
 
     name = "develop"
 
-    def __init__(self, grow: int | float | list = 0.125,
+    def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,
-                 initial_hidden: int | float | list | None = 0.25,
+                 initial_hidden: int | float | list | None = 0.1,
                  keep: float = 0.2, keep_output: float = 0.5, threshold: float | None = None,
-                 score: str = "taylor", prune_rounds: int = 4, prune_end: float = 0.75,
+                 score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_epochs: float = 0.25, recover_steps: int | None = None,
                  consolidation: str = "freeze", lam: float = 100.0,
                  score_batches: int = 4) -> None:
