@@ -32,7 +32,8 @@ SETTINGS: dict[str, dict] = {
     "split-fmnist/class": dict(benchmark="split-fmnist", scenario="class", epochs=1,
                                samples_per_task=2000, test_samples_per_task=1000),
     "permuted-fmnist-10/task": dict(benchmark="permuted-fmnist", scenario="task", tasks=10,
-                                    epochs=1, samples_per_task=2000, test_samples_per_task=500),
+                                    epochs=1, batch_size=32, samples_per_task=3000,
+                                    test_samples_per_task=500),
     "fsdd-speakers/domain": dict(benchmark="fsdd-speakers", scenario="domain", epochs=3),
 }
 
@@ -40,9 +41,9 @@ BASELINES = ["naive", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "replay"
 
 # the main hyper-parameter of each baseline and the values tried
 GRIDS: dict[str, tuple[str, list]] = {
-    "ewc": ("lam", [100.0, 1000.0, 10000.0]),
-    "online-ewc": ("lam", [100.0, 1000.0, 10000.0]),
-    "si": ("c", [0.1, 1.0, 10.0]),
+    "ewc": ("lam", [100.0, 1000.0, 10000.0, 100000.0]),
+    "online-ewc": ("lam", [100.0, 1000.0, 10000.0, 100000.0]),
+    "si": ("c", [0.1, 1.0, 10.0, 100.0]),
     "mas": ("lam", [0.1, 1.0, 10.0]),
     "lwf": ("alpha", [0.5, 1.0, 2.0]),
     "packnet": ("prune_ratio", [0.5, 0.75]),
@@ -56,6 +57,9 @@ def _done(path: Path) -> bool:
     return file.is_file() and json.loads(file.read_text()).get("status") == "complete"
 
 
+THREADS = 1  # runs go two at a time on this 2-core machine, one torch thread each
+
+
 def _run(path: Path, setting: str, strategy: str, params: dict, seed: int, model: str,
          validation: bool = False) -> dict:
     if not _done(path):
@@ -65,13 +69,13 @@ def _run(path: Path, setting: str, strategy: str, params: dict, seed: int, model
         else:
             neurosculpt.run(out=path, strategy=strategy, model=model, seed=seed,
                             strategy_params=params, model_params=dict(SPIKING_MLP),
-                            validation=validation, progress=False, **SETTINGS[setting])
+                            validation=validation, progress=False, threads=THREADS,
+                            **SETTINGS[setting])
     return read_results(path)
 
 
 def tune(root: Path, settings: list[str], model: str) -> None:
     tuned_file = root / "tuned.json"
-    tuned = json.loads(tuned_file.read_text()) if tuned_file.is_file() else {}
     for setting in settings:
         for strategy, (key, values) in GRIDS.items():
             scores = {}
@@ -80,6 +84,8 @@ def tune(root: Path, settings: list[str], model: str) -> None:
                 res = _run(path, setting, strategy, {key: value}, 100, model, validation=True)
                 scores[value] = res["metrics"]["acc"]
             best = max(scores, key=lambda v: scores[v])
+            # re-read: tuning of other settings may run in a parallel process
+            tuned = json.loads(tuned_file.read_text()) if tuned_file.is_file() else {}
             tuned.setdefault(setting, {})[strategy] = {
                 key: best, "validation_acc": {str(k): v for k, v in scores.items()}}
             root.mkdir(parents=True, exist_ok=True)

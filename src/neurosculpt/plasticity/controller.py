@@ -39,21 +39,35 @@ ACTIONS = ("renew", "reinit", "grow", "prune")
 # --- structural operations ---------------------------------------------------------------------
 
 
-def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor, dim: int,
-                          index: Tensor) -> None:
-    """Zero the per-element optimizer state (Adam's ``exp_avg``/``exp_avg_sq``, SGD momentum) of
-    ``param``'s entries ``index`` along ``dim``.
+OPTIMIZER_RESETS = ("first", "all", "none")
+SECOND_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq")
 
-    Deviation from Dohare et al.'s AdamGnT: PyTorch's Adam keeps one step count per parameter,
-    not per element, so the reset entries get no fresh bias correction; their first updates are
-    larger than lr (up to a few times) until the moments refill.
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor, dim: int,
+                          index: Tensor, mode: str = "first") -> None:
+    """Reset the per-element optimizer state of ``param``'s entries ``index`` along ``dim``.
+
+    ``all`` zeroes every per-element state (Adam's ``exp_avg`` and ``exp_avg_sq``, SGD's
+    momentum), as Dohare et al. do; ``first`` (default) zeroes the first moment / momentum and
+    keeps Adam's second moment; ``none`` leaves the state alone.
+
+    Why ``first``: Dohare et al.'s AdamGnT also restarts each reset entry's step count, so its
+    bias correction starts again. PyTorch's Adam has one step count per parameter; zeroing both
+    moments without it makes the first updates of a reset unit up to ~6 times larger than lr
+    for hundreds of steps. Keeping the second moment (a scale estimate for that position) avoids
+    this; on the random-label digits protocol it matches AdamGnT far better than ``all``
+    (docs/plasticity.md).
     """
-    if optimizer is None or len(index) == 0:
+    if mode not in OPTIMIZER_RESETS:
+        raise ValueError(f"optimizer reset must be one of {OPTIMIZER_RESETS}, got {mode!r}")
+    if optimizer is None or len(index) == 0 or mode == "none":
         return
     state = optimizer.state.get(param)
     if not state:
         return
-    for value in state.values():
+    for key, value in state.items():
+        if mode == "first" and key in SECOND_MOMENTS:
+            continue
         if torch.is_tensor(value) and value.shape == param.shape:
             value.index_fill_(dim, index, 0)
 
@@ -84,13 +98,14 @@ def _absorb_mean_output(model: Network, layer: int, units: Tensor, mean_act: Ten
 
 def reinit_units(model: Network, layer: int, units: Tensor,
                  optimizer: torch.optim.Optimizer | None,
-                 mean_act: Tensor | None = None) -> None:
+                 mean_act: Tensor | None = None, optimizer_reset: str = "first") -> None:
     """Reinitialise ``units`` of hidden layer ``layer`` (Dohare et al. 2024; Sokar et al. 2023).
 
     Incoming weights are drawn again from the initial distribution (pruned synapses stay zero),
     the bias is zeroed, outgoing weights are zeroed so the network's function does not jump,
-    and the optimizer state of all those entries is reset. With ``mean_act`` (the units' mean
-    activity) their mean contribution first moves into the next layer's bias.
+    and the optimizer state of all those entries is reset (see :func:`reset_optimizer_state`).
+    With ``mean_act`` (the units' mean activity) their mean contribution first moves into the
+    next layer's bias.
     """
     units = torch.as_tensor(units, dtype=torch.long)
     if len(units) == 0:
@@ -99,9 +114,10 @@ def reinit_units(model: Network, layer: int, units: Tensor,
         _absorb_mean_output(model, layer, units, mean_act)
     _fresh_units(model, layer, units)
     cur, nxt = model.layers[layer], model.layers[layer + 1]
-    reset_optimizer_state(optimizer, cur.weight, 0, units)
-    reset_optimizer_state(optimizer, cur.bias, 0, units)
-    reset_optimizer_state(optimizer, nxt.weight, 1, next_inputs(model, layer, units))
+    reset_optimizer_state(optimizer, cur.weight, 0, units, optimizer_reset)
+    reset_optimizer_state(optimizer, cur.bias, 0, units, optimizer_reset)
+    reset_optimizer_state(optimizer, nxt.weight, 1, next_inputs(model, layer, units),
+                          optimizer_reset)
 
 
 def grow_units(model: Network, layer: int, n: int,
@@ -149,10 +165,11 @@ def renew(monitor: Monitor, model: Network, layer: int, rate: float, maturity: i
 
 
 def apply_reinit(monitor: Monitor, model: Network, layer: int, units: Tensor,
-                 optimizer: torch.optim.Optimizer | None, bias_correction: bool = True) -> None:
+                 optimizer: torch.optim.Optimizer | None, bias_correction: bool = True,
+                 optimizer_reset: str = "first") -> None:
     """:func:`reinit_units` plus resetting the units' running statistics."""
     mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
-    reinit_units(model, layer, units, optimizer, mean_act)
+    reinit_units(model, layer, units, optimizer, mean_act, optimizer_reset)
     monitor.stats.reset(layer, units)
 
 
@@ -229,6 +246,7 @@ class Controller(nn.Module):
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.05,
                  solved: float = 0.99, prune_utility: float = 0.01,
+                 optimizer_reset: str = "first",
                  actions: str | list | None = ("renew", "reinit", "grow", "prune"),
                  decay: float = 0.99, every: int = 1, log_every: int = 500, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
@@ -244,6 +262,7 @@ class Controller(nn.Module):
         self.dormant_max = dormant_max
         self.solved = solved
         self.prune_utility = prune_utility
+        self.optimizer_reset = optimizer_reset
         self.actions = parse_actions(actions)
         self.monitor = Monitor("neuroplastic", tau=tau, decay=decay, log_every=log_every,
                                probe=probe, every=every, plateau_window=plateau_window,
@@ -279,7 +298,8 @@ class Controller(nn.Module):
                 units, self.carry[i] = renew(monitor, model, i, self.replacement_rate,
                                              self.maturity, self.carry[i], monitor.every)
                 if len(units):
-                    apply_reinit(monitor, model, i, units, ctx.optimizer)
+                    apply_reinit(monitor, model, i, units, ctx.optimizer,
+                                 optimizer_reset=self.optimizer_reset)
                     self.renewed[i] += len(units)
         if self.check_every and (ctx.step + 1) % self.check_every == 0:
             self._check(ctx)
@@ -310,7 +330,8 @@ class Controller(nn.Module):
             dormant_frac = float((scores <= self.tau).float().mean())
             if "reinit" in self.actions and bool(dormant.any()):
                 units = torch.nonzero(dormant).flatten()
-                apply_reinit(monitor, model, i, units, ctx.optimizer)
+                apply_reinit(monitor, model, i, units, ctx.optimizer,
+                             optimizer_reset=self.optimizer_reset)
                 log_decision(ctx, "reinit", i, len(units), {
                     "dormant_fraction": dormant_frac, "tau": self.tau,
                     "max_score": float(scores[units].max())})

@@ -5,9 +5,9 @@ After every optimizer step each hidden unit's contribution utility (Eq. 1, a run
 ``|h| * sum |outgoing weights|``) is updated; ``replacement_rate`` times the number of mature units
 (older than ``maturity`` steps) accumulates, and whenever it reaches one the lowest-utility mature
 unit is reinitialised: fresh incoming weights, zero outgoing weights, its mean contribution moved
-into the next layer's bias, its optimizer state reset (see
-:func:`neurosculpt.plasticity.controller.reinit_units` for the one deviation: PyTorch's Adam has
-no per-element step count).
+into the next layer's bias, its optimizer state reset. Deviation: PyTorch's Adam has no
+per-element step count, so by default only the first moment is reset (``optimizer_reset``, see
+:func:`neurosculpt.plasticity.controller.reset_optimizer_state`).
 """
 
 from __future__ import annotations
@@ -29,18 +29,20 @@ class ContinualBackprop(Strategy):
     name = "cbp"
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
-                 bias_correction: bool = True, every: int = 1, tau: float = 0.1,
-                 log_every: int = 500, probe: int = 256) -> None:
+                 bias_correction: bool = True, optimizer_reset: str = "first", every: int = 1,
+                 tau: float = 0.1, log_every: int = 500, probe: int = 256) -> None:
         super().__init__()
         if replacement_rate < 0 or maturity < 0:
             raise ValueError("replacement_rate and maturity must be >= 0")
         self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
-                        "decay": decay, "bias_correction": bias_correction, "every": every,
+                        "decay": decay, "bias_correction": bias_correction,
+                        "optimizer_reset": optimizer_reset, "every": every,
                         "tau": tau,
                         "log_every": log_every, "probe": probe}
         self.replacement_rate = replacement_rate
         self.maturity = maturity
         self.bias_correction = bias_correction
+        self.optimizer_reset = optimizer_reset
         self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe,
                                every=every)
         self.carry: list[float] = []
@@ -63,7 +65,8 @@ class ContinualBackprop(Strategy):
             units, self.carry[i] = renew(self.monitor, model, i, self.replacement_rate,
                                          self.maturity, self.carry[i], self.monitor.every)
             if len(units):
-                apply_reinit(self.monitor, model, i, units, ctx.optimizer, self.bias_correction)
+                apply_reinit(self.monitor, model, i, units, ctx.optimizer, self.bias_correction,
+                             self.optimizer_reset)
                 self.replaced[i] += len(units)
 
     def after_task(self, ctx: Context) -> None:

@@ -22,7 +22,8 @@ synapses, then activity-dependent elimination) applied to continual learning:
    are removed and the tensors really shrink (compaction,
    :meth:`neurosculpt.models.Network.keep_neurons`), which also makes the rest of the training
    cheaper.
-4. **recover**: a short fine-tune of the survivors (``recover_epochs`` of an epoch).
+4. **recover**: a short fine-tune of the survivors (``recover_fraction`` of the training phase's
+   steps, so it scales with ``--epochs`` and data size).
 5. **consolidate**: the survivors become this task's partition (``owner``). ``freeze`` fixes
    their values (exactly zero forgetting with task identity); ``regularize`` keeps them
    trainable under an EWC-style penalty ``lam / 2 * sum_i F_i (w_i - w*_i)^2`` (Kirkpatrick et
@@ -312,7 +313,7 @@ class Develop(Strategy):
     synapses kept in hidden layers / the output layer, unless ``threshold`` is set; ``score``:
     magnitude, activity, taylor or obd; ``prune_rounds`` pruning steps reach the target at the
     fraction ``prune_end`` of the task's training; ``recover_steps`` overrides
-    ``recover_epochs``; ``score_batches``: batches for the activity score and the Fisher
+    ``recover_fraction``; ``score_batches``: batches for the activity score and the Fisher
     information of ``regularize``.
     """
 
@@ -323,7 +324,7 @@ class Develop(Strategy):
                  initial_hidden: int | float | list | None = 0.1,
                  keep: float = 0.2, keep_output: float = 0.5, threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
-                 recover_epochs: float = 0.25, recover_steps: int | None = None,
+                 recover_fraction: float = 0.25, recover_steps: int | None = None,
                  consolidation: str = "freeze", lam: float = 100.0,
                  score_batches: int = 4) -> None:
         super().__init__()
@@ -338,8 +339,8 @@ class Develop(Strategy):
                 raise ValueError(f"{key} must be in (0, 1], got {value}")
         if threshold is not None and threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
-        if recover_epochs < 0 or (recover_steps is not None and recover_steps < 0):
-            raise ValueError("recover_epochs and recover_steps must be >= 0")
+        if recover_fraction < 0 or (recover_steps is not None and recover_steps < 0):
+            raise ValueError("recover_fraction and recover_steps must be >= 0")
         if lam < 0 or score_batches < 1 or prune_rounds < 1:
             raise ValueError("lam must be >= 0, score_batches and prune_rounds >= 1")
         self.grow = grow
@@ -351,7 +352,7 @@ class Develop(Strategy):
         self.score = score
         self.prune_rounds = prune_rounds
         self.prune_end = prune_end
-        self.recover_epochs = recover_epochs
+        self.recover_fraction = recover_fraction
         self.recover_steps = recover_steps
         self.consolidation = consolidation
         self.lam = lam
@@ -360,7 +361,7 @@ class Develop(Strategy):
             "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
             "keep": keep, "keep_output": keep_output, "threshold": threshold, "score": score,
             "prune_rounds": prune_rounds, "prune_end": prune_end,
-            "recover_epochs": recover_epochs, "recover_steps": recover_steps,
+            "recover_fraction": recover_fraction, "recover_steps": recover_steps,
             "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
         }
         # per-task working state; nothing here outlives a task, so checkpoints need none of it
@@ -432,9 +433,9 @@ class Develop(Strategy):
         if self._rounds:  # the training phase ended before the schedule did
             self.prune_round(ctx, 1.0)
         self._structure["after_prune"] = structure_summary(model)
-        n_batches, _ = task_steps(ctx)
+        _, total = task_steps(ctx)
         steps = (self.recover_steps if self.recover_steps is not None
-                 else math.ceil(self.recover_epochs * n_batches))
+                 else math.ceil(self.recover_fraction * total))
         if steps > 0:
             ctx.fit(steps=steps, label="recover")
         self._structure["before_consolidate"] = structure_summary(model)

@@ -5,7 +5,8 @@ Every ``every`` steps each hidden unit's score ``s_i = E|h_i| / mean_k E|h_k|`` 
 measured on a batch of the current task (here a fixed probe of ``probe`` training inputs rather
 than the last sampled batch, which is small and noisy); units with ``s_i <= tau`` are
 tau-dormant and are reinitialised: incoming weights from the initial distribution, outgoing
-weights zero, optimizer state of those entries reset.
+weights zero, optimizer state of those entries reset (by default the first moment only, see
+:func:`neurosculpt.plasticity.controller.reset_optimizer_state`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ class ReDo(Strategy):
     name = "redo"
 
     def __init__(self, tau: float = 0.1, every: int = 1000, probe: int = 256,
-                 log_every: int = 500, decay: float = 0.99) -> None:
+                 optimizer_reset: str = "first", log_every: int = 500,
+                 decay: float = 0.99) -> None:
         super().__init__()
         if every < 1 or probe < 1:
             raise ValueError("every and probe must be >= 1")
-        self.hparams = {"tau": tau, "every": every, "probe": probe, "log_every": log_every,
+        self.hparams = {"tau": tau, "every": every, "probe": probe,
+                        "optimizer_reset": optimizer_reset, "log_every": log_every,
                         "decay": decay}
+        self.optimizer_reset = optimizer_reset
         self.tau = tau
         self.every = every
         self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe)
@@ -52,7 +56,8 @@ class ReDo(Strategy):
             if not bool(dormant.any()):
                 continue
             units = torch.nonzero(dormant).flatten()
-            apply_reinit(self.monitor, model, i, units, ctx.optimizer, bias_correction=False)
+            apply_reinit(self.monitor, model, i, units, ctx.optimizer, bias_correction=False,
+                         optimizer_reset=self.optimizer_reset)
             log_decision(ctx, "reinit", i, len(units), {
                 "dormant_fraction": float((scores <= self.tau).float().mean()), "tau": self.tau})
 
