@@ -190,9 +190,15 @@ def apply_remove(monitor: Monitor, model: Network, layer: int, units: Tensor,
     monitor.invalidate(layer)
 
 
+def configured_widths(model: Network) -> list[int]:
+    """Hidden widths the model was built with (not its current, possibly grown, tensors)."""
+    cfg = model.config
+    return list(cfg.channels if cfg.conv else ()) + list(cfg.hidden)
+
+
 def budgets(max_neurons: int | float | list | tuple | None, widths: list[int]) -> list[int]:
     """Per-layer budget: an int for every layer, a list per layer, or a float factor of the
-    initial widths (``None``: 1.5 times the initial width)."""
+    configured widths (``None``: 1.5 times the configured width)."""
     if max_neurons is None:
         max_neurons = 1.5
     if isinstance(max_neurons, (list, tuple)):
@@ -277,7 +283,7 @@ class Controller(nn.Module):
         model = ctx.model
         widths = model.hidden_sizes()
         if not self.budget:
-            self.budget = budgets(self.max_neurons, widths)
+            self.budget = budgets(self.max_neurons, configured_widths(model))
         self.carry = (self.carry + [0.0] * len(widths))[: len(widths)]
         self.renewed = [0] * len(widths)
         self.accuracy = 0.0
@@ -305,6 +311,7 @@ class Controller(nn.Module):
             self._check(ctx)
 
     def after_task(self, ctx) -> None:
+        self.monitor.invalidate()
         if "prune" in self.actions:
             self._apoptosis(ctx)
         self._enforce_budget(ctx)

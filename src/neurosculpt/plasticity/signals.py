@@ -177,6 +177,8 @@ class UnitStats(nn.Module):
         training steps. Hidden activity is non-negative (ReLU outputs or spikes), so |h| = h."""
         weight = 1.0 - self.decay ** steps
         for i, h in enumerate(activity[: len(model.layers) - 1]):
+            if h.shape[2] != model.layers[i].n_out:
+                continue  # recorded before another strategy resized the layer
             a = h.detach()
             a = a[0] if a.shape[0] == 1 else a.mean(0)
             if a.dim() > 2:
@@ -186,7 +188,7 @@ class UnitStats(nn.Module):
                 self.sync(model)
                 stats = self._buffers[f"stats{i}"]
             out = self._out.get(i)
-            if self.updates % self.out_every == 0 or out is None or len(out) != a.shape[1]:
+            if out is None or len(out) != a.shape[1] or self.updates % self.out_every == 0:
                 out = self._out[i] = outgoing_weight(model, i)
             act = a.mean(0)
             new = torch.stack([act, torch.sign(a).mean(0), act * out])
@@ -250,6 +252,11 @@ class UnitStats(nn.Module):
         self._put(f"stats{i}", torch.cat([stats, torch.zeros(3, n)], 1))
         self._put(f"birth{i}", torch.cat([birth, torch.full((n,), self.steps)]))
         self._out.pop(i, None)
+
+    def clear_cache(self) -> None:
+        """Drop the cached outgoing-weight sums (done at every task start, so a run resumed from
+        a checkpoint recomputes them exactly when an uninterrupted run does)."""
+        self._out = {}
 
     def get_extra_state(self) -> dict:
         return {"steps": self.steps, "updates": self.updates}
@@ -429,13 +436,19 @@ class Monitor(nn.Module):
             cached = self._free[i] = free_units(model, i)
         return cached
 
-    def invalidate(self, i: int) -> None:
-        """Forget the cached free units of layer ``i`` (after a structural change)."""
-        self._free.pop(i, None)
+    def invalidate(self, i: int | None = None) -> None:
+        """Forget the cached free units of layer ``i`` (after a structural change), or of every
+        layer (``None``: before decisions at the end of a task, when another strategy may just
+        have consolidated)."""
+        if i is None:
+            self._free = {}
+        else:
+            self._free.pop(i, None)
 
     def before_task(self, ctx) -> None:
         ctx.model.record_activity = True
         self._free = {}
+        self.stats.clear_cache()
         self.stats.sync(ctx.model)
         self.plateau.reset()
         self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
@@ -450,6 +463,7 @@ class Monitor(nn.Module):
         updated = ctx.step % self.every == 0 and bool(ctx.model.activity)
         if updated:
             self.stats.update(ctx.model, ctx.model.activity, self.every)
+        self.stats.sync(ctx.model)
         self.plateau.update(float(ctx.loss.detach()))
         if self.log_every and (ctx.step + 1) % self.log_every == 0:
             self.snapshot(ctx)

@@ -290,6 +290,11 @@ def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
 # --- the strategy -------------------------------------------------------------------------------
 
 
+def _schedule(final: float, progress: float) -> float:
+    """Fraction kept at ``progress`` of the cubic schedule of Zhu & Gupta 2017 (Eq. 1)."""
+    return final + (1.0 - final) * (1.0 - progress) ** 3
+
+
 def realign(tensors: list[Tensor], model: Network, index: int, kind: str, which: Tensor) -> None:
     """Apply a growth or compaction of hidden layer ``index`` to per-synapse tensors shaped like
     the plastic layers' weights (in place on the list): new entries are zero."""
@@ -322,7 +327,8 @@ class Develop(Strategy):
     def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,
                  initial_hidden: int | float | list | None = 0.1,
-                 keep: float = 0.2, keep_output: float = 0.5, threshold: float | None = None,
+                 keep: float = 0.2, keep_output: float = 0.5, keep_neurons: float = 1.0,
+                 threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_fraction: float = 0.25, recover_steps: int | None = None,
                  consolidation: str = "freeze", lam: float = 100.0,
@@ -334,7 +340,7 @@ class Develop(Strategy):
             raise ValueError(f"unknown consolidation {consolidation!r}; valid: "
                              f"{', '.join(CONSOLIDATIONS)}")
         for key, value in (("keep", keep), ("keep_output", keep_output),
-                           ("prune_end", prune_end)):
+                           ("keep_neurons", keep_neurons), ("prune_end", prune_end)):
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {value}")
         if threshold is not None and threshold < 0:
@@ -348,6 +354,7 @@ class Develop(Strategy):
         self.initial_hidden = initial_hidden
         self.keep = keep
         self.keep_output = keep_output
+        self.keep_neurons = keep_neurons
         self.threshold = threshold
         self.score = score
         self.prune_rounds = prune_rounds
@@ -359,7 +366,8 @@ class Develop(Strategy):
         self.score_batches = score_batches
         self.hparams = {
             "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
-            "keep": keep, "keep_output": keep_output, "threshold": threshold, "score": score,
+            "keep": keep, "keep_output": keep_output, "keep_neurons": keep_neurons,
+            "threshold": threshold, "score": score,
             "prune_rounds": prune_rounds, "prune_end": prune_end,
             "recover_fraction": recover_fraction, "recover_steps": recover_steps,
             "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
@@ -368,6 +376,7 @@ class Develop(Strategy):
         self._stats: GradientStats | None = None
         self._structure: dict = {}
         self._pool: list[int] = []
+        self._new: list[int] = []
         self._rounds: dict[int, float] = {}
         self._step = -1
         self._pruned: list[int] = []
@@ -392,6 +401,7 @@ class Develop(Strategy):
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
         self._stats = GradientStats(model) if self.score in ("taylor", "obd") else None
         self._pool = self._structure["after_expand"]["free_synapses"]
+        self._new = [int((layer.bias_owner == L.FREE).sum()) for layer in model.plastic_layers]
         self._pruned = [0] * len(model.plastic_layers)
         self._removed = [0] * (len(model.plastic_layers) - 1)
         _, total = task_steps(ctx)
@@ -481,12 +491,43 @@ class Develop(Strategy):
         scores = synapse_scores(model, self.score, batches, forward=task_forward(ctx),
                                 stats=self._stats if accumulated else None)
         layers = model.plastic_layers
-        pruned = []
+        pruned = [0] * len(layers)
+        if self.keep_neurons < 1.0:
+            self.prune_neurons(model, scores, progress, pruned)
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
             final = self.keep_output if index == len(layers) - 1 else self.keep
-            n_keep = round((final + (1.0 - final) * (1.0 - progress) ** 3) * self._pool[index])
-            pruned.append(L.prune_synapses(layer, self.to_remove(layer, score, n_keep)))
+            n_keep = round(_schedule(final, progress) * self._pool[index])
+            pruned[index] += L.prune_synapses(layer, self.to_remove(layer, score, n_keep))
         return pruned
+
+    def prune_neurons(self, model: Network, scores: list[Tensor], progress: float,
+                      pruned: list[int]) -> None:
+        """Cut every synapse of the task's new neurons with the least summed importance (in and
+        out), on the same schedule with target ``keep_neurons``; apoptosis then removes them.
+
+        Like DSD-SNN's neuron pruning (Han et al. 2023), but ranked by the chosen synapse score
+        instead of an accumulated weight magnitude, and reaching a set fraction.
+        """
+        layers = model.plastic_layers
+        for index, layer in enumerate(layers[:-1]):
+            new = layer.bias_owner == L.FREE
+            target = max(1, round(_schedule(self.keep_neurons, progress) * self._new[index]))
+            n_cut = int(new.sum()) - target
+            if n_cut <= 0:
+                continue
+            nxt = layers[index + 1]
+            outgoing = scores[index + 1].transpose(0, 1).flatten(1).sum(1)
+            importance = scores[index].flatten(1).sum(1) + outgoing.view(layer.n_out, -1).sum(1)
+            importance = importance.masked_fill(~new, float("inf"))
+            cut = torch.argsort(importance, stable=True)[:n_cut]
+            rows = torch.zeros(layer.n_out, dtype=torch.bool)
+            rows[cut] = True
+            shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+            pruned[index] += L.prune_synapses(layer, rows.view(shape).expand_as(layer.mask))
+            cols = torch.zeros(nxt.n_in, dtype=torch.bool)
+            cols[model._input_index(index, cut)] = True
+            shape = (1, -1) + (1,) * (nxt.weight.dim() - 2)
+            pruned[index + 1] += L.prune_synapses(nxt, cols.view(shape).expand_as(nxt.mask))
 
     def to_remove(self, layer: L.PlasticLayer, score: Tensor, n_keep: int) -> Tensor:
         """Boolean mask of free synapses to prune: all but the ``n_keep`` best by score (ties

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..loop import Context
-from ..plasticity.controller import apply_grow, apply_remove, budgets
+from ..plasticity.controller import apply_grow, apply_remove, budgets, configured_widths
 from ..plasticity.signals import Monitor, log_decision
 from .base import Strategy
 
@@ -65,7 +65,7 @@ class Dropin(Strategy):
 
     def before_task(self, ctx: Context) -> None:
         if not self.budget:
-            self.budget = budgets(self.max_neurons, ctx.model.hidden_sizes())
+            self.budget = budgets(self.max_neurons, configured_widths(ctx.model))
         self.monitor.budget = list(self.budget)
         if self.dropout > 0 and not self._hooks:
             self._hooks = [units.register_forward_hook(self._unit_dropout)
@@ -95,6 +95,7 @@ class Dropin(Strategy):
         monitor.plateau.reset()
 
     def after_task(self, ctx: Context) -> None:
+        self.monitor.invalidate()
         if self.apoptosis > 0:
             self._apoptosis(ctx)
         self.monitor.after_task(ctx)
