@@ -237,7 +237,8 @@ class Controller(nn.Module):
     - ``grow``, every ``check_every`` steps: when the loss is on a plateau, the task is not yet
       learned (running batch accuracy below ``solved``), and a layer has fewer than ``dormant_max``
       of its units dormant (it is using its capacity, recycling will not help), add ``grow`` units
-      to it, up to the budget (dropin; Li, Milling & Schuller 2025);
+      to it, up to the budget (dropin; Li, Milling & Schuller 2025); across tasks, the same when
+      the previous task ended unlearned (its running batch accuracy below ``solved``);
     - ``prune``, at the end of a task and whenever a layer is above its budget: apoptosis of
       mature free units that were active on fewer than 1% of inputs or whose utility is below
       ``prune_utility`` times the layer mean, never below ``min_neurons``; above the budget, the
@@ -250,7 +251,7 @@ class Controller(nn.Module):
 
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
-                 check_every: int = 100, grow: int = 8, dormant_max: float = 0.05,
+                 check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01,
                  optimizer_reset: str = "first",
                  actions: str | list | None = ("renew", "reinit", "grow", "prune"),
@@ -277,6 +278,7 @@ class Controller(nn.Module):
         self.carry: list[float] = []
         self.renewed: list[int] = []
         self.accuracy = 0.0
+        self.last_accuracy = 1.0
 
     # --- hooks ----------------------------------------------------------------------------------
     def before_task(self, ctx) -> None:
@@ -290,6 +292,8 @@ class Controller(nn.Module):
         self.monitor.budget = list(self.budget)
         self.monitor.before_task(ctx)
         self._enforce_budget(ctx)
+        if "grow" in self.actions and ctx.task_id > 0 and self.last_accuracy < self.solved:
+            self._grow_unlearned(ctx)
 
     def after_backward(self, ctx) -> None:
         self.monitor.after_backward(ctx)
@@ -311,6 +315,7 @@ class Controller(nn.Module):
             self._check(ctx)
 
     def after_task(self, ctx) -> None:
+        self.last_accuracy = self.accuracy
         self.monitor.invalidate()
         if "prune" in self.actions:
             self._apoptosis(ctx)
@@ -355,6 +360,24 @@ class Controller(nn.Module):
                 grew = True
         if grew:
             monitor.plateau.reset()
+
+    def _grow_unlearned(self, ctx) -> None:
+        """Across tasks: the last task ended unlearned (running batch accuracy below ``solved``),
+        so every layer with room and few dormant units gets ``grow`` more units."""
+        monitor, model = self.monitor, ctx.model
+        for i in range(len(model.hidden_sizes())):
+            n = model.layers[i].n_out
+            room = self.budget[i] - n
+            dormant_frac = float((dormant_scores(monitor.stats.mean_activity(i)) <= self.tau)
+                                 .float().mean())
+            if room <= 0 or dormant_frac > self.dormant_max:
+                continue
+            k = min(self.grow_n, room)
+            why = {"previous_task_accuracy": self.last_accuracy, "solved": self.solved,
+                   "dormant_fraction": dormant_frac, "neurons": n, "budget": self.budget[i],
+                   "erank_fraction": self._erank_fraction(ctx, i)}
+            apply_grow(monitor, model, i, k, ctx.optimizer)
+            log_decision(ctx, "grow", i, k, why)
 
     def _erank_fraction(self, ctx, i: int) -> float:
         x = self.monitor.probe(ctx)
@@ -405,10 +428,12 @@ class Controller(nn.Module):
 
     # --- checkpoints ----------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
-        return {"budget": self.budget, "carry": self.carry, "accuracy": self.accuracy}
+        return {"budget": self.budget, "carry": self.carry, "accuracy": self.accuracy,
+                "last_accuracy": self.last_accuracy}
 
     def set_extra_state(self, state: dict) -> None:
         self.budget = [int(b) for b in state["budget"]]
         self.carry = [float(c) for c in state["carry"]]
         self.accuracy = float(state["accuracy"])
+        self.last_accuracy = float(state["last_accuracy"])
 

@@ -21,7 +21,7 @@ class Neuroplastic(Strategy):
 
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
-                 check_every: int = 100, grow: int = 8, dormant_max: float = 0.05,
+                 check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01,
                  optimizer_reset: str = "first",
                  actions: str | list | None = "renew,reinit,grow,prune", decay: float = 0.99,
