@@ -3,7 +3,10 @@
 Trains the same short stream with ``naive`` and with each strategy, interleaved and repeated,
 and reports the CPU time of training (every hook included, evaluation excluded; with one thread
 CPU time is far less disturbed by other processes than wall time) relative to ``naive``, using
-the minimum over repeats. Example (the numbers in docs/plasticity.md)::
+the minimum over repeats. Because two runs on a shared machine still differ by several percent,
+it also times the strategy's own hooks inside the same run: ``hooks`` is their CPU time relative
+to the rest of training, the overhead with the noise between runs taken out. Example (the
+numbers in docs/plasticity.md)::
 
     python bench/plasticity_overhead.py --model ann-mlp --repeats 5
     python bench/plasticity_overhead.py --model snn-mlp --steps 300 --repeats 3
@@ -25,8 +28,23 @@ DEFAULT = ("naive", "neuroplastic:actions=none", "cbp", "redo", "l2-init", "shri
            "dropin", "neuroplastic")
 
 
-def train_time(spec: str, args: argparse.Namespace) -> float:
-    """Seconds spent training ``args.tasks`` tasks with strategy ``spec`` (``name:k=v,...``)."""
+HOOKS = ("before_task", "train_data", "before_batch", "loss", "before_backward",
+         "after_backward", "after_step", "after_epoch", "after_task")
+
+
+def _timed(method, spent: list[float]):
+    def wrapper(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[0] += time.process_time() - start
+    return wrapper
+
+
+def train_time(spec: str, args: argparse.Namespace) -> tuple[float, float]:
+    """CPU seconds spent training ``args.tasks`` tasks with strategy ``spec``
+    (``name:key=value;...``), and the part of it spent in the strategy's hooks."""
     from plasticity_streams import reference_digits
 
     name, _, params = spec.partition(":")
@@ -47,10 +65,14 @@ def train_time(spec: str, args: argparse.Namespace) -> float:
         return row
 
     learner.evaluate = timed_evaluate
+    in_hooks = [0.0]
+    for strategy in strategies:
+        for hook in HOOKS:
+            setattr(strategy, hook, _timed(getattr(strategy, hook), in_hooks))
     start = time.process_time()
     for t in range(args.tasks):
         learner.train_task(t)
-    return time.process_time() - start - spent[0]
+    return time.process_time() - start - spent[0], in_hooks[0]
 
 
 def main() -> None:
@@ -67,10 +89,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     times: dict[str, list[float]] = {s: [] for s in args.strategies}
+    hooks: dict[str, list[float]] = {s: [] for s in args.strategies}
     start = time.perf_counter()
     for _ in range(args.repeats):
         for spec in args.strategies:
-            times[spec].append(train_time(spec, args))
+            total, in_hooks = train_time(spec, args)
+            times[spec].append(total)
+            hooks[spec].append(in_hooks / (total - in_hooks))
     base = min(times["naive"]) if "naive" in times else None
     print(f"{args.model} {args.hidden}, {args.tasks} tasks x {args.steps} steps, batch "
           f"{args.batch_size}, {args.repeats} repeats, {args.threads} thread(s); "
@@ -78,8 +103,9 @@ def main() -> None:
     for spec, values in times.items():
         best = min(values)
         rel = f"{100 * (best / base - 1):+6.1f}%" if base else ""
+        share = sorted(hooks[spec])[len(values) // 2]
         print(f"  {spec:32s} min {best:7.2f} s  median {sorted(values)[len(values) // 2]:7.2f} s"
-              f"  {rel}")
+              f"  {rel}   hooks {100 * share:5.1f}%")
 
 
 if __name__ == "__main__":

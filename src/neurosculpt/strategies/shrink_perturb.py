@@ -2,8 +2,10 @@
 
 At every task boundary each trainable weight and bias becomes ``w <- shrink * w + noise * e``.
 Deviation: Ash & Adams draw ``e`` from one isotropic Gaussian; here ``e`` is a fresh draw from
-each layer's own initial distribution (uniform, bound ``1/sqrt(fan_in)``), so one ``noise`` value
-suits layers of any width. Frozen (consolidated) synapses and biases are left alone.
+each layer's own initial distribution (:meth:`neurosculpt.layers.PlasticLayer.reset_weights`:
+He-uniform weights, PyTorch-default biases), so one ``noise`` value suits layers of any width,
+and ``shrink=0, noise=1`` is exactly a fresh network. Frozen (consolidated) synapses and biases
+are left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 
 import torch
 
+from ..layers import weight_bound
 from ..loop import Context
 from ..plasticity.signals import Monitor, log_decision
 from .base import Strategy
@@ -38,12 +41,13 @@ class ShrinkPerturb(Strategy):
         if ctx.task_id > 0:
             for i, layer in enumerate(ctx.model.layers):
                 fan_in = layer.weight[0].numel()
-                bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+                bound = weight_bound(fan_in)
+                bias_bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
                 train_w = layer.mask & ~layer.frozen
                 fresh = torch.empty_like(layer.weight).uniform_(-bound, bound)
                 new_w = self.shrink * layer.weight + self.noise * fresh
                 layer.weight.copy_(torch.where(train_w, new_w, layer.weight))
-                fresh_b = torch.empty_like(layer.bias).uniform_(-bound, bound)
+                fresh_b = torch.empty_like(layer.bias).uniform_(-bias_bound, bias_bound)
                 new_b = self.shrink * layer.bias + self.noise * fresh_b
                 layer.bias.copy_(torch.where(layer.bias_frozen, layer.bias, new_b))
                 log_decision(ctx, "shrink-perturb", i, int(train_w.sum()),
