@@ -89,23 +89,33 @@ def test_frozen_synapses_do_not_move_and_bwt_is_exactly_zero() -> None:
 
 
 def test_structure_is_recorded_for_every_phase_and_pruning_shrinks() -> None:
-    result = neurosculpt.run(benchmark="split-digits", strategy="develop", model="ann-mlp",
-                             tasks=5, epochs=2, batch_size=32,
-                             model_params={"hidden": (32, 32)},
-                             strategy_params={"keep": 0.2}, **SMALL)
-    for task in result.results["tasks"]:
-        structure = task["structure"]
-        assert set(PHASES) <= set(structure)
-        for phase in PHASES:
-            assert len(structure[phase]["neurons"]) == 3
-            assert len(structure[phase]["live_synapses"]) == 3
-        assert structure["after_prune"]["live_synapses"][0] < \
-            structure["before_prune"]["live_synapses"][0]
-        assert structure["after_consolidate"]["free_synapses"] == [0, 0, 0]
-        assert str(task["task"]) in structure["after_consolidate"]["partitions"][0]
-        assert task["live_synapses"] == sum(structure["after_consolidate"]["live_synapses"])
-    # the live total at the end is far below the dense network's
-    assert result.results["tasks"][-1]["live_synapses"] < 0.5 * (64 * 32 + 32 * 32 + 32 * 10)
+    variants = ({"keep": 0.2},
+                {"threshold": 1.0, "score": "magnitude"},
+                {"keep_neurons": 0.5, "score": "obd", "prune_rounds": 2})
+    for params in variants:
+        result = neurosculpt.run(benchmark="split-digits", strategy="develop", model="ann-mlp",
+                                 tasks=5, epochs=2, batch_size=32,
+                                 model_params={"hidden": (32, 32)}, strategy_params=params,
+                                 **SMALL)
+        for task in result.results["tasks"]:
+            structure = task["structure"]
+            assert set(PHASES) <= set(structure)
+            for phase in PHASES:
+                assert len(structure[phase]["neurons"]) == 3
+                assert len(structure[phase]["live_synapses"]) == 3
+            assert structure["after_prune"]["live_synapses"][0] < \
+                structure["before_prune"]["live_synapses"][0]
+            assert structure["after_consolidate"]["free_synapses"] == [0, 0, 0]
+            assert str(task["task"]) in structure["after_consolidate"]["partitions"][0]
+            assert task["live_synapses"] == sum(structure["after_consolidate"]["live_synapses"])
+            if "keep_neurons" in params:  # at most half of the new neurons survive
+                grown = structure["after_expand"]["neurons"][0] - \
+                    structure["before_expand"]["neurons"][0]
+                assert structure["after_prune"]["neurons"][0] <= \
+                    structure["before_expand"]["neurons"][0] + max(1, round(grown / 2))
+        # the live total at the end is far below the dense network's
+        assert result.results["tasks"][-1]["live_synapses"] < 0.5 * (64 * 32 + 32 * 32 + 32 * 10)
+        assert result.metrics["bwt"] == 0.0
 
 
 def test_capacity_is_never_exceeded_and_logged() -> None:

@@ -340,10 +340,16 @@ def test_neuroplastic_grows_on_plateau_never_above_budget_and_logs_why():
     run = make_learner(make_strategies("neuroplastic", params), lr=1e-5, steps=80)
     run.run()
     grown = decisions(run, "grow")
-    assert grown
+    on_plateau = [d for d in grown if "plateau" in d["why"]]
+    unlearned = [d for d in grown if "previous_task_accuracy" in d["why"]]
+    assert on_plateau and on_plateau[0]["task"] == 0
+    assert len(on_plateau) + len(unlearned) == len(grown)
     for d in grown:
-        assert d["why"]["plateau"] is True and d["why"]["neurons"] + d["n"] <= 20
-        assert "erank_fraction" in d["why"] and "loss_window" in d["why"]
+        assert d["why"]["neurons"] + d["n"] <= 20 and "erank_fraction" in d["why"]
+    for d in on_plateau:
+        assert d["why"]["plateau"] is True and "loss_window" in d["why"]
+    for d in unlearned:  # across tasks: the previous task was not learned
+        assert d["step"] == 80 * d["task"] and d["why"]["previous_task_accuracy"] < 0.99
     assert all(n <= 20 for rec in run.tasks for n in rec["neurons"])
     assert max(max(rec["neurons"]) for rec in run.tasks) == 20
 

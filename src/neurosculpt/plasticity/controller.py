@@ -6,7 +6,7 @@ Operations (shared by the baseline strategies ``cbp``, ``redo``, ``dropin`` and 
   of those entries reset (Dohare et al. 2024; Sokar et al. 2023);
 - :func:`grow_units`: append units the same way (so the network function is unchanged);
 - :func:`remove_units`: apoptosis, the layer really shrinks (``Network.keep_neurons``);
-- :func:`renew`: continual backprop's selection of mature, lowest-utility units at rate rho.
+- :class:`Renewal`: continual backprop's selection of mature, lowest-utility units at rate rho.
 
 Every operation touches only units no task owns (:func:`~neurosculpt.plasticity.signals.free_units`)
 so consolidated subnetworks (PackNet, the development cycle) are never changed.
@@ -144,31 +144,76 @@ def remove_units(model: Network, layer: int, units: Tensor,
     return kept
 
 
-def renew(monitor: Monitor, model: Network, layer: int, rate: float, maturity: int,
-          carry: float, steps: int = 1) -> tuple[Tensor, float]:
-    """Continual backprop's selection (Dohare et al. 2024, Alg. 1): ``rate`` times the number of
-    eligible units (mature, free) per step accumulates in ``carry`` (over ``steps`` steps); its
-    integer part of the lowest-utility eligible units is returned with the new carry."""
-    stats = monitor.stats
-    eligible = (stats.age(layer) > maturity) & monitor.free_units(model, layer)
-    n_eligible = int(eligible.sum())
-    if n_eligible == 0 or rate <= 0:
-        return torch.empty(0, dtype=torch.long), carry
-    carry += rate * steps * n_eligible
-    k = min(int(carry), n_eligible)
-    carry -= int(carry)
-    if k == 0:
-        return torch.empty(0, dtype=torch.long), carry
-    idx = torch.nonzero(eligible).flatten()
-    lowest = torch.topk(-stats.utility(layer)[idx], k).indices
-    return idx[lowest].sort().values, carry
+class Renewal:
+    """Continual backprop's replacement schedule (Dohare et al. 2024, Alg. 1), per hidden layer.
+
+    Every step ``rate`` times the number of eligible units (mature: older than ``maturity``
+    steps; free) accumulates; whenever the sum passes an integer, that many of the
+    lowest-utility eligible units are returned for reinitialisation. The eligible count is
+    recounted every ``refresh`` calls and after every replacement (units maturing in between are
+    counted up to ``refresh`` updates late), which saves a handful of tensor operations per step.
+    """
+
+    def __init__(self, rate: float, maturity: int, refresh: int = 10) -> None:
+        if rate < 0 or maturity < 0:
+            raise ValueError("replacement rate and maturity must be >= 0")
+        self.rate, self.maturity, self.refresh = rate, maturity, max(int(refresh), 1)
+        self.carry: list[float] = []
+        self._eligible: list[int | None] = []
+        self._calls = 0
+
+    def start(self, n_layers: int) -> None:
+        """At every task start: match the number of layers, recount everything."""
+        self.carry = (self.carry + [0.0] * n_layers)[:n_layers]
+        self._eligible = [None] * n_layers
+        self._calls = 0
+
+    def _mask(self, monitor: Monitor, model: Network, i: int) -> Tensor:
+        stats = monitor.stats
+        stats.ensure(model, i)
+        return (stats.age(i) > self.maturity) & monitor.free_units(model, i)
+
+    def select(self, monitor: Monitor, model: Network, steps: int = 1) -> list[tuple[int, Tensor]]:
+        """Advance ``steps`` steps; return ``(layer, units)`` to reinitialise now."""
+        if self.rate <= 0:
+            return []
+        recount = self._calls % self.refresh == 0
+        self._calls += 1
+        out = []
+        for i in range(len(self.carry)):
+            if recount or self._eligible[i] is None:
+                self._eligible[i] = int(self._mask(monitor, model, i).sum())
+            self.carry[i] += self.rate * steps * self._eligible[i]
+            k = int(self.carry[i])
+            if k == 0:
+                continue
+            self.carry[i] -= k
+            eligible = self._mask(monitor, model, i)
+            idx = torch.nonzero(eligible).flatten()
+            k = min(k, len(idx))
+            if k == 0:
+                continue
+            lowest = torch.topk(-monitor.stats.utility(i, idx), k).indices
+            out.append((i, idx[lowest].sort().values))
+            self._eligible[i] = None
+        return out
+
+    def state(self) -> dict:
+        return {"carry": self.carry}
+
+    def load(self, state: dict) -> None:
+        self.carry = [float(c) for c in state["carry"]]
 
 
 def apply_reinit(monitor: Monitor, model: Network, layer: int, units: Tensor,
                  optimizer: torch.optim.Optimizer | None, bias_correction: bool = True,
                  optimizer_reset: str = "first") -> None:
     """:func:`reinit_units` plus resetting the units' running statistics."""
-    mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
+    monitor.stats.ensure(model, layer)
+    mean_act = None
+    if bias_correction:
+        mean_act = torch.zeros(model.layers[layer].n_out)
+        mean_act[units] = monitor.stats.mean_activity(layer, units)
     reinit_units(model, layer, units, optimizer, mean_act, optimizer_reset)
     monitor.stats.reset(layer, units)
 
@@ -275,7 +320,7 @@ class Controller(nn.Module):
                                probe=probe, every=every, plateau_window=plateau_window,
                                plateau_tol=plateau_tol, plateau_patience=plateau_patience)
         self.budget: list[int] = []
-        self.carry: list[float] = []
+        self.renewal = Renewal(replacement_rate, maturity)
         self.renewed: list[int] = []
         self.accuracy = 0.0
         self.last_accuracy = 1.0
@@ -286,7 +331,7 @@ class Controller(nn.Module):
         widths = model.hidden_sizes()
         if not self.budget:
             self.budget = budgets(self.max_neurons, configured_widths(model))
-        self.carry = (self.carry + [0.0] * len(widths))[: len(widths)]
+        self.renewal.start(len(widths))
         self.renewed = [0] * len(widths)
         self.accuracy = 0.0
         self.monitor.budget = list(self.budget)
@@ -301,16 +346,14 @@ class Controller(nn.Module):
     def after_step(self, ctx) -> None:
         monitor, model = self.monitor, ctx.model
         updated = monitor.after_step(ctx)
-        correct = float((ctx.logits.detach().argmax(1) == ctx.y).float().mean())
-        self.accuracy = 0.99 * self.accuracy + 0.01 * correct
+        if updated:  # running batch accuracy over about the last 100 steps
+            correct = float((ctx.logits.detach().argmax(1) == ctx.y).float().mean())
+            self.accuracy += (1.0 - 0.99 ** monitor.every) * (correct - self.accuracy)
         if "renew" in self.actions and updated:
-            for i in range(len(model.layers) - 1):
-                units, self.carry[i] = renew(monitor, model, i, self.replacement_rate,
-                                             self.maturity, self.carry[i], monitor.every)
-                if len(units):
-                    apply_reinit(monitor, model, i, units, ctx.optimizer,
-                                 optimizer_reset=self.optimizer_reset)
-                    self.renewed[i] += len(units)
+            for i, units in self.renewal.select(monitor, model, monitor.every):
+                apply_reinit(monitor, model, i, units, ctx.optimizer,
+                             optimizer_reset=self.optimizer_reset)
+                self.renewed[i] += len(units)
         if self.check_every and (ctx.step + 1) % self.check_every == 0:
             self._check(ctx)
 
@@ -326,6 +369,7 @@ class Controller(nn.Module):
     def _check(self, ctx) -> None:
         monitor, model = self.monitor, ctx.model
         stats = monitor.stats
+        stats.sync(model)
         plateau = monitor.plateau.plateau
         grew = False
         for i in range(len(model.hidden_sizes())):
@@ -428,12 +472,12 @@ class Controller(nn.Module):
 
     # --- checkpoints ----------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
-        return {"budget": self.budget, "carry": self.carry, "accuracy": self.accuracy,
+        return {"budget": self.budget, "renewal": self.renewal.state(), "accuracy": self.accuracy,
                 "last_accuracy": self.last_accuracy}
 
     def set_extra_state(self, state: dict) -> None:
         self.budget = [int(b) for b in state["budget"]]
-        self.carry = [float(c) for c in state["carry"]]
+        self.renewal.load(state["renewal"])
         self.accuracy = float(state["accuracy"])
         self.last_accuracy = float(state["last_accuracy"])
 

@@ -156,6 +156,11 @@ class UnitStats(nn.Module):
         have = self._buffers.get(f"birth{i}")
         return None if have is None else len(have)
 
+    def ensure(self, model: Network, i: int) -> None:
+        """:meth:`sync` if layer ``i`` changed size (another strategy may resize layers)."""
+        if self.size(i) != model.layers[i].n_out:
+            self.sync(model)
+
     def sync(self, model: Network) -> None:
         """Match the buffers to the model's current layer sizes."""
         for i, n in enumerate(model.hidden_sizes()):
@@ -213,21 +218,25 @@ class UnitStats(nn.Module):
         """Training steps since each unit of layer ``i`` was created or reinitialised."""
         return self.steps - self._buffers[f"birth{i}"]
 
-    def corrected(self, name: str, i: int) -> Tensor:
-        """Bias-corrected running average ``x / (1 - decay^age)`` (zero for age 0)."""
+    def corrected(self, name: str, i: int, units: Tensor | None = None) -> Tensor:
+        """Bias-corrected running average ``x / (1 - decay^age)`` (zero for age 0), of every
+        unit of layer ``i`` or of ``units``."""
         age = self.age(i).double()
+        value = self._buffers[f"stats{i}"][self.ROWS[name]].double()
+        if units is not None:
+            age, value = age[units], value[units]
         correction = 1.0 - torch.pow(torch.tensor(self.decay, dtype=torch.float64), age)
-        value = self._buffers[f"stats{i}"][self.ROWS[name]].double() / correction.clamp_min(1e-12)
+        value = value / correction.clamp_min(1e-12)
         return torch.where(age > 0, value, torch.zeros_like(value)).float()
 
-    def utility(self, i: int) -> Tensor:
-        return self.corrected("util", i)
+    def utility(self, i: int, units: Tensor | None = None) -> Tensor:
+        return self.corrected("util", i, units)
 
-    def mean_activity(self, i: int) -> Tensor:
-        return self.corrected("act", i)
+    def mean_activity(self, i: int, units: Tensor | None = None) -> Tensor:
+        return self.corrected("act", i, units)
 
-    def active_fraction(self, i: int) -> Tensor:
-        return self.corrected("active", i)
+    def active_fraction(self, i: int, units: Tensor | None = None) -> Tensor:
+        return self.corrected("active", i, units)
 
     def gradient_norm(self, i: int) -> float:
         grad = self._buffers.get("grad")
@@ -463,7 +472,6 @@ class Monitor(nn.Module):
         updated = ctx.step % self.every == 0 and bool(ctx.model.activity)
         if updated:
             self.stats.update(ctx.model, ctx.model.activity, self.every)
-        self.stats.sync(ctx.model)
         self.plateau.update(float(ctx.loss.detach()))
         if self.log_every and (ctx.step + 1) % self.log_every == 0:
             self.snapshot(ctx)

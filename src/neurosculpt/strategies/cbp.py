@@ -13,7 +13,7 @@ per-element step count, so by default only the first moment is reset (``optimize
 from __future__ import annotations
 
 from ..loop import Context
-from ..plasticity.controller import apply_reinit, renew
+from ..plasticity.controller import Renewal, apply_reinit
 from ..plasticity.signals import Monitor, log_decision
 from .base import Strategy
 
@@ -32,26 +32,22 @@ class ContinualBackprop(Strategy):
                  bias_correction: bool = True, optimizer_reset: str = "first", every: int = 1,
                  tau: float = 0.1, log_every: int = 500, probe: int = 256) -> None:
         super().__init__()
-        if replacement_rate < 0 or maturity < 0:
-            raise ValueError("replacement_rate and maturity must be >= 0")
         self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
                         "decay": decay, "bias_correction": bias_correction,
-                        "optimizer_reset": optimizer_reset, "every": every,
-                        "tau": tau,
+                        "optimizer_reset": optimizer_reset, "every": every, "tau": tau,
                         "log_every": log_every, "probe": probe}
         self.replacement_rate = replacement_rate
-        self.maturity = maturity
         self.bias_correction = bias_correction
         self.optimizer_reset = optimizer_reset
         self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe,
                                every=every)
-        self.carry: list[float] = []
+        self.renewal = Renewal(replacement_rate, maturity)
         self.replaced: list[int] = []
 
     def before_task(self, ctx: Context) -> None:
         self.monitor.before_task(ctx)
         n = len(ctx.model.hidden_sizes())
-        self.carry = (self.carry + [0.0] * n)[:n]
+        self.renewal.start(n)
         self.replaced = [0] * n
 
     def after_backward(self, ctx: Context) -> None:
@@ -60,14 +56,10 @@ class ContinualBackprop(Strategy):
     def after_step(self, ctx: Context) -> None:
         if not self.monitor.after_step(ctx):
             return
-        model = ctx.model
-        for i in range(len(model.layers) - 1):
-            units, self.carry[i] = renew(self.monitor, model, i, self.replacement_rate,
-                                         self.maturity, self.carry[i], self.monitor.every)
-            if len(units):
-                apply_reinit(self.monitor, model, i, units, ctx.optimizer, self.bias_correction,
-                             self.optimizer_reset)
-                self.replaced[i] += len(units)
+        for i, units in self.renewal.select(self.monitor, ctx.model, self.monitor.every):
+            apply_reinit(self.monitor, ctx.model, i, units, ctx.optimizer, self.bias_correction,
+                         self.optimizer_reset)
+            self.replaced[i] += len(units)
 
     def after_task(self, ctx: Context) -> None:
         stats = self.monitor.stats
@@ -77,7 +69,7 @@ class ContinualBackprop(Strategy):
         self.monitor.after_task(ctx)
 
     def get_extra_state(self) -> dict:
-        return {"carry": self.carry}
+        return {"renewal": self.renewal.state()}
 
     def set_extra_state(self, state: dict) -> None:
-        self.carry = [float(c) for c in state["carry"]]
+        self.renewal.load(state["renewal"])

@@ -17,7 +17,8 @@ synapses, then activity-dependent elimination) applied to continual learning:
    Zhu & Gupta 2017, reaching the target at the fraction ``prune_end`` of the training phase):
    keep only the fraction ``keep`` (``keep_output`` in the output layer) of the task's free
    synapses with the highest importance ``score``, or, with ``threshold``, the ones whose score
-   is at least ``threshold`` times the layer's mean (one step). After each step,
+   is at least ``threshold`` times the layer's mean (one step); optionally also all synapses of
+   the task's least important new neurons, down to the fraction ``keep_neurons``. After each step,
    **apoptosis**: neurons that no task owns and that are left without live inputs or outputs
    are removed and the tensors really shrink (compaction,
    :meth:`neurosculpt.models.Network.keep_neurons`), which also makes the rest of the training
@@ -315,7 +316,8 @@ class Develop(Strategy):
     ``grow``/``initial_hidden``: neurons per hidden layer (int), a fraction of the capacity
     (float) or one value per hidden layer; ``max_neurons``: capacity per hidden layer (default:
     the widths the model was built with); ``keep``/``keep_output``: fraction of the task's free
-    synapses kept in hidden layers / the output layer, unless ``threshold`` is set; ``score``:
+    synapses kept in hidden layers / the output layer, unless ``threshold`` is set;
+    ``keep_neurons``: fraction of the task's new neurons kept (1: only apoptosis); ``score``:
     magnitude, activity, taylor or obd; ``prune_rounds`` pruning steps reach the target at the
     fraction ``prune_end`` of the task's training; ``recover_steps`` overrides
     ``recover_fraction``; ``score_batches``: batches for the activity score and the Fisher
@@ -326,11 +328,11 @@ class Develop(Strategy):
 
     def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,
-                 initial_hidden: int | float | list | None = 0.1,
+                 initial_hidden: int | float | list | None = 0.25,
                  keep: float = 0.2, keep_output: float = 0.5, keep_neurons: float = 1.0,
                  threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
-                 recover_fraction: float = 0.25, recover_steps: int | None = None,
+                 recover_fraction: float = 0.5, recover_steps: int | None = None,
                  consolidation: str = "freeze", lam: float = 100.0,
                  score_batches: int = 4) -> None:
         super().__init__()
