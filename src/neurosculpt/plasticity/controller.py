@@ -30,7 +30,6 @@ from .signals import (
     effective_rank,
     log_decision,
     next_inputs,
-    unit_columns,
 )
 
 ACTIONS = ("renew", "reinit", "grow", "prune")
@@ -88,12 +87,9 @@ def _absorb_mean_output(model: Network, layer: int, units: Tensor, mean_act: Ten
     its output is unchanged on average (Dohare et al.'s bias correction; for a convolution the
     kernel sum, exact away from the padded border)."""
     nxt = model.layers[layer + 1]
-    cols = unit_columns(model, layer, nxt.effective_weight())[units]
-    if model.layers[layer + 1].weight.dim() == 4:
-        cols = cols.view(len(units), nxt.n_out, -1).sum(2)
-    else:
-        cols = cols.view(len(units), -1, nxt.n_out).sum(1)
-    nxt.bias += (cols * mean_act[units, None]).sum(0)
+    w = nxt.effective_weight()[:, next_inputs(model, layer, units)]
+    w = w.reshape(nxt.n_out, len(units), -1).sum(2)  # [outputs, units]
+    nxt.bias += w @ mean_act[units]
 
 
 def reinit_units(model: Network, layer: int, units: Tensor,
@@ -152,12 +148,16 @@ class Renewal:
     lowest-utility eligible units are returned for reinitialisation. The eligible count is
     recounted every ``refresh`` calls and after every replacement (units maturing in between are
     counted up to ``refresh`` updates late), which saves a handful of tensor operations per step.
+    With ``period > 1`` replacements are made only every ``period``-th call, in small batches
+    (Dohare et al. replace as soon as the sum passes one; a reinitialisation costs about forty
+    small tensor operations, so batching them keeps the cost of renewal low).
     """
 
-    def __init__(self, rate: float, maturity: int, refresh: int = 10) -> None:
-        if rate < 0 or maturity < 0:
-            raise ValueError("replacement rate and maturity must be >= 0")
+    def __init__(self, rate: float, maturity: int, refresh: int = 10, period: int = 1) -> None:
+        if rate < 0 or maturity < 0 or period < 1:
+            raise ValueError("replacement rate and maturity must be >= 0, period >= 1")
         self.rate, self.maturity, self.refresh = rate, maturity, max(int(refresh), 1)
+        self.period = int(period)
         self.carry: list[float] = []
         self._eligible: list[int | None] = []
         self._calls = 0
@@ -178,6 +178,7 @@ class Renewal:
         if self.rate <= 0:
             return []
         recount = self._calls % self.refresh == 0
+        act = (self._calls + 1) % self.period == 0
         self._calls += 1
         out = []
         for i in range(len(self.carry)):
@@ -185,7 +186,7 @@ class Renewal:
                 self._eligible[i] = int(self._mask(monitor, model, i).sum())
             self.carry[i] += self.rate * steps * self._eligible[i]
             k = int(self.carry[i])
-            if k == 0:
+            if k == 0 or not act:
                 continue
             self.carry[i] -= k
             eligible = self._mask(monitor, model, i)
@@ -275,8 +276,9 @@ class Controller(nn.Module):
 
     Rules, per hidden layer, each an action that can be switched off (``actions``):
 
-    - ``renew``, every step: continual backprop's renewal of mature, lowest-utility units at rate
-      ``replacement_rate`` (Dohare et al. 2024), which keeps a supply of fresh units;
+    - ``renew``: continual backprop's renewal of mature, lowest-utility units at rate
+      ``replacement_rate`` per step (Dohare et al. 2024), which keeps a supply of fresh units;
+      replacements are made in small batches every ``renew_every`` steps (see :class:`Renewal`);
     - ``reinit``, every ``check_every`` steps: ReDo (Sokar et al. 2023) on the running averages:
       mature units whose dormancy score is ``<= tau`` are reinitialised at once;
     - ``grow``, every ``check_every`` steps: when the loss is on a plateau, the task is not yet
@@ -297,10 +299,10 @@ class Controller(nn.Module):
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
-                 solved: float = 0.99, prune_utility: float = 0.01,
+                 solved: float = 0.99, prune_utility: float = 0.01, renew_every: int = 50,
                  optimizer_reset: str = "first",
                  actions: str | list | None = ("renew", "reinit", "grow", "prune"),
-                 decay: float = 0.99, every: int = 1, log_every: int = 500, probe: int = 256,
+                 decay: float = 0.99, every: int = 4, log_every: int = 1000, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
         super().__init__()
@@ -320,7 +322,8 @@ class Controller(nn.Module):
                                probe=probe, every=every, plateau_window=plateau_window,
                                plateau_tol=plateau_tol, plateau_patience=plateau_patience)
         self.budget: list[int] = []
-        self.renewal = Renewal(replacement_rate, maturity)
+        self.renewal = Renewal(replacement_rate, maturity,
+                               period=max(1, round(renew_every / every)))
         self.renewed: list[int] = []
         self.accuracy = 0.0
         self.last_accuracy = 1.0

@@ -44,10 +44,10 @@ def unit_activity(h: Tensor) -> Tensor:
     return a.mean(0)
 
 
-def effective_rank(features: Tensor) -> float:
+def effective_rank(features: Tensor, singular_values: Tensor | None = None) -> float:
     """Roy & Vetterli (2007): ``exp(H(p))`` with ``p_k = sigma_k / sum(sigma)`` the normalised
     singular values of the ``[samples, units]`` representation (as used by Dohare et al. 2024)."""
-    s = torch.linalg.svdvals(features.double())
+    s = torch.linalg.svdvals(features.double()) if singular_values is None else singular_values
     total = s.sum()
     if not total > 0:
         return 0.0
@@ -56,10 +56,10 @@ def effective_rank(features: Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def srank(features: Tensor, delta: float = 0.01) -> int:
+def srank(features: Tensor, delta: float = 0.01, singular_values: Tensor | None = None) -> int:
     """Kumar et al. (2021, 2023): the smallest ``k`` whose top-``k`` singular values hold
     ``1 - delta`` of their sum."""
-    s = torch.linalg.svdvals(features.double())
+    s = torch.linalg.svdvals(features.double()) if singular_values is None else singular_values
     total = s.sum()
     if not total > 0:
         return 0
@@ -396,8 +396,9 @@ def _hidden_signals(model: Network, stats: UnitStats, i: int, probe: list[Tensor
         active = (a > 0).float().mean(0)
         row["dormant"] = _round(float((dormant_scores(mean) <= tau).float().mean()))
         row["dead"] = _round(float((active < 0.01).float().mean()))
-        row["erank"] = _round(effective_rank(a))
-        row["srank"] = srank(a)
+        sv = torch.linalg.svdvals(a.double())
+        row["erank"] = _round(effective_rank(a, sv))
+        row["srank"] = srank(a, singular_values=sv)
         if spiking:
             row["firing_rate"] = _round(float(mean.mean()))
             row["silent"] = _round(float((a.sum(0) == 0).float().mean()))
@@ -418,8 +419,8 @@ class Monitor(nn.Module):
     ``every``-th batch (1: every step, as in Dohare et al.), gradient norms every ``grad_every``.
     """
 
-    def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 500,
-                 probe: int = 256, every: int = 1, grad_every: int = 10,
+    def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 1000,
+                 probe: int = 256, every: int = 1, grad_every: int = 50,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ class ContinualBackprop(Strategy):
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
                  bias_correction: bool = True, optimizer_reset: str = "first", every: int = 1,
-                 tau: float = 0.1, log_every: int = 500, probe: int = 256) -> None:
+                 tau: float = 0.1, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
         self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
                         "decay": decay, "bias_correction": bias_correction,

@@ -32,7 +32,7 @@ class Dropin(Strategy):
 
     def __init__(self, grow: int = 8, every: int = 0, max_neurons: int | float | list | None = None,
                  dropout: float = 0.0, apoptosis: float = 0.0, min_neurons: int = 8,
-                 maturity: int = 100, log_every: int = 500, probe: int = 256,
+                 maturity: int = 100, log_every: int = 1000, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
         super().__init__()

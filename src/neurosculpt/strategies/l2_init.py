@@ -33,7 +33,7 @@ class L2Init(Strategy):
 
     name = "l2-init"
 
-    def __init__(self, lam: float = 1e-3, log_every: int = 500, probe: int = 256) -> None:
+    def __init__(self, lam: float = 1e-3, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError("lam must be >= 0")

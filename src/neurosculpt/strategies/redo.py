@@ -25,7 +25,7 @@ class ReDo(Strategy):
     name = "redo"
 
     def __init__(self, tau: float = 0.1, every: int = 1000, probe: int = 256,
-                 optimizer_reset: str = "first", log_every: int = 500,
+                 optimizer_reset: str = "first", log_every: int = 1000,
                  decay: float = 0.99) -> None:
         super().__init__()
         if every < 1 or probe < 1:

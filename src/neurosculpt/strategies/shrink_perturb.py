@@ -25,7 +25,7 @@ class ShrinkPerturb(Strategy):
 
     name = "shrink-perturb"
 
-    def __init__(self, shrink: float = 0.4, noise: float = 0.1, log_every: int = 500,
+    def __init__(self, shrink: float = 0.4, noise: float = 0.1, log_every: int = 1000,
                  probe: int = 256) -> None:
         super().__init__()
         if not 0.0 <= shrink <= 1.0 or noise < 0:
