@@ -213,7 +213,8 @@ class Learner:
                 seen += len(ctx.y)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / done:.3f}", acc=f"{correct / seen:.3f}")
+                    bar.set_postfix(epoch=epoch, loss=f"{loss_sum / done:.3f}",
+                                    acc=f"{correct / seen:.3f}")
                 if done >= total_steps:
                     break
             self._hook("after_epoch")
