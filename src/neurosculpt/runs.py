@@ -41,8 +41,9 @@ CHECKPOINT_FORMAT = 1
 
 
 @dataclass
-class RunConfig:
-    """Everything that defines a run. Keys of a ``run.toml`` are these field names."""
+class RunConfig(TrainConfig):
+    """Everything that defines a run: the optimisation settings of :class:`TrainConfig` plus
+    what to build. Keys of a ``run.toml`` are these field names."""
 
     benchmark: str = "split-digits"
     strategy: str = "naive"
@@ -53,20 +54,7 @@ class RunConfig:
     samples_per_task: int | None = None
     test_samples_per_task: int | None = None
     validation: bool = False
-    epochs: int = 1
-    steps: int | None = None
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    reset_optimizer: bool = True
-    eval_batch_size: int = 1000
-    eval_scope: str = "auto"
-    energy_samples: int = 128
-    seed: int = 0
     threads: int | None = None
-    progress: bool = True
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
 
@@ -355,16 +343,21 @@ def latest_checkpoint(path: Path) -> Path | None:
     return max(checkpoints, key=lambda p: int(p.stem[len("task_"):]), default=None)
 
 
-def resume(path: str | Path, log=None) -> RunResult:
-    """Continue a run that stopped; finished runs are returned as they are."""
+def config_from_folder(path: str | Path) -> RunConfig:
+    """The :class:`RunConfig` a run folder was written with (its ``config.json``)."""
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
     resolved = json.loads(config_file.read_text())
     model_params = {k: v for k, v in resolved["model_params"].items() if k != "kind"}
-    config = RunConfig.from_dict({**resolved, "model_params": model_params})
-    runner = Run(config, path, log)
+    return RunConfig.from_dict({**resolved, "model_params": model_params})
+
+
+def resume(path: str | Path, log=None) -> RunResult:
+    """Continue a run that stopped; finished runs are returned as they are."""
+    path = Path(path)
+    runner = Run(config_from_folder(path), path, log)
     checkpoint = latest_checkpoint(path)
     if checkpoint is not None:
         runner.restore(load_checkpoint(checkpoint))

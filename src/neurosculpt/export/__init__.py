@@ -17,6 +17,7 @@ from ..benchmarks import Benchmark, make_benchmark
 from ..models import ModelConfig, Network
 from ..runs import (
     RunConfig,
+    config_from_folder,
     latest_checkpoint,
     load_checkpoint,
     load_state_resizing,
@@ -66,12 +67,7 @@ def model_from_run(path: str | Path) -> tuple[Network, Benchmark, RunConfig]:
     selects the same subnetworks the run evaluated.
     """
     path = Path(path)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
-    resolved = json.loads(config_file.read_text())
-    params = {k: v for k, v in resolved["model_params"].items() if k != "kind"}
-    config = RunConfig.from_dict({**resolved, "model_params": params})
+    config = config_from_folder(path)
     checkpoint = latest_checkpoint(path)
     if checkpoint is None:
         raise FileNotFoundError(f"{path} has no checkpoint yet (no task finished)")
