@@ -74,6 +74,17 @@ class Strategy(nn.Module):
         """After every task has been evaluated."""
 
 
+def fix_shared_parameters(ctx: Context) -> None:
+    """After the first task only plastic-layer weights and biases may move: learnable neuron
+    constants are shared by every task's subnetwork (PackNet fixes its batch norm likewise)."""
+    if ctx.task_id == 0:
+        return
+    plastic = {id(p) for layer in ctx.model.plastic_layers for p in (layer.weight, layer.bias)}
+    for p in ctx.model.parameters():
+        if id(p) not in plastic:
+            p.grad = None
+
+
 class Naive(Strategy):
     """Plain fine-tuning on each task in turn: the lower bound that forgets."""
 

@@ -62,7 +62,7 @@ from .. import layers as L
 from ..loop import Context
 from ..models import Network
 from ..plasticity.importance import GradientStats, gradient_stats, synapse_scores
-from .base import Strategy
+from .base import Strategy, fix_shared_parameters
 
 CONSOLIDATIONS = ("freeze", "regularize")
 SCORES = ("magnitude", "activity", "taylor", "obd")
@@ -235,17 +235,6 @@ def consolidate_task(ctx: Context, freeze: bool) -> list[int]:
         out.bias_owner[release] = L.FREE
         out.bias_frozen[release] = False
     return claimed
-
-
-def fix_shared_parameters(ctx: Context) -> None:
-    """After the first task only plastic-layer weights and biases may move: learnable neuron
-    constants are shared by every task's subnetwork (PackNet fixes its batch norm likewise)."""
-    if ctx.task_id == 0:
-        return
-    plastic = {id(p) for layer in ctx.model.plastic_layers for p in (layer.weight, layer.bias)}
-    for p in ctx.model.parameters():
-        if id(p) not in plastic:
-            p.grad = None
 
 
 def structure_summary(model: Network, partitions: bool = False) -> dict:

@@ -45,11 +45,10 @@ from torch import Tensor
 from .. import layers as L
 from ..loop import Context
 from ..plasticity.importance import neuron_scores
-from .base import Strategy
+from .base import Strategy, fix_shared_parameters
 from .develop import (
     capacity,
     consolidate_task,
-    fix_shared_parameters,
     grow_within,
     per_layer,
     release_free_pool,

@@ -38,7 +38,7 @@ import torch
 
 from .. import layers as L
 from ..loop import Context
-from .base import Strategy
+from .base import Strategy, fix_shared_parameters
 
 REOPEN = ("zero", "fresh")
 
@@ -93,12 +93,7 @@ class PackNet(Strategy):
     def after_backward(self, ctx: Context) -> None:
         """After the first task, only plastic-layer weights and biases may move (those of
         consolidated synapses are frozen by the layers themselves)."""
-        if ctx.task_id == 0:
-            return
-        plastic = {id(p) for layer in ctx.model.plastic_layers for p in (layer.weight, layer.bias)}
-        for p in ctx.model.parameters():
-            if id(p) not in plastic:
-                p.grad = None
+        fix_shared_parameters(ctx)
 
     def after_task(self, ctx: Context) -> None:
         """Prune, retrain the survivors, then give them to this task and freeze them."""
