@@ -46,11 +46,26 @@ def reference_digits(n_tasks: int, seed: int) -> Benchmark:
                                info={"kind": "random-label", "base": "digits"})
 
 
+class NewTaskLearner(Learner):
+    """Evaluates only the task just trained: loss of plasticity needs the diagonal of the
+    accuracy matrix alone, and long streams would spend most of their time re-testing old
+    tasks."""
+
+    def evaluate(self, upto: int | None = None) -> list[float | None]:
+        self._hook("before_eval")
+        row: list[float | None] = [None] * len(self.benchmark)
+        if upto is not None:
+            row[upto] = self.evaluate_task(self.benchmark.tasks[upto])
+        self._hook("after_eval")
+        return row
+
+
 def run_one(args: argparse.Namespace, seed: int) -> dict:
     if args.benchmark == "ref-digits":
         bench = reference_digits(args.tasks, seed)
     else:
         bench = make_benchmark(args.benchmark, n_tasks=args.tasks, seed=seed,
+                               scenario=args.scenario,
                                samples_per_task=args.samples_per_task,
                                test_samples_per_task=args.test_samples_per_task)
     model_params = {"hidden": tuple(args.hidden), **_params(args.model_param, "--model-param")}
@@ -61,7 +76,8 @@ def run_one(args: argparse.Namespace, seed: int) -> dict:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
                          eval_scope="seen", progress=False,
                          reset_optimizer=not args.keep_optimizer)
-    learner = Learner(model, bench, strategies, config)
+    learner = (NewTaskLearner if args.new_task_only else Learner)(model, bench, strategies,
+                                                                  config)
     learner.random_init_accuracy = [0.0] * len(bench)  # FWT baseline not needed here
     wall, cpu = time.perf_counter(), time.process_time()
     widest = 0
@@ -105,6 +121,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--scenario", choices=["task", "class", "domain"])
+    p.add_argument("--new-task-only", action="store_true",
+                   help="evaluate only the task just trained (the accuracy matrix's diagonal)")
     p.add_argument("--samples-per-task", type=int)
     p.add_argument("--test-samples-per-task", type=int)
     p.add_argument("--keep-optimizer", action="store_true",

@@ -135,6 +135,21 @@ def test_capacity_is_never_exceeded_and_logged() -> None:
         assert result.results["status"] == "complete"
 
 
+def test_budget_caps_what_all_tasks_own() -> None:
+    result = neurosculpt.run(benchmark="split-digits", strategy="develop", model="ann-mlp",
+                             tasks=5, epochs=1, batch_size=32, model_params={"hidden": (24, 24)},
+                             strategy_params={"budget": 0.3, "keep": 0.6, "initial_hidden": 1.0},
+                             **SMALL)
+    dense = [64 * 24, 24 * 24]
+    logs = []
+    for task in result.results["tasks"]:
+        owned = task["structure"]["after_consolidate"]["live_synapses"][:2]
+        assert all(n <= 0.3 * d for n, d in zip(owned, dense, strict=True))
+        logs += task.get("log", [])
+    assert owned[0] > 0.2 * dense[0]  # the budget is used, not just respected
+    assert any(line.startswith("budget:") for line in logs)
+
+
 # --- checkpoint and resume ----------------------------------------------------------------------
 
 

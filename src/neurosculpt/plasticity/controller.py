@@ -24,22 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from ..models import Network
-from .signals import (
-    Monitor,
-    dormant_scores,
-    effective_rank,
-    log_decision,
-    next_inputs,
-)
+from .signals import Monitor, dormant_scores, effective_rank, log_decision, next_inputs
 
 ACTIONS = ("renew", "reinit", "grow", "prune")
+OPTIMIZER_RESETS = ("first", "all", "none")
+SECOND_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq")
 
 
 # --- structural operations ---------------------------------------------------------------------
-
-
-OPTIMIZER_RESETS = ("first", "all", "none")
-SECOND_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq")
 
 
 def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor, dim: int,
@@ -297,10 +289,10 @@ class Controller(nn.Module):
     """
 
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
-                 replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
+                 replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.025,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01, renew_every: int = 50,
-                 optimizer_reset: str = "first",
+                 utility: str = "centered", optimizer_reset: str = "first",
                  actions: str | list | None = ("renew", "reinit", "grow", "prune"),
                  decay: float = 0.99, every: int = 4, log_every: int = 1000, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
@@ -319,7 +311,8 @@ class Controller(nn.Module):
         self.optimizer_reset = optimizer_reset
         self.actions = parse_actions(actions)
         self.monitor = Monitor("neuroplastic", tau=tau, decay=decay, log_every=log_every,
-                               probe=probe, every=every, plateau_window=plateau_window,
+                               probe=probe, every=every, utility=utility,
+                               plateau_window=plateau_window,
                                plateau_tol=plateau_tol, plateau_patience=plateau_patience)
         self.budget: list[int] = []
         self.renewal = Renewal(replacement_rate, maturity,
@@ -362,6 +355,7 @@ class Controller(nn.Module):
 
     def after_task(self, ctx) -> None:
         self.last_accuracy = self.accuracy
+        self._log_renewals(ctx)
         self.monitor.invalidate()
         if "prune" in self.actions:
             self._apoptosis(ctx)
@@ -375,14 +369,9 @@ class Controller(nn.Module):
         stats.sync(model)
         plateau = monitor.plateau.plateau
         grew = False
+        self._log_renewals(ctx)
         for i in range(len(model.hidden_sizes())):
             n = model.layers[i].n_out
-            if self.renewed[i]:
-                log_decision(ctx, "renew", i, self.renewed[i], {
-                    "replacement_rate": self.replacement_rate,
-                    "utility_mean": float(stats.utility(i).mean()),
-                    "window_steps": self.check_every})
-                self.renewed[i] = 0
             scores = dormant_scores(stats.mean_activity(i))
             mature = (stats.age(i) > self.maturity) & monitor.free_units(model, i)
             dormant = (scores <= self.tau) & mature
@@ -407,6 +396,15 @@ class Controller(nn.Module):
                 grew = True
         if grew:
             monitor.plateau.reset()
+
+    def _log_renewals(self, ctx) -> None:
+        """One ``renew`` entry per layer for the units renewed since the last one."""
+        for i, n in enumerate(self.renewed):
+            if n:
+                log_decision(ctx, "renew", i, n, {
+                    "replacement_rate": self.replacement_rate,
+                    "utility_mean": float(self.monitor.stats.utility(i).mean())})
+                self.renewed[i] = 0
 
     def _grow_unlearned(self, ctx) -> None:
         """Across tasks: the last task ended unlearned (running batch accuracy below ``solved``),

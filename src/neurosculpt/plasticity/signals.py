@@ -4,10 +4,10 @@ Two kinds of measurement, both taken from the hidden populations' outputs that t
 when ``model.record_activity`` is on (``model.activity``: one ``[T, B, ...]`` tensor per hidden
 layer, spikes or ReLU activations):
 
-- running per-unit statistics updated after every optimizer step from the current batch
-  (:class:`UnitStats`, a few vector operations per layer): mean activity, the fraction of
-  inputs a unit responds to, the contribution utility of Dohare et al. (2024, Nature, Eq. 1), the
-  unit's age, and every layer's gradient norm;
+- running per-unit statistics updated after every (or every ``every``-th) optimizer step from
+  the current batch (:class:`UnitStats`, a few vector operations per layer): mean activity, the
+  fraction of inputs a unit responds to, the contribution utility of Dohare et al. (2024,
+  Nature, Eq. 1) or its mean-corrected variant, the unit's age, and every layer's gradient norm;
 - periodic snapshots (:func:`layer_signals`) on a fixed probe batch of the current task: the
   tau-dormant fraction of Sokar et al. (2023), units active on fewer than 1% of inputs, the
   effective rank of the representation (Roy & Vetterli 2007) and the srank of Kumar et al.,
@@ -114,6 +114,9 @@ def free_units(model: Network, layer: int) -> Tensor:
     return ~(owned_in | owned_out)
 
 
+UTILITIES = ("contribution", "centered")
+
+
 class UnitStats(nn.Module):
     """Running per-unit statistics of every hidden layer (exponential moving averages).
 
@@ -124,6 +127,13 @@ class UnitStats(nn.Module):
     ``steps - birth``; ``grad`` holds every plastic layer's running gradient norm. One update
     costs about ten small tensor operations per layer; an update may stand for several steps
     (the decay is then ``eta^steps``, so the time scale of the averages does not change).
+
+    ``utility="centered"`` uses ``|h - E[h]|`` instead of ``|h|`` (the mean-corrected
+    contribution of Dohare et al.'s code, ``zero_contribution``; ``E[h]`` here is the batch mean
+    rather than their running mean): a unit whose output hardly varies is worth no more than a
+    bias, which is where its mean goes on reinitialisation. For spiking layers this matters:
+    saturated neurons that fire at every step have the highest plain contribution and carry no
+    information.
 
     Deviation from Dohare et al.: the sums of |outgoing weights| are recomputed every
     ``out_every`` updates (and zeroed at once for reinitialised units), not after every step;
@@ -136,11 +146,15 @@ class UnitStats(nn.Module):
 
     ROWS = {"act": 0, "active": 1, "util": 2}
 
-    def __init__(self, decay: float = 0.99, out_every: int = 10) -> None:
+    def __init__(self, decay: float = 0.99, out_every: int = 10,
+                 utility: str = "contribution") -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
+        if utility not in UTILITIES:
+            raise ValueError(f"utility must be one of {UTILITIES}, got {utility!r}")
         self.decay = decay
+        self.centered = utility == "centered"
         self.out_every = max(int(out_every), 1)
         self.steps = 0
         self.updates = 0
@@ -196,7 +210,8 @@ class UnitStats(nn.Module):
             if out is None or len(out) != a.shape[1] or self.updates % self.out_every == 0:
                 out = self._out[i] = outgoing_weight(model, i)
             act = a.mean(0)
-            new = torch.stack([act, torch.sign(a).mean(0), act * out])
+            contribution = (a - act).abs().mean(0) if self.centered else act
+            new = torch.stack([act, torch.sign(a).mean(0), contribution * out])
             stats.lerp_(new, weight)
         self.steps += steps
         self.updates += 1
@@ -280,7 +295,7 @@ class PlateauDetector:
     has not improved on the best earlier window by a relative ``tol``.
 
     A simple windowed form of the "reduce on plateau" rule; reset at every task start and after
-    every structural change the controller makes (the loss needs time to react).
+    every growth decision (the loss needs time to react).
     """
 
     def __init__(self, window: int = 100, tol: float = 0.01, patience: int = 3) -> None:
@@ -365,7 +380,7 @@ def layer_signals(model: Network, stats: UnitStats, probe: list[Tensor] | None, 
     n_hidden = len(model.hidden_sizes())
     for i, layer in enumerate(model.layers):
         live = layer.mask
-        weight = layer.weight.detach().abs()[live]
+        weight = torch.where(layer.frozen, layer.frozen_weight, layer.weight.detach()).abs()[live]
         row: dict = {
             "layer": i,
             "neurons": layer.n_out,
@@ -421,8 +436,8 @@ class Monitor(nn.Module):
 
     def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 1000,
                  probe: int = 256, every: int = 1, grad_every: int = 50,
-                 plateau_window: int = 100, plateau_tol: float = 0.01,
-                 plateau_patience: int = 3) -> None:
+                 utility: str = "contribution", plateau_window: int = 100,
+                 plateau_tol: float = 0.01, plateau_patience: int = 3) -> None:
         super().__init__()
         if every < 1 or grad_every < 0 or log_every < 0 or probe < 0:
             raise ValueError("every must be >= 1; grad_every, log_every and probe >= 0")
@@ -432,7 +447,7 @@ class Monitor(nn.Module):
         self.log_every = log_every
         self.probe_size = probe
         self.grad_every = grad_every
-        self.stats = UnitStats(decay)
+        self.stats = UnitStats(decay, utility=utility)
         self.plateau = PlateauDetector(plateau_window, plateau_tol, plateau_patience)
         self.budget: list[int | None] | None = None
         self._probe_x: Tensor | None = None

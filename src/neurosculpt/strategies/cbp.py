@@ -29,18 +29,19 @@ class ContinualBackprop(Strategy):
     name = "cbp"
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
-                 bias_correction: bool = True, optimizer_reset: str = "first", every: int = 1,
-                 tau: float = 0.1, log_every: int = 1000, probe: int = 256) -> None:
+                 utility: str = "contribution", bias_correction: bool = True,
+                 optimizer_reset: str = "first", every: int = 1, tau: float = 0.1,
+                 log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
         self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
-                        "decay": decay, "bias_correction": bias_correction,
+                        "decay": decay, "utility": utility, "bias_correction": bias_correction,
                         "optimizer_reset": optimizer_reset, "every": every, "tau": tau,
                         "log_every": log_every, "probe": probe}
         self.replacement_rate = replacement_rate
         self.bias_correction = bias_correction
         self.optimizer_reset = optimizer_reset
         self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe,
-                               every=every)
+                               every=every, utility=utility)
         self.renewal = Renewal(replacement_rate, maturity)
         self.replaced: list[int] = []
 

@@ -33,9 +33,11 @@ synapses, then activity-dependent elimination) applied to continual learning:
    claims are fixed; the penalty covers synapses only).
 6. **release**: pruned synapses stay free; the next task's expand reopens them.
 
-Budget: ``keep`` is a fraction of each task's free pool, so the live total after ``T`` tasks
-at full capacity approaches ``1 - (1 - keep)^T`` of the network: on long streams use a smaller
-``keep`` (about ``1 / T``) to keep room, and synapses, for later tasks.
+Budget: ``keep`` is a fraction of each task's free pool, so at full capacity the live total
+after ``T`` tasks approaches ``1 - (1 - keep)^T`` of the network. ``budget`` caps what all
+tasks together may own (a fraction of each hidden layer at full capacity): each task then keeps
+``keep`` of the smaller of its pool and the budget left, so the first tasks, whose features the
+later ones share, get the most, and a stream of any length ends within the budget.
 
 Inference: with task identity a task uses its own partition plus what it shares from earlier
 tasks (:meth:`neurosculpt.layers.PlasticLayer.synapse_mask`); without it, the union.
@@ -280,9 +282,9 @@ def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
 # --- the strategy -------------------------------------------------------------------------------
 
 
-def _schedule(final: float, progress: float) -> float:
-    """Fraction kept at ``progress`` of the cubic schedule of Zhu & Gupta 2017 (Eq. 1)."""
-    return final + (1.0 - final) * (1.0 - progress) ** 3
+def _schedule(start: float, final: float, progress: float) -> float:
+    """Amount kept at ``progress`` of the cubic schedule of Zhu & Gupta 2017 (Eq. 1)."""
+    return final + (start - final) * (1.0 - progress) ** 3
 
 
 def realign(tensors: list[Tensor], model: Network, index: int, kind: str, which: Tensor) -> None:
@@ -319,7 +321,7 @@ class Develop(Strategy):
                  max_neurons: int | list | None = None,
                  initial_hidden: int | float | list | None = 0.25,
                  keep: float = 0.15, keep_output: float = 0.5, keep_neurons: float = 1.0,
-                 threshold: float | None = None,
+                 budget: float = 1.0, threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_fraction: float = 0.5, recover_steps: int | None = None,
                  consolidation: str = "freeze", lam: float = 100.0,
@@ -331,7 +333,8 @@ class Develop(Strategy):
             raise ValueError(f"unknown consolidation {consolidation!r}; valid: "
                              f"{', '.join(CONSOLIDATIONS)}")
         for key, value in (("keep", keep), ("keep_output", keep_output),
-                           ("keep_neurons", keep_neurons), ("prune_end", prune_end)):
+                           ("keep_neurons", keep_neurons), ("budget", budget),
+                           ("prune_end", prune_end)):
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {value}")
         if threshold is not None and threshold < 0:
@@ -346,6 +349,7 @@ class Develop(Strategy):
         self.keep = keep
         self.keep_output = keep_output
         self.keep_neurons = keep_neurons
+        self.budget = budget
         self.threshold = threshold
         self.score = score
         self.prune_rounds = prune_rounds
@@ -358,7 +362,7 @@ class Develop(Strategy):
         self.hparams = {
             "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
             "keep": keep, "keep_output": keep_output, "keep_neurons": keep_neurons,
-            "threshold": threshold, "score": score,
+            "budget": budget, "threshold": threshold, "score": score,
             "prune_rounds": prune_rounds, "prune_end": prune_end,
             "recover_fraction": recover_fraction, "recover_steps": recover_steps,
             "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
@@ -367,6 +371,7 @@ class Develop(Strategy):
         self._stats: GradientStats | None = None
         self._structure: dict = {}
         self._pool: list[int] = []
+        self._target: list[int] = []
         self._new: list[int] = []
         self._rounds: dict[int, float] = {}
         self._step = -1
@@ -392,6 +397,7 @@ class Develop(Strategy):
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
         self._stats = GradientStats(model) if self.score in ("taylor", "obd") else None
         self._pool = self._structure["after_expand"]["free_synapses"]
+        self._target = self.targets(ctx, caps)
         self._new = [int((layer.bias_owner == L.FREE).sum()) for layer in model.plastic_layers]
         self._pruned = [0] * len(model.plastic_layers)
         self._removed = [0] * (len(model.plastic_layers) - 1)
@@ -486,10 +492,37 @@ class Develop(Strategy):
         if self.keep_neurons < 1.0:
             self.prune_neurons(model, scores, progress, pruned)
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
-            final = self.keep_output if index == len(layers) - 1 else self.keep
-            n_keep = round(_schedule(final, progress) * self._pool[index])
+            pool, target = self._pool[index], self._target[index]
+            n_keep = round(_schedule(pool, target, progress))
             pruned[index] += L.prune_synapses(layer, self.to_remove(layer, score, n_keep))
         return pruned
+
+    def targets(self, ctx: Context, caps: Sequence[int]) -> list[int]:
+        """Free synapses each layer keeps at the end of the task.
+
+        Hidden layers: ``keep`` times the smaller of the free pool and what is left of the
+        ``budget`` (a fraction of the layer at full capacity that all tasks together may own),
+        so a long stream never owns more than ``budget`` of the network and early tasks, which
+        build the features later ones share, get more. Output layer: ``keep_output`` of the
+        task's head.
+        """
+        layers = ctx.model.plastic_layers
+        out = []
+        for index, layer in enumerate(layers[:-1]):
+            pool = self._pool[index]
+            if self.budget < 1.0:
+                row = layer.weight[0].numel()
+                if index > 0:
+                    row = row * caps[index - 1] // max(layers[index - 1].n_out, 1)
+                owned = int((layer.mask & (layer.owner != L.FREE)).sum())
+                left = max(0, round(self.budget * row * caps[index]) - owned)
+                if left < pool:
+                    ctx.log(f"budget: layer {index} may keep {round(self.keep * left)} of "
+                            f"{pool} free synapses ({left} left of its budget)")
+                pool = min(pool, left)
+            out.append(round(self.keep * pool))
+        out.append(round(self.keep_output * self._pool[-1]))
+        return out
 
     def prune_neurons(self, model: Network, scores: list[Tensor], progress: float,
                       pruned: list[int]) -> None:
@@ -502,7 +535,7 @@ class Develop(Strategy):
         layers = model.plastic_layers
         for index, layer in enumerate(layers[:-1]):
             new = layer.bias_owner == L.FREE
-            target = max(1, round(_schedule(self.keep_neurons, progress) * self._new[index]))
+            target = max(1, round(_schedule(1.0, self.keep_neurons, progress) * self._new[index]))
             n_cut = int(new.sum()) - target
             if n_cut <= 0:
                 continue

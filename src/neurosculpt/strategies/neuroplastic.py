@@ -20,10 +20,10 @@ class Neuroplastic(Strategy):
     name = "neuroplastic"
 
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
-                 replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.1,
+                 replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.025,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01, renew_every: int = 50,
-                 optimizer_reset: str = "first",
+                 utility: str = "centered", optimizer_reset: str = "first",
                  actions: str | list | None = "renew,reinit,grow,prune", decay: float = 0.99,
                  every: int = 4, log_every: int = 1000, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
@@ -34,7 +34,7 @@ class Neuroplastic(Strategy):
             max_neurons=max_neurons, min_neurons=min_neurons, replacement_rate=replacement_rate,
             maturity=maturity, tau=tau, check_every=check_every, grow=grow,
             dormant_max=dormant_max, solved=solved, prune_utility=prune_utility,
-            renew_every=renew_every, optimizer_reset=optimizer_reset,
+            renew_every=renew_every, utility=utility, optimizer_reset=optimizer_reset,
             actions=actions, decay=decay, every=every, log_every=log_every, probe=probe,
             plateau_window=plateau_window, plateau_tol=plateau_tol,
             plateau_patience=plateau_patience)
