@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from neurosculpt.benchmarks import make_benchmark
 from neurosculpt.cli import _params
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
@@ -45,10 +46,8 @@ def _timed(method, spent: list[float]):
 def train_time(spec: str, args: argparse.Namespace) -> tuple[float, float]:
     """CPU seconds spent training ``args.tasks`` tasks with strategy ``spec``
     (``name:key=value;...``), and the part of it spent in the strategy's hooks."""
-    from plasticity_streams import reference_digits
-
     name, _, params = spec.partition(":")
-    bench = reference_digits(args.tasks, 0)
+    bench = make_benchmark("random-label-digits", n_tasks=args.tasks)
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind=args.model, hidden=tuple(args.hidden)),
                         bench.input_shape, bench.n_outputs)

@@ -1,9 +1,8 @@
 """Loss-of-plasticity streams for the plasticity strategies (numbers in docs/plasticity.md).
 
-``ref-digits`` is the reference random-label protocol: all 1,797 scikit-learn digits with raw
-pixel values 0..16, fresh random labels every task, train = test (memorisation); the named
-``random-label-digits`` benchmark currently uses the 75% training split scaled to [0, 1], which
-is a much harder memorisation task (see docs/plasticity.md). Any named benchmark works too::
+The default, ``random-label-digits`` with 30 tasks of 2,000 steps, is the reference protocol of
+issue 5 (all 1,797 scikit-learn digits, raw pixel values, fresh random labels every task,
+train = test). Any named benchmark works too::
 
     python bench/plasticity_streams.py -s cbp --seeds 0,1,2
     python bench/plasticity_streams.py -b permuted-fmnist --tasks 100 --steps 250 \
@@ -22,28 +21,11 @@ import time
 
 import torch
 
-from neurosculpt.benchmarks import Benchmark, Split, make_benchmark, shared_label_stream
+from neurosculpt.benchmarks import make_benchmark
 from neurosculpt.cli import _params
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.strategies import make_strategies
-
-
-def reference_digits(n_tasks: int, seed: int) -> Benchmark:
-    """Random-label digits as in the reference figures (see the module docstring)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1)
-    y = torch.tensor(digits.target, dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    splits = []
-    for _ in range(n_tasks):
-        labels = torch.randint(0, 10, (len(y),), generator=gen)
-        split = Split(x, y, labels=labels)
-        splits.append((split, split))
-    return shared_label_stream("ref-digits", splits, 10, "domain", (1, 8, 8),
-                               info={"kind": "random-label", "base": "digits"})
 
 
 class NewTaskLearner(Learner):
@@ -61,13 +43,9 @@ class NewTaskLearner(Learner):
 
 
 def run_one(args: argparse.Namespace, seed: int) -> dict:
-    if args.benchmark == "ref-digits":
-        bench = reference_digits(args.tasks, seed)
-    else:
-        bench = make_benchmark(args.benchmark, n_tasks=args.tasks, seed=seed,
-                               scenario=args.scenario,
-                               samples_per_task=args.samples_per_task,
-                               test_samples_per_task=args.test_samples_per_task)
+    bench = make_benchmark(args.benchmark, n_tasks=args.tasks, seed=seed,
+                           scenario=args.scenario, samples_per_task=args.samples_per_task,
+                           test_samples_per_task=args.test_samples_per_task)
     model_params = {"hidden": tuple(args.hidden), **_params(args.model_param, "--model-param")}
     torch.manual_seed(seed)
     model = build_model(ModelConfig(kind=args.model, **model_params), bench.input_shape,
@@ -111,7 +89,7 @@ def _count_decisions(tasks: list[dict]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("-b", "--benchmark", default="ref-digits")
+    p.add_argument("-b", "--benchmark", default="random-label-digits")
     p.add_argument("-s", "--strategy", default="naive")
     p.add_argument("-m", "--model", default="ann-mlp")
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])

@@ -72,6 +72,13 @@ def test_random_labels_differ_per_task_and_test_is_train():
     assert not torch.equal(labels[0], labels[1]) and not torch.equal(labels[1], labels[2])
 
 
+def test_random_label_digits_is_the_reference_protocol():
+    """All 1,797 digits (train and test alike) with scikit-learn's raw pixel values 0..16."""
+    bench = make_benchmark("random-label-digits", n_tasks=2)
+    assert len(bench.tasks[0].train) == 1797 and len(bench) == 2
+    assert float(bench.tasks[0].train.x.max()) == 16.0
+
+
 def test_permuted_labels_are_a_consistent_relabeling():
     bench = make_benchmark("permuted-label-digits", n_tasks=2, samples_per_task=200)
     base = make_benchmark("permuted-digits", n_tasks=1, samples_per_task=200)

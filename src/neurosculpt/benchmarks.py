@@ -315,20 +315,20 @@ def _shared_benchmark(name: str, kind: str, base: str, n_tasks: int, scenario: s
             a, b = speakers_tr == s, speakers_te == s
             splits.append((_limit(Split(tr[0][a], tr[1][a]), samples_per_task, gen),
                            _limit(Split(te[0][b], te[1][b]), test_samples_per_task, gen)))
+    elif kind == "random-label":
+        train_all = _limit(_memorisation_set(base, tr, te), samples_per_task, gen)
+        for _ in range(n_tasks):
+            labels = torch.randint(0, n_classes, (len(train_all),), generator=gen)
+            split = Split(train_all.x, train_all.y, labels=labels)
+            splits.append((split, split))
     else:
         train_all = _limit(Split(*tr), samples_per_task, gen)
         test_all = _limit(Split(*te), test_samples_per_task, gen)
-        if kind == "random-label":
-            test_all = train_all  # memorisation: new random labels on the same inputs
         for _ in range(n_tasks):
             if kind == "permuted":
                 perm = torch.randperm(n_features, generator=gen)
                 splits.append((Split(train_all.x, train_all.y, perm=perm),
                                Split(test_all.x, test_all.y, perm=perm)))
-            elif kind == "random-label":
-                labels = torch.randint(0, n_classes, (len(train_all),), generator=gen)
-                splits.append((Split(train_all.x, train_all.y, labels=labels),
-                               Split(train_all.x, train_all.y, labels=labels)))
             else:
                 relabel = torch.randperm(n_classes, generator=gen)
                 splits.append((Split(train_all.x, relabel[train_all.y]),
@@ -336,6 +336,21 @@ def _shared_benchmark(name: str, kind: str, base: str, n_tasks: int, scenario: s
     info = {"kind": kind, "base": base}
     return shared_label_stream(name, splits, n_classes, scenario, tuple(tr[0].shape[1:]),
                                sequence, info)
+
+
+def _memorisation_set(base: str, tr: tuple[Tensor, Tensor], te: tuple[Tensor, Tensor]) -> Split:
+    """Inputs of a random-label stream: every sample of the data set (train and test, since
+    the task is to memorise fresh labels and is tested on the same inputs).
+
+    Follows the random-label protocol of Dohare et al. (2024, Nature; Lyle et al. 2023 use the
+    same idea): for ``digits`` all 1,797 images with their raw pixel values 0..16, the form
+    in which scikit-learn ships them and in which this project's reference figures for loss of
+    plasticity were measured (docs/plasticity.md).
+    """
+    x = torch.cat([tr[0], te[0]])
+    if base == "digits":
+        x = x * 16.0
+    return Split(x, torch.cat([tr[1], te[1]]))
 
 
 def _parse(name: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import layers as L
-from .encoding import make_encoder
+from .encoding import DirectEncoder, make_encoder
 from .neurons import LI, make_neuron
 
 MODELS = ("snn-mlp", "snn-conv", "ann-mlp", "ann-conv")
@@ -243,29 +243,40 @@ class Network(nn.Module):
         ]
 
     # --- forward --------------------------------------------------------------------------------
+    @property
+    def constant_input(self) -> bool:
+        """Direct coding: the input, hence the first layer's current, is the same at every step,
+        so :meth:`forward` computes that current once and presents it ``steps`` times."""
+        return isinstance(self.encoder, DirectEncoder) and not self.sequence
+
+    def _flat(self, h: Tensor, layer: int) -> Tensor:
+        return h.flatten(1) if layer == self.n_conv else h
+
     def forward(self, x: Tensor) -> Tensor:
-        h = self.encoder(x)
-        steps, batch = h.shape[0], h.shape[1]
-        h = h.reshape(steps * batch, *h.shape[2:])
-        if self.n_conv == 0:
-            h = h.flatten(1)
+        batch = x.shape[0]
+        if self.constant_input:
+            first = self.layers[0](self._flat(x, 0))
+            steps = self.encoder.steps
+            current = first.unsqueeze(0).expand(steps, *first.shape)
+        else:
+            h = self.encoder(x)
+            steps = h.shape[0]
+            h = self._flat(h.reshape(steps * batch, *h.shape[2:]), 0)
+            current = self.layers[0](h).unflatten(0, (steps, batch))
         self.activity = []
-        for i, (layer, units) in enumerate(zip(self.layers[:-1], self.neurons, strict=True)):
-            h = layer(h)
-            h = units(h.view(steps, batch, *h.shape[1:]))
+        for i, units in enumerate(self.neurons):
+            h = units(current)
             if self.record_activity:
                 self.activity.append(h)
             h = h.reshape(steps * batch, *h.shape[2:])
             if i < self.n_conv:
-                h = self.pool(h)
-                if i == self.n_conv - 1:
-                    h = h.flatten(1)
-        out = self.layers[-1](h).view(steps, batch, -1)
+                h = self._flat(self.pool(h), i + 1)
+            current = self.layers[i + 1](h).unflatten(0, (steps, batch))
         if self.readout is None:
-            return out.mean(0)
+            return current.mean(0)
         if self.config.readout == "spikes":
-            return self.output_neurons(out).sum(0)
-        return self.readout(out).mean(0)
+            return self.output_neurons(current).sum(0)
+        return self.readout(current).mean(0)
 
 
 def build_model(config: ModelConfig | dict | str, input_shape: tuple[int, ...], n_outputs: int,

@@ -131,11 +131,13 @@ def cofiring(model: Network, batches: Batches,
         for x, y in batches:
             logits = forward(x)
             posts = [a.reshape(-1, *a.shape[2:]) for a in model.activity]
-            steps = inputs[0].shape[0] // len(y)
+            steps = len(posts[0]) // len(y) if posts else 1
             target = F.one_hot(y, logits.shape[-1]).to(inputs[0].dtype)
             posts.append(target.repeat(steps, 1))
             for i, layer in enumerate(layers):
                 pre = inputs[i]
+                if len(pre) != len(posts[i]):  # direct coding: one input for all steps
+                    pre = pre.repeat(steps, *[1] * (pre.dim() - 1))
                 post = posts[i].to(pre.dtype)
                 if isinstance(layer, PlasticConv2d):
                     total = torch.nn.grad.conv2d_weight(
@@ -143,7 +145,7 @@ def cofiring(model: Network, batches: Batches,
                     sums[i] += total / (post.shape[-1] * post.shape[-2])
                 else:
                     sums[i] += post.t() @ pre
-            count += inputs[0].shape[0]
+            count += len(posts[-1])
     finally:
         model.record_activity = recording
         for hook in hooks:

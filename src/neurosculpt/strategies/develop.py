@@ -320,7 +320,7 @@ class Develop(Strategy):
     def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,
                  initial_hidden: int | float | list | None = 0.25,
-                 keep: float = 0.15, keep_output: float = 0.5, keep_neurons: float = 1.0,
+                 keep: float = 0.15, keep_output: float = 1.0, keep_neurons: float = 1.0,
                  budget: float = 1.0, threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_fraction: float = 0.5, recover_steps: int | None = None,
