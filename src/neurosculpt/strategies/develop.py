@@ -319,9 +319,9 @@ class Develop(Strategy):
 
     def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,
-                 initial_hidden: int | float | list | None = 0.25,
-                 keep: float = 0.15, keep_output: float = 1.0, keep_neurons: float = 1.0,
-                 budget: float = 1.0, threshold: float | None = None,
+                 initial_hidden: int | float | list | None = 1.0,
+                 keep: float = 0.1, keep_output: float = 1.0, keep_neurons: float = 1.0,
+                 budget: float = 0.6, threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_fraction: float = 0.5, recover_steps: int | None = None,
                  consolidation: str = "freeze", lam: float = 100.0,
@@ -372,6 +372,7 @@ class Develop(Strategy):
         self._structure: dict = {}
         self._pool: list[int] = []
         self._target: list[int] = []
+        self._room: list[int] = []
         self._new: list[int] = []
         self._rounds: dict[int, float] = {}
         self._step = -1
@@ -492,8 +493,10 @@ class Develop(Strategy):
         if self.keep_neurons < 1.0:
             self.prune_neurons(model, scores, progress, pruned)
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
-            pool, target = self._pool[index], self._target[index]
-            n_keep = round(_schedule(pool, target, progress))
+            pool, target, room = self._pool[index], self._target[index], self._room[index]
+            n_keep = room if self.threshold is not None else round(_schedule(pool, target,
+                                                                             progress))
+            n_keep = max(n_keep, min(1, room))  # a task keeps a synapse while there is room
             pruned[index] += L.prune_synapses(layer, self.to_remove(layer, score, n_keep))
         return pruned
 
@@ -504,10 +507,10 @@ class Develop(Strategy):
         ``budget`` (a fraction of the layer at full capacity that all tasks together may own),
         so a long stream never owns more than ``budget`` of the network and early tasks, which
         build the features later ones share, get more. Output layer: ``keep_output`` of the
-        task's head.
+        task's head. Also sets ``_room``, the most each layer may keep (the cap of ``threshold``).
         """
         layers = ctx.model.plastic_layers
-        out = []
+        out, self._room = [], []
         for index, layer in enumerate(layers[:-1]):
             pool = self._pool[index]
             if self.budget < 1.0:
@@ -520,7 +523,9 @@ class Develop(Strategy):
                     ctx.log(f"budget: layer {index} may keep {round(self.keep * left)} of "
                             f"{pool} free synapses ({left} left of its budget)")
                 pool = min(pool, left)
+            self._room.append(pool)
             out.append(round(self.keep * pool))
+        self._room.append(self._pool[-1])
         out.append(round(self.keep_output * self._pool[-1]))
         return out
 
@@ -555,19 +560,18 @@ class Develop(Strategy):
 
     def to_remove(self, layer: L.PlasticLayer, score: Tensor, n_keep: int) -> Tensor:
         """Boolean mask of free synapses to prune: all but the ``n_keep`` best by score (ties
-        broken by position; at least one), or those below ``threshold`` times the mean score."""
+        broken by position); with ``threshold``, those below ``threshold`` times the
+        mean score, and beyond ``n_keep`` the lowest of the rest."""
         free = L.free_synapse_mask(layer)
         remove = torch.zeros_like(free)
         position = torch.nonzero(free.flatten()).flatten()
         if len(position) == 0:
             return remove
         values = score.flatten()[position]
-        if self.threshold is not None:
-            low = values < self.threshold * values.mean()
-            remove.view(-1)[position[low]] = True
-            return remove
+        if self.threshold is not None:  # within the budget: the n_keep best at most
+            n_keep = min(n_keep, int((values >= self.threshold * values.mean()).sum()))
         order = torch.argsort(values, descending=True, stable=True)
-        remove.view(-1)[position[order[max(1, n_keep):]]] = True
+        remove.view(-1)[position[order[n_keep:]]] = True
         return remove
 
     def _anchor(self, ctx: Context, fisher: list[Tensor]) -> None:
