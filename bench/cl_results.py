@@ -135,8 +135,8 @@ def table(root: Path, settings: list[str], strategies: list[str]) -> str:
     for setting in settings:
         out.append(f"\n### {setting}\n")
         out.append("| strategy | hyper-parameter | ACC % | BWT % | FWT % | forgetting % | "
-                   "learning acc % | live synapses | wall time s | seeds |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+                   "learning acc % | live synapses | wall time s | CPU time s | seeds |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for strategy in strategies:
             runs = [read_results(p) for p in sorted(
                 (root / setting.replace("/", "_") / strategy).glob("seed*")) if _done(p)]
@@ -145,9 +145,10 @@ def table(root: Path, settings: list[str], strategies: list[str]) -> str:
             cells = [_fmt([r["metrics"].get(m) for r in runs]) for m in METRICS]
             live = _fmt([r["tasks"][-1]["live_synapses"] for r in runs], 1.0, 0)
             wall = _fmt([r["wall_time_s"] for r in runs], 1.0, 0)
+            cpu = _fmt([r.get("cpu_time_s") for r in runs], 1.0, 0)
             hp = ", ".join(f"{k}={v}" for k, v in _params(tuned, setting, strategy).items())
             out.append(f"| {strategy} | {hp or '-'} | " + " | ".join(cells)
-                       + f" | {live} | {wall} | {len(runs)} |")
+                       + f" | {live} | {wall} | {cpu} | {len(runs)} |")
     return "\n".join(out)
 
 

@@ -47,6 +47,7 @@ def test_run_folder_contents(tmp_path, quick_run):
     assert {"accuracy_matrix", "metrics", "tasks", "config", "benchmark",
             "random_init_accuracy"} <= set(results)
     assert {"acc", "bwt", "fwt", "forgetting", "learning_acc"} <= set(results["metrics"])
+    assert 0 < results["cpu_time_s"] and 0 < results["wall_time_s"]
     assert results["accuracy_matrix"] == result.accuracy_matrix
     assert len(results["accuracy_matrix"]) == 5 and len(results["tasks"]) == 5
     assert results["metrics"]["acc"] == pytest.approx(

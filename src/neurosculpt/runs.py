@@ -234,6 +234,8 @@ class Run:
                                config.train_config(), log=self.log)
         self.started = time.time()
         self.elapsed_before = 0.0
+        self.cpu_started = time.process_time()
+        self.cpu_before = 0.0
         self.status = "running"
         self.error: str | None = None
 
@@ -252,6 +254,7 @@ class Run:
             "benchmark": self.benchmark.describe(),
             **summary,
             "wall_time_s": self.elapsed_before + time.time() - self.started,
+            "cpu_time_s": self.cpu_before + time.process_time() - self.cpu_started,
             "command": " ".join(sys.argv),
         }
 
@@ -280,6 +283,7 @@ class Run:
             "strategies": [s.state_dict() for s in self.strategies],
             "learner": learner.state(),
             "elapsed": self.elapsed_before + time.time() - self.started,
+            "cpu_elapsed": self.cpu_before + time.process_time() - self.cpu_started,
         })
         self.write()
 
@@ -294,6 +298,7 @@ class Run:
         self.learner.ctx.optimizer = self.learner.make_optimizer()
         self.learner.ctx.optimizer.load_state_dict(state["optimizer"])
         self.elapsed_before = state["elapsed"]
+        self.cpu_before = state.get("cpu_elapsed", 0.0)
 
     # --- driving --------------------------------------------------------------------------------
     def execute(self) -> RunResult:
