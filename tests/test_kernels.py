@@ -36,7 +36,7 @@ def path(request, monkeypatch):
         if not kernels.native_available():
             pytest.skip("no C compiler: native kernel unavailable")
     else:
-        monkeypatch.setattr(kernels, "_load", lambda: None)
+        monkeypatch.setattr(kernels._LIBRARY, "load", lambda: None)
     return request.param
 
 
@@ -125,11 +125,11 @@ def test_non_scalar_parameters_use_reference():
 
 
 def test_failed_build_falls_back_with_warning(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernels, "_LIB_STATE", {})
+    monkeypatch.setattr(kernels._LIBRARY, "_loaded", {})
     monkeypatch.setenv("NEUROSCULPT_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", "false")
     with pytest.warns(RuntimeWarning, match="torch loop"):
-        assert kernels._load() is None
+        assert kernels._LIBRARY.load() is None
     current = _current((5, 8), torch.float32)
     sg = get_surrogate("triangle")
     got = kernels.lif_sequence(current, 0.9, 0.4, 0.0, sg)
@@ -137,6 +137,6 @@ def test_failed_build_falls_back_with_warning(monkeypatch, tmp_path):
 
 
 def test_env_var_disables_compilation(monkeypatch):
-    monkeypatch.setattr(kernels, "_LIB_STATE", {})
+    monkeypatch.setattr(kernels._LIBRARY, "_loaded", {})
     monkeypatch.setenv("NEUROSCULPT_COMPILE", "0")
     assert not kernels.native_available()

@@ -92,7 +92,7 @@ def test_torch_fallback_equals_compiled(monkeypatch):
     model = _model(quantize=True)
     compiled = EventDrivenNetwork(model)(_x(5))
     monkeypatch.setenv("NEUROSCULPT_COMPILE", "0")
-    monkeypatch.setattr(sparse, "_STATE", {})
+    monkeypatch.setattr(sparse._LIBRARY, "_loaded", {})
     fallback = EventDrivenNetwork(model)
     got = fallback(_x(5))
     torch.testing.assert_close(got, compiled, rtol=0, atol=1e-6)

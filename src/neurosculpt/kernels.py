@@ -16,20 +16,12 @@ first use and is cached). Without a compiler, or with ``NEUROSCULPT_COMPILE=0``,
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from neurosculpt.native import NativeLibrary
 from neurosculpt.surrogate import Surrogate
 
 SurrogateGrad = Callable[[Tensor], Tensor]
@@ -327,124 +319,58 @@ _C_SOURCE = "".join(
     + [_C_DRIVER]
 )
 
-_LIB_LOCK = threading.Lock()
-_LIB_STATE: dict[str, ctypes.CDLL | None] = {}
 _MIN_PARALLEL_ELEMENTS = 1 << 15
 
 
-def _cpu_signature() -> str:
-    """Identify the CPU so a ``-march=native`` build is never reused on a different machine."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))]
-    return "\n".join(sorted(set(lines)))
+def _declare(lib: ctypes.CDLL) -> None:
+    """Signatures of the kernel functions."""
+    i64, dbl, cint, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
+    lib.ns_get_csr.restype = ctypes.c_uint
+    lib.ns_get_csr.argtypes = []
+    lib.ns_lif_forward.restype = None
+    lib.ns_lif_forward.argtypes = [
+        cint,
+        ptr,
+        ptr,
+        ptr,
+        i64,
+        i64,
+        dbl,
+        dbl,
+        cint,
+        dbl,
+        cint,
+        ctypes.c_uint,
+    ]
+    lib.ns_lif_backward.restype = None
+    lib.ns_lif_backward.argtypes = [
+        cint,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        i64,
+        i64,
+        dbl,
+        dbl,
+        cint,
+        dbl,
+        cint,
+        dbl,
+        cint,
+        cint,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_double),
+    ]
 
 
-def _cache_dir() -> Path:
-    """Where built kernels live; ``NEUROSCULPT_CACHE_DIR`` overrides ``~/.cache/neurosculpt``."""
-    root = os.environ.get("NEUROSCULPT_CACHE_DIR")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "neurosculpt"
-
-
-def _build(compiler: str) -> Path:
-    """Compile the C source once per (source, flags, compiler, CPU); later calls reuse the file."""
-    flag_sets = (
-        ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math"],
-        ["-O3", "-ffp-contract=off", "-fno-fast-math"],
-    )
-    cache = _cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for flags in flag_sets:
-        parts = [_C_SOURCE, " ".join(flags), compiler, platform.machine(), _cpu_signature()]
-        key = "\0".join(parts)
-        target = cache / f"lif_{hashlib.sha256(key.encode()).hexdigest()[:20]}.so"
-        if target.exists():
-            return target
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            src = Path(tmp) / "lif.c"
-            src.write_text(_C_SOURCE)
-            out = Path(tmp) / "lif.so"
-            cmd = [compiler, *flags, "-shared", "-fPIC", "-pthread", str(src), "-o", str(out)]
-            cmd.append("-lm")
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if proc.returncode == 0:
-                os.replace(out, target)
-                return target
-            errors.append(proc.stderr.strip())
-    raise RuntimeError("\n".join(errors))
-
-
-def _load() -> ctypes.CDLL | None:
-    """The compiled kernels, or ``None`` when disabled or when no working C compiler exists."""
-    if os.environ.get("NEUROSCULPT_COMPILE", "1") == "0":
-        return None
-    with _LIB_LOCK:
-        if "lib" in _LIB_STATE:
-            return _LIB_STATE["lib"]
-        lib = None
-        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-        try:
-            if compiler is None:
-                raise RuntimeError("no C compiler found")
-            lib = ctypes.CDLL(str(_build(compiler)))
-            i64, dbl, cint, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
-            lib.ns_get_csr.restype = ctypes.c_uint
-            lib.ns_get_csr.argtypes = []
-            lib.ns_lif_forward.restype = None
-            lib.ns_lif_forward.argtypes = [
-                cint,
-                ptr,
-                ptr,
-                ptr,
-                i64,
-                i64,
-                dbl,
-                dbl,
-                cint,
-                dbl,
-                cint,
-                ctypes.c_uint,
-            ]
-            lib.ns_lif_backward.restype = None
-            lib.ns_lif_backward.argtypes = [
-                cint,
-                ptr,
-                ptr,
-                ptr,
-                ptr,
-                i64,
-                i64,
-                dbl,
-                dbl,
-                cint,
-                dbl,
-                cint,
-                dbl,
-                cint,
-                cint,
-                ctypes.c_uint,
-                ctypes.POINTER(ctypes.c_double),
-            ]
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            warnings.warn(
-                f"neurosculpt: C LIF kernel unavailable, using the torch loop ({exc})",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            lib = None
-        _LIB_STATE["lib"] = lib
-        return lib
+_LIBRARY = NativeLibrary("lif", _C_SOURCE, _declare, "C LIF kernel", "the torch loop",
+                         flags=["-pthread"], libraries=["-lm"])
 
 
 def native_available() -> bool:
     """Whether the compiled C kernels are in use (builds them on first call)."""
-    return _load() is not None
+    return _LIBRARY.load() is not None
 
 
 def _threads(numel: int) -> int:
@@ -615,7 +541,7 @@ def lif_sequence(
     if current.shape[0] == 0:
         return current.new_empty(current.shape)
     native = current.device.type == "cpu" and current.dtype in (torch.float32, torch.float64)
-    lib = _load() if native else None
+    lib = _LIBRARY.load() if native else None
     beta_t = beta if isinstance(beta, Tensor) else None
     thr_t = threshold if isinstance(threshold, Tensor) else None
     reset = None if reset_value is None else float(reset_value)

@@ -24,23 +24,14 @@ spikes are the same unless a membrane lands within rounding of the threshold.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .encoding import DirectEncoder
-from .kernels import _cache_dir, _cpu_signature
 from .layers import PlasticLinear
 from .models import Network
+from .native import NativeLibrary
 from .neurons import LIF
 
 _C_SOURCE = r"""
@@ -155,57 +146,15 @@ class _Layer(ctypes.Structure):
                 ("vals", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
 
 
-_LOCK = threading.Lock()
-_STATE: dict[str, ctypes.CDLL | None] = {}
+def _declare(lib: ctypes.CDLL) -> None:
+    """Signature of the event-driven pass."""
+    i64, f32, cint, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
+    lib.ns_event_forward.restype = cint
+    lib.ns_event_forward.argtypes = [i64, i64, i64, ptr, f32, f32, cint, f32, cint, f32, ptr,
+                                     cint, ptr, ptr]
 
 
-def _build(compiler: str) -> Path:
-    """Compile once per (source, flags, compiler, CPU) into the kernel cache folder."""
-    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math"]
-    cache = _cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for attempt in (flags, [f for f in flags if f != "-march=native"]):
-        key = "\0".join([_C_SOURCE, " ".join(attempt), compiler, platform.machine(),
-                         _cpu_signature()])
-        target = cache / f"event_{hashlib.sha256(key.encode()).hexdigest()[:20]}.so"
-        if target.exists():
-            return target
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            src, out = Path(tmp) / "event.c", Path(tmp) / "event.so"
-            src.write_text(_C_SOURCE)
-            proc = subprocess.run([compiler, *attempt, "-shared", "-fPIC", str(src), "-o",
-                                   str(out)], capture_output=True, text=True, timeout=120)
-            if proc.returncode == 0:
-                os.replace(out, target)
-                return target
-            errors.append(proc.stderr.strip())
-    raise RuntimeError("\n".join(errors))
-
-
-def _library() -> ctypes.CDLL | None:
-    """The compiled event-driven pass, or ``None`` (disabled or no working compiler)."""
-    if os.environ.get("NEUROSCULPT_COMPILE", "1") == "0":
-        return None
-    with _LOCK:
-        if "lib" in _STATE:
-            return _STATE["lib"]
-        lib = None
-        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-        try:
-            if compiler is None:
-                raise RuntimeError("no C compiler found")
-            lib = ctypes.CDLL(str(_build(compiler)))
-            i64, f32, cint, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
-            lib.ns_event_forward.restype = cint
-            lib.ns_event_forward.argtypes = [i64, i64, i64, ptr, f32, f32, cint, f32, cint, f32,
-                                             ptr, cint, ptr, ptr]
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            warnings.warn(f"neurosculpt: event-driven C kernel unavailable, using torch ops "
-                          f"({exc})", RuntimeWarning, stacklevel=3)
-            lib = None
-        _STATE["lib"] = lib
-        return lib
+_LIBRARY = NativeLibrary("event", _C_SOURCE, _declare, "event-driven C kernel", "torch ops")
 
 
 def _csc(weight: Tensor, live: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -284,7 +233,7 @@ class EventDrivenNetwork:
     def run(self, encoded: Tensor) -> Tensor:
         """Outputs ``[B, n_out]`` for input prepared by :meth:`encode`."""
         steps = self.steps if self.static_input else encoded.shape[0]
-        lib = _library()
+        lib = _LIBRARY.load()
         if lib is None:
             return self._run_torch(encoded, steps)
         batch = encoded.shape[1]
