@@ -30,6 +30,7 @@ from neurosculpt.plasticity.signals import (
     srank,
     unit_activity,
 )
+from neurosculpt.report import format_run
 from neurosculpt.strategies import available, make_strategies
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -412,6 +413,9 @@ def test_results_json_keeps_signals_and_decisions_per_task(tmp_path):
         assert len(record["signals"]) == 4 and record["decisions"]
         assert {"step", "action", "layer", "n", "why"} <= set(record["decisions"][0])
     assert result.results["config"]["strategy_params"]["neuroplastic"]["check_every"] == 10
+    total = sum(d["n"] for task in saved["tasks"] for d in task["plasticity"]["decisions"]
+                if d["action"] == "grow")
+    assert total > 0 and f"grow {total}" in format_run(saved)  # `neurosculpt show` sums them
 
 
 def test_conv_models_work_with_unit_operations():

@@ -41,13 +41,27 @@ def format_run(results: dict) -> str:
     tasks = results.get("tasks", [])
     if tasks:
         lines.append(
-            f"wall time {results.get('wall_time_s', 0):.1f} s, live synapses "
+            f"wall time {results.get('wall_time_s', 0):.1f} s, CPU time "
+            f"{results.get('cpu_time_s', math.nan):.1f} s, live synapses "
             f"{tasks[-1].get('live_synapses')}, parameters {tasks[-1].get('parameters')}, "
             f"peak memory {tasks[-1].get('peak_memory_mb', 0):.0f} MB"
         )
+    decisions = _decision_counts(tasks)
+    if decisions:
+        lines.append("plasticity decisions (units): " + ", ".join(
+            f"{action} {n}" for action, n in decisions.items()))
     if results.get("error"):
         lines.append(f"error: {results['error']}")
     return "\n".join(lines)
+
+
+def _decision_counts(tasks: Sequence[dict]) -> dict[str, int]:
+    """Units affected per action over the run, from every task's ``plasticity`` decisions."""
+    counts: dict[str, int] = {}
+    for task in tasks:
+        for decision in task.get("plasticity", {}).get("decisions", []):
+            counts[decision["action"]] = counts.get(decision["action"], 0) + decision["n"]
+    return counts
 
 
 # settings that do not change what a run computes, so runs differing in them are grouped
