@@ -33,11 +33,12 @@ synapses, then activity-dependent elimination) applied to continual learning:
    claims are fixed; the penalty covers synapses only).
 6. **release**: pruned synapses stay free; the next task's expand reopens them.
 
-Budget: ``keep`` is a fraction of each task's free pool, so at full capacity the live total
-after ``T`` tasks approaches ``1 - (1 - keep)^T`` of the network. ``budget`` caps what all
-tasks together may own (a fraction of each hidden layer at full capacity): each task then keeps
-``keep`` of the smaller of its pool and the budget left, so the first tasks, whose features the
-later ones share, get the most, and a stream of any length ends within the budget.
+Budget: ``keep`` is a fraction of each task's free pool, so without a budget the live total
+after ``T`` tasks at full capacity approaches ``1 - (1 - keep)^T`` of the network. ``budget``
+caps what all tasks together may own (a fraction of each hidden layer at full capacity): a task
+opens at most what is left of it (:meth:`Develop.budget_left`) and keeps ``keep`` of that, so
+the first tasks, whose features the later ones share, get the most, a stream of any length ends
+within the budget, and once it is spent a task trains its head on the shared features.
 
 Inference: with task identity a task uses its own partition plus what it shares from earlier
 tasks (:meth:`neurosculpt.layers.PlasticLayer.synapse_mask`); without it, the union.
@@ -121,17 +122,28 @@ def clear_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, where
             value[where] = 0
 
 
-def release_free_pool(ctx: Context) -> list[int]:
+def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) -> list[int]:
     """Reopen every free synapse of the hidden layers and of the current head; close the free
-    synapses of outputs this task does not produce. Returns reopened counts per layer."""
+    synapses of outputs this task does not produce. ``limits[l]``: at most that many free
+    synapses stay open in hidden layer ``l`` (a uniformly random subset, from the seeded global
+    generator). Returns reopened counts per layer."""
     layers = ctx.model.plastic_layers
     out = layers[-1]
     other = ~head_rows(ctx)[:, None].expand_as(out.mask)
     reopened = []
-    for layer in layers:
+    for index, layer in enumerate(layers):
         closed = ~layer.mask & (layer.owner == L.FREE)
         L.reopen_free_synapses(layer)
         clear_optimizer_state(ctx.optimizer, layer.weight, closed)
+        limit = limits[index] if limits is not None and layer is not out else None
+        free = L.free_synapse_mask(layer)
+        if limit is not None and int(free.sum()) > limit:
+            position = torch.nonzero(free.flatten()).flatten()
+            excess = position[torch.randperm(len(position))[limit:]]
+            remove = torch.zeros_like(free)
+            remove.view(-1)[excess] = True
+            L.prune_synapses(layer, remove)
+            closed &= layer.mask
         reopened.append(int((closed & ~other).sum()) if layer is out else int(closed.sum()))
     L.prune_synapses(out, L.free_synapse_mask(out) & other)
     return reopened
@@ -372,7 +384,6 @@ class Develop(Strategy):
         self._structure: dict = {}
         self._pool: list[int] = []
         self._target: list[int] = []
-        self._room: list[int] = []
         self._new: list[int] = []
         self._rounds: dict[int, float] = {}
         self._step = -1
@@ -391,14 +402,15 @@ class Develop(Strategy):
             shrink_to(ctx, start, self._resized)
         self._structure = {"before_expand": structure_summary(model)}
         grown = grow_within(ctx, per_layer(self.grow, caps, "grow"), caps, self._resized)
-        reopened = release_free_pool(ctx)
+        reopened = release_free_pool(ctx, self.budget_left(ctx, caps))
         quiet_inputs_of_old_neurons(model)
         self._structure["after_expand"] = structure_summary(model)
         ctx.record["structure"] = self._structure
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
         self._stats = GradientStats(model) if self.score in ("taylor", "obd") else None
         self._pool = self._structure["after_expand"]["free_synapses"]
-        self._target = self.targets(ctx, caps)
+        self._target = [round(self.keep * n) for n in self._pool[:-1]] + [
+            round(self.keep_output * self._pool[-1])]
         self._new = [int((layer.bias_owner == L.FREE).sum()) for layer in model.plastic_layers]
         self._pruned = [0] * len(model.plastic_layers)
         self._removed = [0] * (len(model.plastic_layers) - 1)
@@ -493,40 +505,37 @@ class Develop(Strategy):
         if self.keep_neurons < 1.0:
             self.prune_neurons(model, scores, progress, pruned)
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
-            pool, target, room = self._pool[index], self._target[index], self._room[index]
-            n_keep = room if self.threshold is not None else round(_schedule(pool, target,
+            pool, target = self._pool[index], self._target[index]
+            n_keep = pool if self.threshold is not None else round(_schedule(pool, target,
                                                                              progress))
-            n_keep = max(n_keep, min(1, room))  # a task keeps a synapse while there is room
+            n_keep = max(n_keep, min(1, pool))  # a task with a pool keeps at least a synapse
             pruned[index] += L.prune_synapses(layer, self.to_remove(layer, score, n_keep))
         return pruned
 
-    def targets(self, ctx: Context, caps: Sequence[int]) -> list[int]:
-        """Free synapses each layer keeps at the end of the task.
+    def budget_left(self, ctx: Context, caps: Sequence[int]) -> list[int | None]:
+        """Free synapses each hidden layer may open for this task (``None``: all).
 
-        Hidden layers: ``keep`` times the smaller of the free pool and what is left of the
-        ``budget`` (a fraction of the layer at full capacity that all tasks together may own),
-        so a long stream never owns more than ``budget`` of the network and early tasks, which
-        build the features later ones share, get more. Output layer: ``keep_output`` of the
-        task's head. Also sets ``_room``, the most each layer may keep (the cap of ``threshold``).
+        ``budget`` is the fraction of each hidden layer at full capacity that all tasks together
+        may own. A task opens at most what is left of it and keeps ``keep`` of what it opened,
+        so a stream of any length stays within the budget, early tasks (whose features the
+        later ones share) get the most, and a task arriving with the budget spent trains only
+        its head on the shared features instead of training synapses it could not keep.
         """
+        if self.budget >= 1.0:
+            return [None] * len(caps)
         layers = ctx.model.plastic_layers
-        out, self._room = [], []
+        out: list[int | None] = []
         for index, layer in enumerate(layers[:-1]):
-            pool = self._pool[index]
-            if self.budget < 1.0:
-                row = layer.weight[0].numel()
-                if index > 0:
-                    row = row * caps[index - 1] // max(layers[index - 1].n_out, 1)
-                owned = int((layer.mask & (layer.owner != L.FREE)).sum())
-                left = max(0, round(self.budget * row * caps[index]) - owned)
-                if left < pool:
-                    ctx.log(f"budget: layer {index} may keep {round(self.keep * left)} of "
-                            f"{pool} free synapses ({left} left of its budget)")
-                pool = min(pool, left)
-            self._room.append(pool)
-            out.append(round(self.keep * pool))
-        self._room.append(self._pool[-1])
-        out.append(round(self.keep_output * self._pool[-1]))
+            row = layer.weight[0].numel()
+            if index > 0:
+                row = row * caps[index - 1] // max(layers[index - 1].n_out, 1)
+            owned = int((layer.mask & (layer.owner != L.FREE)).sum())
+            left = max(0, round(self.budget * row * caps[index]) - owned)
+            pool = int((layer.owner == L.FREE).sum())
+            if left < pool:
+                ctx.log(f"budget: layer {index} opens {left} of its {pool} free synapses "
+                        f"(the rest of its budget {self.budget:g})")
+            out.append(left)
         return out
 
     def prune_neurons(self, model: Network, scores: list[Tensor], progress: float,
@@ -568,7 +577,7 @@ class Develop(Strategy):
         if len(position) == 0:
             return remove
         values = score.flatten()[position]
-        if self.threshold is not None:  # within the budget: the n_keep best at most
+        if self.threshold is not None:
             n_keep = min(n_keep, int((values >= self.threshold * values.mean()).sum()))
         order = torch.argsort(values, descending=True, stable=True)
         remove.view(-1)[position[order[n_keep:]]] = True
