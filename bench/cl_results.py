@@ -152,6 +152,49 @@ def table(root: Path, settings: list[str], strategies: list[str]) -> str:
     return "\n".join(out)
 
 
+def _mean(root: Path, setting: str, strategy: str, key: str) -> float | None:
+    """Mean over the finished seeds of a metric, ``live`` synapses, ``wall`` or ``cpu`` time."""
+    values = []
+    for path in sorted((root / setting.replace("/", "_") / strategy).glob("seed*")):
+        if not _done(path):
+            continue
+        r = read_results(path)
+        value = {"live": r["tasks"][-1]["live_synapses"], "wall": r["wall_time_s"],
+                 "cpu": r.get("cpu_time_s")}.get(key, r["metrics"].get(key))
+        if value is not None:
+            values.append(value)
+    return statistics.fmean(values) if values else None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or not b else f"{a / b:.2f}"
+
+
+def _check_row(root: Path, setting: str) -> str | None:
+    means = {(s, k): _mean(root, setting, s, k)
+             for s in ("develop", "packnet", "dsd", "naive", "ewc")
+             for k in ("acc", "bwt", "live", "wall", "cpu")}
+    acc = means["develop", "acc"]
+    if acc is None:
+        return None
+    clock = "cpu" if all(means[s, "cpu"] for s in ("develop", "dsd", "naive")) else "wall"
+    diffs = {s: "-" if means[s, "acc"] is None else f"{100 * (acc - means[s, 'acc']):+.1f}"
+             for s in ("packnet", "dsd", "ewc")}
+    live, time = means["develop", "live"], means["develop", clock]
+    return (f"| {setting} | {100 * (means['develop', 'bwt'] or 0.0):.1f} | {diffs['packnet']} | "
+            f"{_ratio(live, means['packnet', 'live'])} | {diffs['dsd']} | "
+            f"{_ratio(live, means['dsd', 'live'])} | {_ratio(time, means['dsd', clock])} | "
+            f"{_ratio(time, means['naive', clock])} ({clock}) | {diffs['ewc']} |")
+
+
+def checks(root: Path, settings: list[str]) -> str:
+    """The development cycle against issue 4's targets, setting by setting (means over seeds)."""
+    out = ["\n| setting | BWT % | ACC - PackNet | live / PackNet | ACC - dsd | live / dsd | "
+           "time / dsd | time / naive | ACC - EWC |", "|---|---|---|---|---|---|---|---|---|"]
+    out += [row for setting in settings if (row := _check_row(root, setting))]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         run_all(args.root, settings, strategies, [int(s) for s in args.seeds.split(",")],
                 args.model)
     print(table(args.root, settings, strategies))
+    print(checks(args.root, settings))
     return 0
 
 
