@@ -9,7 +9,8 @@ train = test). Any named benchmark works too::
         --samples-per-task 2000 --test-samples-per-task 500 -s neuroplastic
 
 Prints per run: mean end-of-task accuracy over the first 10, last 10 and last 5 tasks, the
-largest hidden layer seen, wall and CPU time; ``--out`` writes them (and the per-task
+average accuracy over all tasks at the end (ACC; not with ``--new-task-only``), the largest
+hidden layer seen, wall and CPU time; ``--out`` writes them (and the per-task
 accuracies and end-of-task signals) as JSON.
 """
 
@@ -64,10 +65,12 @@ def run_one(args: argparse.Namespace, seed: int) -> dict:
         widest = max(widest, *model.hidden_sizes())
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     acc = [row[t] for t, row in enumerate(learner.accuracy)]
+    last_row = [a for a in learner.accuracy[-1] if a is not None]
     ends = [_end_signals(rec) for rec in learner.tasks]
     return {"seed": seed, "strategy": args.strategy, "model": args.model,
             "first10": sum(acc[:10]) / len(acc[:10]), "last10": sum(acc[-10:]) / len(acc[-10:]),
             "last5": sum(acc[-5:]) / len(acc[-5:]), "widest": widest,
+            "final_acc": None if args.new_task_only else sum(last_row) / len(last_row),
             "final_sizes": model.hidden_sizes(), "wall_s": wall, "cpu_s": cpu,
             "accuracy": acc, "end_signals": ends,
             "decisions": _count_decisions(learner.tasks)}
@@ -115,8 +118,9 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         r = run_one(args, seed)
         results.append(r)
+        acc = "" if r["final_acc"] is None else f" ACC {r['final_acc']:.3f}"
         print(f"{args.benchmark} {args.model} {args.strategy} {' '.join(args.param)} seed {seed}:"
-              f" first10 {r['first10']:.3f} last10 {r['last10']:.3f} last5 {r['last5']:.3f}"
+              f" first10 {r['first10']:.3f} last10 {r['last10']:.3f} last5 {r['last5']:.3f}{acc}"
               f" widest {r['widest']} wall {r['wall_s']:.0f}s cpu {r['cpu_s']:.0f}s"
               f" decisions {r['decisions']}", flush=True)
     if len(results) > 1:
