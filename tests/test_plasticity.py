@@ -455,3 +455,48 @@ def test_composes_with_the_development_cycle_without_touching_consolidated_units
     assert budget == [36, 36]
     assert all(n <= b for t in result.results["tasks"] for n, b in zip(t["neurons"], budget,
                                                                         strict=True))
+
+
+@pytest.mark.skipif("develop" not in available(), reason="development cycle not installed")
+def test_development_cycle_follows_units_the_controller_grows_and_removes():
+    """The controller resizes layers in the middle of develop's task: develop's importance
+    statistics must follow (grown units start with zero importance) and the run completes
+    with zero forgetting."""
+    params = {"develop": {"initial_hidden": 1.0},
+              "neuroplastic": {"check_every": 5, "maturity": 2, "plateau_window": 3,
+                               "plateau_patience": 1, "plateau_tol": 10.0, "grow": 3,
+                               "solved": 1.01, "dormant_max": 1.0, "log_every": 0}}
+    result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=120,
+                             test_samples_per_task=40, strategy="develop+neuroplastic",
+                             model="ann-mlp", steps=30, batch_size=16, progress=False,
+                             model_params={"hidden": [10, 10]}, strategy_params=params)
+    grown = [d for t in result.results["tasks"] for d in t["plasticity"]["decisions"]
+             if d["action"] == "grow" and 0 < d["step"] - 30 * d["task"] < 30]
+    assert grown, "the controller should grow units in the middle of a task"
+    develop = result.strategies[0]
+    assert develop._serial == result.model.resize_serial > 0
+    acc = result.accuracy_matrix
+    assert acc[2][0] == acc[0][0] and acc[2][1] == acc[1][1]
+
+
+def test_resize_journal_replays_growth_and_compaction():
+    from neurosculpt.strategies.develop import realign
+
+    torch.manual_seed(0)
+    net = build_model({"kind": "ann-mlp", "hidden": (4, 5)}, (1, 2, 3), 2)
+    tensors = [layer.weight.detach().clone() for layer in net.plastic_layers]
+    start = net.resize_serial
+    net.grow_neurons(0, 2)
+    net.keep_neurons(1, torch.tensor([0, 2, 4]))
+    net.keep_neurons(0, torch.tensor([1, 3, 4, 5]))
+    for resize in net.resizes_since(start):
+        realign(tensors, resize)
+    for tensor, layer in zip(tensors, net.plastic_layers, strict=True):
+        assert tensor.shape == layer.weight.shape
+    # kept original entries moved with their neurons, grown ones are zero
+    assert torch.equal(tensors[0][:2], net.plastic_layers[0].weight[:2].detach())
+    assert torch.equal(tensors[0][2:], torch.zeros(2, 6))
+    with pytest.raises(RuntimeError, match="journal"):
+        for _ in range(300):
+            net.grow_neurons(1, 1)
+        net.resizes_since(start)

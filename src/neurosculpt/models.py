@@ -102,6 +102,28 @@ class ReLUUnits(nn.Module):
         return torch.relu(x)
 
 
+RESIZE_JOURNAL = 256
+
+
+@dataclass(frozen=True)
+class Resize:
+    """One growth or compaction of hidden layer ``layer``.
+
+    Growth: ``neurons`` is ``arange(n)`` for ``n`` neurons appended and ``inputs`` the number of
+    input columns appended to the next layer (an int). Compaction: ``neurons`` are the kept
+    neurons (sorted indices) and ``inputs`` the kept input columns of the next layer.
+    """
+
+    serial: int
+    layer: int
+    neurons: Tensor
+    inputs: Tensor | int
+
+    @property
+    def grew(self) -> bool:
+        return isinstance(self.inputs, int)
+
+
 class Network(nn.Module):
     """A feed-forward network of plastic layers, spiking or not.
 
@@ -144,6 +166,7 @@ class Network(nn.Module):
             self.output_neurons = self._make_units()
         self.record_activity = False
         self.activity: list[Tensor] = []
+        self.resizes: list[Resize] = []
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
 
     # --- construction ---------------------------------------------------------------------------
@@ -205,15 +228,36 @@ class Network(nn.Module):
         new = L.grow_outputs(self.layers[layer_index], n, optimizer)
         fan = n * (self.flatten_factor if layer_index == self.n_conv - 1 else 1)
         L.grow_inputs(self.layers[layer_index + 1], fan, optimizer)
+        self._journal(layer_index, torch.arange(n), fan)
         return new
 
     def keep_neurons(self, layer_index: int, keep: Tensor,
                      optimizer: torch.optim.Optimizer | None = None) -> None:
         """Compact hidden layer ``layer_index`` to neurons ``keep`` (apoptosis of the rest)."""
         keep = torch.as_tensor(keep, dtype=torch.long).sort().values
+        inputs = self._input_index(layer_index, keep)
         L.keep_neurons(self.layers[layer_index], keep, optimizer)
-        L.keep_inputs(self.layers[layer_index + 1], self._input_index(layer_index, keep),
-                      optimizer)
+        L.keep_inputs(self.layers[layer_index + 1], inputs, optimizer)
+        self._journal(layer_index, keep, inputs)
+
+    def _journal(self, layer: int, neurons: Tensor, inputs: Tensor | int) -> None:
+        """Record a resize so that strategies holding per-synapse state can follow it
+        (:meth:`resizes_since`); only the latest ``RESIZE_JOURNAL`` entries are kept."""
+        serial = self.resizes[-1].serial + 1 if self.resizes else 1
+        self.resizes.append(Resize(serial, layer, neurons, inputs))
+        del self.resizes[:-RESIZE_JOURNAL]
+
+    def resizes_since(self, serial: int) -> list[Resize]:
+        """Resizes after the one numbered ``serial`` (0: all kept), oldest first."""
+        if self.resizes and serial < self.resizes[0].serial - 1:
+            raise RuntimeError(f"resize {serial + 1} is no longer in the journal; follow the "
+                               "model's resizes at least once per step")
+        return [r for r in self.resizes if r.serial > serial]
+
+    @property
+    def resize_serial(self) -> int:
+        """Number of the latest resize (0: none yet)."""
+        return self.resizes[-1].serial if self.resizes else 0
 
     def set_task(self, task: int | None) -> None:
         """Select the subnetwork of ``task`` (``None``: the union of all live synapses)."""

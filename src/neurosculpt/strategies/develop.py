@@ -63,7 +63,7 @@ from torch import Tensor
 
 from .. import layers as L
 from ..loop import Context
-from ..models import Network
+from ..models import Network, Resize
 from ..plasticity.importance import GradientStats, gradient_stats, synapse_scores
 from .base import Strategy, fix_shared_parameters
 
@@ -72,7 +72,6 @@ SCORES = ("magnitude", "activity", "taylor", "obd")
 
 # called after a structural change: (model, hidden layer index, "grow" or "keep", number of
 # neurons grown / indices of the neurons kept)
-Resized = Callable[[Network, int, str, Tensor], None]
 
 
 # --- structural helpers shared with DSD --------------------------------------------------------
@@ -167,7 +166,7 @@ def quiet_inputs_of_old_neurons(model: Network) -> int:
     return count
 
 
-def shrink_to(ctx: Context, sizes: Sequence[int], resized: Resized | None = None) -> None:
+def shrink_to(ctx: Context, sizes: Sequence[int]) -> None:
     """Compact hidden layers wider than ``sizes`` to their first ``sizes[l]`` neurons."""
     model = ctx.model
     for index, size in enumerate(sizes):
@@ -175,13 +174,10 @@ def shrink_to(ctx: Context, sizes: Sequence[int], resized: Resized | None = None
         if n > size:
             keep = torch.arange(max(size, 1))
             model.keep_neurons(index, keep, ctx.optimizer)
-            if resized is not None:
-                resized(model, index, "keep", keep)
             ctx.log(f"layer {index}: starting from {len(keep)} neurons instead of {n}")
 
 
-def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int],
-                resized: Resized | None = None) -> list[int]:
+def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int]) -> list[int]:
     """Grow ``amounts[l]`` neurons per hidden layer, never beyond ``caps[l]``; log shortfalls."""
     model = ctx.model
     grown = []
@@ -194,8 +190,6 @@ def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int],
                     "network")
         if n > 0:
             model.grow_neurons(index, n, ctx.optimizer)
-            if resized is not None:
-                resized(model, index, "grow", torch.tensor(n))
         grown.append(n)
     return grown
 
@@ -208,8 +202,7 @@ def _has_outputs(model: Network, index: int) -> Tensor:
     return per_column.view(n, -1).any(1)
 
 
-def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None,
-              resized: Resized | None = None) -> list[int]:
+def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None) -> list[int]:
     """Remove hidden neurons no task owns that have no live inputs or no live outputs.
 
     Repeats until nothing changes (removing a neuron can orphan neurons around it); compaction
@@ -230,8 +223,6 @@ def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None,
                 continue
             keep = torch.nonzero(~dead).flatten()
             model.keep_neurons(index, keep, optimizer)
-            if resized is not None:
-                resized(model, index, "keep", keep)
             removed[index] += int(dead.sum())
             changed = True
     return removed
@@ -299,18 +290,18 @@ def _schedule(start: float, final: float, progress: float) -> float:
     return final + (start - final) * (1.0 - progress) ** 3
 
 
-def realign(tensors: list[Tensor], model: Network, index: int, kind: str, which: Tensor) -> None:
-    """Apply a growth or compaction of hidden layer ``index`` to per-synapse tensors shaped like
-    the plastic layers' weights (in place on the list): new entries are zero."""
-    for offset in (0, 1):
-        old = tensors[index + offset]
-        if kind == "grow":
-            new = torch.zeros_like(model.plastic_layers[index + offset].weight, dtype=old.dtype)
-            new.narrow(offset, 0, old.shape[offset]).copy_(old)
+def realign(tensors: list[Tensor], resize: Resize) -> None:
+    """Apply a growth or compaction of a hidden layer to per-synapse tensors shaped like the
+    plastic layers' weights (in place on the list): new entries are zero."""
+    for offset, which in ((0, resize.neurons), (1, resize.inputs)):
+        old = tensors[resize.layer + offset]
+        if resize.grew:
+            shape = list(old.shape)
+            shape[offset] = len(which) if offset == 0 else int(which)  # type: ignore[arg-type]
+            new = torch.cat([old, old.new_zeros(shape)], dim=offset)
         else:
-            idx = which if offset == 0 else model._input_index(index, which)
-            new = old.index_select(offset, idx)
-        tensors[index + offset] = new
+            new = old.index_select(offset, which)  # type: ignore[arg-type]
+        tensors[resize.layer + offset] = new
 
 
 class Develop(Strategy):
@@ -384,6 +375,7 @@ class Develop(Strategy):
         self._structure: dict = {}
         self._pool: list[int] = []
         self._target: list[int] = []
+        self._serial: int | None = None
         self._new: list[int] = []
         self._rounds: dict[int, float] = {}
         self._step = -1
@@ -394,14 +386,17 @@ class Develop(Strategy):
     def before_task(self, ctx: Context) -> None:
         """Expand: start small (first task), grow within capacity, reopen the free pool."""
         model = ctx.model
+        if self._serial is None:  # this strategy's state matches the model as it is now
+            self._serial = model.resize_serial
         caps = capacity(model, self.max_neurons)
         if ctx.task_id == 0:
             start = caps if self.initial_hidden is None else [
                 min(n, cap) for n, cap in
                 zip(per_layer(self.initial_hidden, caps, "initial_hidden"), caps, strict=True)]
-            shrink_to(ctx, start, self._resized)
+            shrink_to(ctx, start)
         self._structure = {"before_expand": structure_summary(model)}
-        grown = grow_within(ctx, per_layer(self.grow, caps, "grow"), caps, self._resized)
+        grown = grow_within(ctx, per_layer(self.grow, caps, "grow"), caps)
+        self._follow_resizes(model)
         reopened = release_free_pool(ctx, self.budget_left(ctx, caps))
         quiet_inputs_of_old_neurons(model)
         self._structure["after_expand"] = structure_summary(model)
@@ -424,6 +419,7 @@ class Develop(Strategy):
         """``regularize``: add the importance-weighted pull towards consolidated values."""
         if self.consolidation != "regularize" or self.lam == 0:
             return loss
+        self._follow_resizes(ctx.model)
         penalty = loss.new_zeros(())
         for index, layer in enumerate(ctx.model.plastic_layers):
             importance = self._buffers.get(f"importance{index}")
@@ -435,6 +431,7 @@ class Develop(Strategy):
     def after_backward(self, ctx: Context) -> None:
         fix_shared_parameters(ctx)
         if self._step >= 0 and self._stats is not None:
+            self._follow_resizes(ctx.model)
             self._stats.update()
 
     def after_step(self, ctx: Context) -> None:
@@ -450,6 +447,7 @@ class Develop(Strategy):
         """Finish pruning, recover, consolidate; record every phase."""
         model = ctx.model
         self._step = -1
+        self._follow_resizes(model)
         if self._rounds:  # the training phase ended before the schedule did
             self.prune_round(ctx, 1.0)
         self._structure["after_prune"] = structure_summary(model)
@@ -480,7 +478,8 @@ class Develop(Strategy):
             self._structure["before_prune"] = structure_summary(ctx.model)
         pruned = self.prune(ctx, progress)
         self._pruned = [a + b for a, b in zip(self._pruned, pruned, strict=True)]
-        removed = apoptosis(ctx.model, ctx.optimizer, self._resized)
+        removed = apoptosis(ctx.model, ctx.optimizer)
+        self._follow_resizes(ctx.model)
         self._removed = [a + b for a, b in zip(self._removed, removed, strict=True)]
         if progress >= 1.0:
             self._rounds = {}
@@ -606,16 +605,21 @@ class Develop(Strategy):
                 layer.frozen_bias[bias] = layer.bias[bias]
                 layer.bias_frozen |= bias
 
-    def _resized(self, model: Network, index: int, kind: str, which: Tensor) -> None:
-        """Keep per-synapse state (gradient statistics, the penalty's buffers) aligned with a
-        grown or compacted layer; the model has already changed."""
-        if self._stats is not None:
-            realign(self._stats.taylor, model, index, kind, which)
-            realign(self._stats.sq_grad, model, index, kind, which)
-        if "importance0" in self._buffers:
-            n = len(model.plastic_layers)
-            for name in ("importance", "anchor"):
-                tensors = [self._buffers[f"{name}{i}"] for i in range(n)]
-                realign(tensors, model, index, kind, which)
-                for i, tensor in enumerate(tensors):
-                    self._buffers[f"{name}{i}"] = tensor
+    def _follow_resizes(self, model: Network) -> None:
+        """Keep per-synapse state (gradient statistics, the penalty's buffers) aligned with
+        every growth or compaction of the model since the last call, whoever made it (this
+        strategy, or a composed one such as the plasticity controller)."""
+        if self._serial is None:
+            self._serial = model.resize_serial
+        for resize in model.resizes_since(self._serial):
+            if self._stats is not None:
+                realign(self._stats.taylor, resize)
+                realign(self._stats.sq_grad, resize)
+            if "importance0" in self._buffers:
+                n = len(model.plastic_layers)
+                for name in ("importance", "anchor"):
+                    tensors = [self._buffers[f"{name}{i}"] for i in range(n)]
+                    realign(tensors, resize)
+                    for i, tensor in enumerate(tensors):
+                        self._buffers[f"{name}{i}"] = tensor
+            self._serial = resize.serial
