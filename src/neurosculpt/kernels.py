@@ -328,40 +328,14 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ns_get_csr.restype = ctypes.c_uint
     lib.ns_get_csr.argtypes = []
     lib.ns_lif_forward.restype = None
-    lib.ns_lif_forward.argtypes = [
-        cint,
-        ptr,
-        ptr,
-        ptr,
-        i64,
-        i64,
-        dbl,
-        dbl,
-        cint,
-        dbl,
-        cint,
-        ctypes.c_uint,
-    ]
+    uint = ctypes.c_uint
+    # as declared in the C source: ns_lif_forward(is_double, cur, spk, vout, T, N, beta, thr,
+    # subtract, reset, nthreads, csr); ns_lif_backward(is_double, gs, sg, vpre, gi, T, N, beta,
+    # thr, subtract, reset, code, slope, params, nthreads, csr, sums)
+    lib.ns_lif_forward.argtypes = [cint, ptr, ptr, ptr, i64, i64, dbl, dbl, cint, dbl, cint, uint]
     lib.ns_lif_backward.restype = None
-    lib.ns_lif_backward.argtypes = [
-        cint,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        i64,
-        i64,
-        dbl,
-        dbl,
-        cint,
-        dbl,
-        cint,
-        dbl,
-        cint,
-        cint,
-        ctypes.c_uint,
-        ctypes.POINTER(ctypes.c_double),
-    ]
+    lib.ns_lif_backward.argtypes = [cint, ptr, ptr, ptr, ptr, i64, i64, dbl, dbl, cint, dbl, cint,
+                                    dbl, cint, cint, uint, ctypes.POINTER(ctypes.c_double)]
 
 
 _LIBRARY = NativeLibrary("lif", _C_SOURCE, _declare, "C LIF kernel", "the torch loop",

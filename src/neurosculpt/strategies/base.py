@@ -85,6 +85,24 @@ def fix_shared_parameters(ctx: Context) -> None:
             p.grad = None
 
 
+
+class MonitoredStrategy(Strategy):
+    """A strategy that logs the plasticity signals through ``self.monitor``
+    (a :class:`neurosculpt.plasticity.signals.Monitor`, set by the subclass): these hooks feed
+    it; subclasses that override one call ``super()`` in it."""
+
+    def before_task(self, ctx: Context) -> None:
+        self.monitor.before_task(ctx)
+
+    def after_backward(self, ctx: Context) -> None:
+        self.monitor.after_backward(ctx)
+
+    def after_step(self, ctx: Context) -> None:
+        self.monitor.after_step(ctx)
+
+    def after_task(self, ctx: Context) -> None:
+        self.monitor.after_task(ctx)
+
 class Naive(Strategy):
     """Plain fine-tuning on each task in turn: the lower bound that forgets."""
 

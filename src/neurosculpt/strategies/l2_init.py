@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..loop import Context
 from ..plasticity.signals import Monitor
-from .base import Strategy
+from .base import MonitoredStrategy
 
 
 def _extend(anchor: Tensor, current: Tensor) -> Tensor:
@@ -28,7 +28,7 @@ def _extend(anchor: Tensor, current: Tensor) -> Tensor:
     return out
 
 
-class L2Init(Strategy):
+class L2Init(MonitoredStrategy):
     """Regenerative regularisation towards the initial parameters."""
 
     name = "l2-init"
@@ -53,7 +53,7 @@ class L2Init(Strategy):
 
     def before_task(self, ctx: Context) -> None:
         self._anchors(ctx)
-        self.monitor.before_task(ctx)
+        super().before_task(ctx)
 
     def loss(self, ctx: Context, loss: Tensor) -> Tensor:
         if self.lam == 0:
@@ -66,12 +66,3 @@ class L2Init(Strategy):
             keep_b = ~layer.bias_frozen
             penalty = penalty + ((layer.bias - self._buffers[f"anchor_b{i}"]) * keep_b).pow(2).sum()
         return loss + self.lam * penalty
-
-    def after_backward(self, ctx: Context) -> None:
-        self.monitor.after_backward(ctx)
-
-    def after_step(self, ctx: Context) -> None:
-        self.monitor.after_step(ctx)
-
-    def after_task(self, ctx: Context) -> None:
-        self.monitor.after_task(ctx)

@@ -16,10 +16,10 @@ import torch
 from ..loop import Context
 from ..plasticity.controller import apply_reinit
 from ..plasticity.signals import Monitor, dormant_scores, log_decision
-from .base import Strategy
+from .base import MonitoredStrategy
 
 
-class ReDo(Strategy):
+class ReDo(MonitoredStrategy):
     """Periodic reinitialisation of tau-dormant units; also logs the plasticity signals."""
 
     name = "redo"
@@ -38,14 +38,8 @@ class ReDo(Strategy):
         self.every = every
         self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe)
 
-    def before_task(self, ctx: Context) -> None:
-        self.monitor.before_task(ctx)
-
-    def after_backward(self, ctx: Context) -> None:
-        self.monitor.after_backward(ctx)
-
     def after_step(self, ctx: Context) -> None:
-        self.monitor.after_step(ctx)
+        super().after_step(ctx)
         if (ctx.step + 1) % self.every:
             return
         model = ctx.model
@@ -60,6 +54,3 @@ class ReDo(Strategy):
                          optimizer_reset=self.optimizer_reset)
             log_decision(ctx, "reinit", i, len(units), {
                 "dormant_fraction": float((scores <= self.tau).float().mean()), "tau": self.tau})
-
-    def after_task(self, ctx: Context) -> None:
-        self.monitor.after_task(ctx)

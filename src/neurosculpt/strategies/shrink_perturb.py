@@ -17,10 +17,10 @@ import torch
 from ..layers import weight_bound
 from ..loop import Context
 from ..plasticity.signals import Monitor, log_decision
-from .base import Strategy
+from .base import MonitoredStrategy
 
 
-class ShrinkPerturb(Strategy):
+class ShrinkPerturb(MonitoredStrategy):
     """Shrink every free parameter towards zero and add init-scaled noise before each new task."""
 
     name = "shrink-perturb"
@@ -52,13 +52,4 @@ class ShrinkPerturb(Strategy):
                 layer.bias.copy_(torch.where(layer.bias_frozen, layer.bias, new_b))
                 log_decision(ctx, "shrink-perturb", i, int(train_w.sum()),
                              {"shrink": self.shrink, "noise": self.noise})
-        self.monitor.before_task(ctx)
-
-    def after_backward(self, ctx: Context) -> None:
-        self.monitor.after_backward(ctx)
-
-    def after_step(self, ctx: Context) -> None:
-        self.monitor.after_step(ctx)
-
-    def after_task(self, ctx: Context) -> None:
-        self.monitor.after_task(ctx)
+        super().before_task(ctx)
