@@ -311,11 +311,18 @@ class Develop(Strategy):
     (float) or one value per hidden layer; ``max_neurons``: capacity per hidden layer (default:
     the widths the model was built with); ``keep``/``keep_output``: fraction of the task's free
     synapses kept in hidden layers / the output layer, unless ``threshold`` is set;
-    ``keep_neurons``: fraction of the task's new neurons kept (1: only apoptosis); ``score``:
+    ``budget``: fraction of each hidden layer (at full capacity) that all tasks together may
+    own (see the module docstring); ``keep_neurons``: fraction of the task's new neurons kept
+    (1: only apoptosis); ``score``:
     magnitude, activity, taylor or obd; ``prune_rounds`` pruning steps reach the target at the
     fraction ``prune_end`` of the task's training; ``recover_steps`` overrides
     ``recover_fraction``; ``score_batches``: batches for the activity score and the Fisher
     information of ``regularize``.
+
+    Defaults (measured on split-fmnist and permuted-fmnist, docs/results.md): start at the full
+    built width (``initial_hidden=1.0``: overproduction, so the capacity is reached at once and
+    later tasks share rather than grow), keep 10% of each task's open synapses, a 60% budget,
+    heads kept whole. Long streams want a smaller ``keep`` (about 2 / number of tasks).
     """
 
     name = "develop"
