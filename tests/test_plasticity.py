@@ -367,6 +367,22 @@ def test_neuroplastic_enforces_the_budget_and_reinitialises_dormant_units(kind):
     assert reinit and all(d["why"]["tau"] == 0.5 for d in reinit)
 
 
+def test_neuroplastic_apoptosis_is_opt_in_and_removes_idle_units_at_task_end():
+    base = {"check_every": 10, "maturity": 5, "log_every": 0, "prune_utility": 0.5,
+            "actions": "renew,reinit"}
+    kept = make_learner(make_strategies("neuroplastic", base), steps=40)
+    kept.run()
+    assert not decisions(kept, "prune")
+    run = make_learner(make_strategies("neuroplastic", {**base, "actions": "renew,reinit,prune"}),
+                       steps=40)
+    run.run()
+    pruned = decisions(run, "prune")
+    assert pruned and all(d["step"] % 40 == 0 and "low_utility_fraction" in d["why"]
+                          for d in pruned)
+    removed = sum(d["n"] for d in pruned if d["task"] == 0 and d["layer"] == 0)
+    assert run.tasks[0]["neurons"][0] == 16 - removed >= 8  # never below min_neurons
+
+
 def test_strategies_are_deterministic():
     def once():
         run = make_learner(make_strategies("neuroplastic", {"check_every": 10, "maturity": 5}))

@@ -24,7 +24,7 @@ class Neuroplastic(Strategy):
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01, renew_every: int = 50,
                  utility: str = "centered", optimizer_reset: str = "first",
-                 actions: str | list | None = "renew,reinit,grow,prune", decay: float = 0.99,
+                 actions: str | list | None = "renew,reinit,grow", decay: float = 0.99,
                  every: int = 4, log_every: int = 1000, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
