@@ -325,10 +325,10 @@ _MIN_PARALLEL_ELEMENTS = 1 << 15
 def _declare(lib: ctypes.CDLL) -> None:
     """Signatures of the kernel functions."""
     i64, dbl, cint, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
-    lib.ns_get_csr.restype = ctypes.c_uint
+    uint = ctypes.c_uint
+    lib.ns_get_csr.restype = uint
     lib.ns_get_csr.argtypes = []
     lib.ns_lif_forward.restype = None
-    uint = ctypes.c_uint
     # as declared in the C source: ns_lif_forward(is_double, cur, spk, vout, T, N, beta, thr,
     # subtract, reset, nthreads, csr); ns_lif_backward(is_double, gs, sg, vpre, gi, T, N, beta,
     # thr, subtract, reset, code, slope, params, nthreads, csr, sums)

@@ -209,6 +209,24 @@ class RunResult:
         return format_run(self.results)
 
 
+class RunClock:
+    """Wall and CPU time of a run, carried across resumes (a checkpoint stores both)."""
+
+    def __init__(self) -> None:
+        self.wall_start, self.cpu_start = time.time(), time.process_time()
+        self.wall_before, self.cpu_before = 0.0, 0.0
+
+    def resume(self, wall: float, cpu: float) -> None:
+        """Time already spent before this process took over."""
+        self.wall_before, self.cpu_before = wall, cpu
+
+    def wall(self) -> float:
+        return self.wall_before + time.time() - self.wall_start
+
+    def cpu(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_start
+
+
 class Run:
     """Builds everything a config names and drives the learner, writing the run folder."""
 
@@ -232,10 +250,7 @@ class Run:
                                  self.benchmark.n_outputs, sequence=self.benchmark.sequence)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
                                config.train_config(), log=self.log)
-        self.started = time.time()
-        self.elapsed_before = 0.0
-        self.cpu_started = time.process_time()
-        self.cpu_before = 0.0
+        self.clock = RunClock()
         self.status = "running"
         self.error: str | None = None
 
@@ -253,8 +268,8 @@ class Run:
             "config": self.resolved_config(),
             "benchmark": self.benchmark.describe(),
             **summary,
-            "wall_time_s": self.elapsed_before + time.time() - self.started,
-            "cpu_time_s": self.cpu_before + time.process_time() - self.cpu_started,
+            "wall_time_s": self.clock.wall(),
+            "cpu_time_s": self.clock.cpu(),
             "command": " ".join(sys.argv),
         }
 
@@ -282,8 +297,8 @@ class Run:
             "optimizer": learner.ctx.optimizer.state_dict(),
             "strategies": [s.state_dict() for s in self.strategies],
             "learner": learner.state(),
-            "elapsed": self.elapsed_before + time.time() - self.started,
-            "cpu_elapsed": self.cpu_before + time.process_time() - self.cpu_started,
+            "elapsed": self.clock.wall(),
+            "cpu_elapsed": self.clock.cpu(),
         })
         self.write()
 
@@ -297,8 +312,7 @@ class Run:
         self.learner.load_state(state["learner"])
         self.learner.ctx.optimizer = self.learner.make_optimizer()
         self.learner.ctx.optimizer.load_state_dict(state["optimizer"])
-        self.elapsed_before = state["elapsed"]
-        self.cpu_before = state.get("cpu_elapsed", 0.0)
+        self.clock.resume(state["elapsed"], state.get("cpu_elapsed", 0.0))
 
     # --- driving --------------------------------------------------------------------------------
     def execute(self) -> RunResult:

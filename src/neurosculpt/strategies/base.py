@@ -85,7 +85,6 @@ def fix_shared_parameters(ctx: Context) -> None:
             p.grad = None
 
 
-
 class MonitoredStrategy(Strategy):
     """A strategy that logs the plasticity signals through ``self.monitor``
     (a :class:`neurosculpt.plasticity.signals.Monitor`, set by the subclass): these hooks feed
@@ -102,6 +101,7 @@ class MonitoredStrategy(Strategy):
 
     def after_task(self, ctx: Context) -> None:
         self.monitor.after_task(ctx)
+
 
 class Naive(Strategy):
     """Plain fine-tuning on each task in turn: the lower bound that forgets."""

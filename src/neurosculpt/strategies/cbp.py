@@ -15,10 +15,10 @@ from __future__ import annotations
 from ..loop import Context
 from ..plasticity.controller import Renewal, apply_reinit
 from ..plasticity.signals import Monitor, log_decision
-from .base import Strategy
+from .base import MonitoredStrategy
 
 
-class ContinualBackprop(Strategy):
+class ContinualBackprop(MonitoredStrategy):
     """Generate-and-test on top of any optimizer; also logs the plasticity signals.
 
     ``replacement_rate`` defaults to 1e-3 (the paper's networks used 1e-4 to 1e-6; on the
@@ -46,16 +46,13 @@ class ContinualBackprop(Strategy):
         self.replaced: list[int] = []
 
     def before_task(self, ctx: Context) -> None:
-        self.monitor.before_task(ctx)
+        super().before_task(ctx)
         n = len(ctx.model.hidden_sizes())
         self.renewal.start(n)
         self.replaced = [0] * n
 
-    def after_backward(self, ctx: Context) -> None:
-        self.monitor.after_backward(ctx)
-
     def after_step(self, ctx: Context) -> None:
-        if not self.monitor.after_step(ctx):
+        if not self.monitor.after_step(ctx):  # False: no statistics update on this step
             return
         for i, units in self.renewal.select(self.monitor, ctx.model, self.monitor.every):
             apply_reinit(self.monitor, ctx.model, i, units, ctx.optimizer, self.bias_correction,
@@ -67,7 +64,7 @@ class ContinualBackprop(Strategy):
         for i, n in enumerate(self.replaced):
             log_decision(ctx, "renew", i, n, {"replacement_rate": self.replacement_rate,
                                               "utility_mean": float(stats.utility(i).mean())})
-        self.monitor.after_task(ctx)
+        super().after_task(ctx)
 
     def get_extra_state(self) -> dict:
         return {"renewal": self.renewal.state()}

@@ -70,9 +70,6 @@ from .base import Strategy, fix_shared_parameters
 CONSOLIDATIONS = ("freeze", "regularize")
 SCORES = ("magnitude", "activity", "taylor", "obd")
 
-# called after a structural change: (model, hidden layer index, "grow" or "keep", number of
-# neurons grown / indices of the neurons kept)
-
 
 # --- structural helpers shared with DSD --------------------------------------------------------
 
@@ -615,9 +612,8 @@ class Develop(Strategy):
     def _follow_resizes(self, model: Network) -> None:
         """Keep per-synapse state (gradient statistics, the penalty's buffers) aligned with
         every growth or compaction of the model since the last call, whoever made it (this
-        strategy, or a composed one such as the plasticity controller)."""
-        if self._serial is None:
-            self._serial = model.resize_serial
+        strategy, or a composed one such as the plasticity controller); :meth:`before_task`
+        sets the starting point."""
         for resize in model.resizes_since(self._serial):
             if self._stats is not None:
                 realign(self._stats.taylor, resize)

@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from ..loop import Context
 from ..plasticity.controller import apply_grow, apply_remove, budgets, configured_widths
 from ..plasticity.signals import Monitor, log_decision
-from .base import Strategy
+from .base import MonitoredStrategy
 
 
-class Dropin(Strategy):
+class Dropin(MonitoredStrategy):
     """Add units on loss plateaus (or on a schedule), drop units out, remove useless ones."""
 
     name = "dropin"
@@ -70,10 +70,7 @@ class Dropin(Strategy):
         if self.dropout > 0 and not self._hooks:
             self._hooks = [units.register_forward_hook(self._unit_dropout)
                            for units in ctx.model.neurons]
-        self.monitor.before_task(ctx)
-
-    def after_backward(self, ctx: Context) -> None:
-        self.monitor.after_backward(ctx)
+        super().before_task(ctx)
 
     def after_step(self, ctx: Context) -> None:
         monitor = self.monitor
@@ -98,7 +95,7 @@ class Dropin(Strategy):
         self.monitor.invalidate()
         if self.apoptosis > 0:
             self._apoptosis(ctx)
-        self.monitor.after_task(ctx)
+        super().after_task(ctx)
 
     def _apoptosis(self, ctx: Context) -> None:
         model, stats = ctx.model, self.monitor.stats
