@@ -94,20 +94,28 @@ class PlasticLayer(nn.Module):
             return self.mask
         return self.mask & owned & (self.owner <= task)
 
-    def _forward_plan(self) -> tuple[bool, Tensor | None, bool]:
-        """(any synapse frozen, visible mask or None when all visible, any bias frozen).
+    def _forward_plan(self) -> tuple[Tensor | None, Tensor | None, bool]:
+        """(trainable multiplier or None, constant part or None, any bias frozen).
 
-        Recomputed only when the structure changed: the key holds the identity, shape and
-        in-place version counter of every structural buffer plus the task selection, so
-        masking costs nothing on the hot path of a dense, unconsolidated layer.
+        The effective weight is ``weight * trainable + constant``: ``trainable`` is 1 on visible
+        synapses that are not frozen, ``constant`` holds the visible frozen values. Both are
+        recomputed only when the structure changed: the key holds the identity, shape and
+        in-place version counter of every structural buffer plus the task selection, so masking
+        costs nothing on the hot path of a dense, unconsolidated layer and one fused
+        multiply-add on a consolidated one.
         """
-        buffers = (self.mask, self.owner, self.frozen, self.bias_frozen)
+        buffers = (self.mask, self.owner, self.frozen, self.frozen_weight, self.bias_frozen)
         key = (self.active_task, self.training_task,
                *((id(b), tuple(b.shape), b._version) for b in buffers))
         if getattr(self, "_plan_key", None) != key:
             visible = self.synapse_mask(self.active_task)
-            self._plan = (bool(self.frozen.any()), None if bool(visible.all()) else visible,
-                          bool(self.bias_frozen.any()))
+            frozen = self.frozen & visible
+            any_frozen = bool(frozen.any())
+            trainable = None
+            if any_frozen or not bool(visible.all()):
+                trainable = (visible & ~self.frozen).to(self.weight.dtype)
+            constant = self.frozen_weight * frozen if any_frozen else None
+            self._plan = (trainable, constant, bool(self.bias_frozen.any()))
             self._plan_key = key
         return self._plan
 
@@ -117,11 +125,12 @@ class PlasticLayer(nn.Module):
         Element-wise passes that would change nothing are skipped (see :meth:`_forward_plan`),
         which keeps plain fine-tuning at ``nn.Linear`` speed.
         """
-        any_frozen, visible, _ = self._forward_plan()
-        weight = self.weight
-        if any_frozen:
-            weight = torch.where(self.frozen, self.frozen_weight, weight)
-        return weight if visible is None else weight * visible
+        trainable, constant, _ = self._forward_plan()
+        if trainable is None:
+            return self.weight
+        if constant is None:
+            return self.weight * trainable
+        return torch.addcmul(constant, self.weight, trainable)
 
     def effective_bias(self) -> Tensor:
         if not self._forward_plan()[2]:
@@ -189,6 +198,14 @@ def _remap_state(value: Tensor, old_shape: torch.Size, new_shape: torch.Size, di
     out = torch.zeros(new_shape, dtype=value.dtype, device=value.device)
     out.index_copy_(dim, new_index, value.index_select(dim, old_index))
     return out
+
+
+def clear_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, where: Tensor) -> None:
+    """Zero the per-entry optimizer state (momenta) of ``param`` at ``where``: reopened synapses
+    are new connections, as new entries are in :func:`replace_parameter`."""
+    for value in optimizer.state.get(param, {}).values():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            value[where] = 0
 
 
 def replace_parameter(

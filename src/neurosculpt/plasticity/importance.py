@@ -49,18 +49,20 @@ def current_weight(layer: PlasticLayer) -> Tensor:
 
 
 class GradientStats:
-    """Running sums of ``|w * dL/dw|`` and ``(dL/dw)^2`` per plastic layer.
+    """Running sums of ``|w * dL/dw|`` and, with ``squares``, ``(dL/dw)^2`` per plastic layer.
 
     Call :meth:`update` after each backward pass (it reads ``weight.grad``); the gradient of a
-    frozen or pruned synapse is zero, so only trainable synapses collect importance. The sums
-    are tied to the layer shapes at creation: create a new one after growth or compaction.
+    frozen or pruned synapse is zero, so only trainable synapses collect importance (and the
+    trainable value is the one the forward pass used). The squared gradients (for ``obd`` and
+    ``fisher``) cost two more passes per step, so they are kept only when asked for. The sums
+    are tied to the layer shapes at creation: create new ones after growth or compaction.
     """
 
-    def __init__(self, model: Network) -> None:
+    def __init__(self, model: Network, squares: bool = True) -> None:
         self.layers = list(model.plastic_layers)
         self.taylor = [torch.zeros_like(layer.weight, dtype=torch.float32)
                        for layer in self.layers]
-        self.sq_grad = [torch.zeros_like(t) for t in self.taylor]
+        self.sq_grad = [torch.zeros_like(t) for t in self.taylor] if squares else None
         self.steps = 0
 
     def update(self, grads: list[Tensor | None] | None = None) -> None:
@@ -76,16 +78,21 @@ class GradientStats:
                     f"{tuple(g.shape)} since these statistics were created; create new ones"
                 )
             g = g.detach()
-            self.taylor[i] += (current_weight(layer) * g).abs()
-            self.sq_grad[i] += g * g
+            self.taylor[i].add_(torch.mul(layer.weight.detach(), g).abs_())
+            if self.sq_grad is not None:
+                self.sq_grad[i].addcmul_(g, g)
         self.steps += 1
 
     def scores(self, kind: str) -> list[Tensor]:
         """``taylor``: mean ``|w g|``; ``obd``: ``0.5 w^2 E[g^2]``; ``fisher``: ``E[g^2]``."""
         if self.steps == 0:
             raise ValueError("no gradients accumulated yet")
+        if kind in ("obd", "fisher") and self.sq_grad is None:
+            raise ValueError(f"{kind!r} needs squared gradients: create the statistics with "
+                             "squares=True")
+        squares = self.sq_grad if self.sq_grad is not None else [None] * len(self.layers)
         out = []
-        for layer, taylor, sq in zip(self.layers, self.taylor, self.sq_grad, strict=True):
+        for layer, taylor, sq in zip(self.layers, self.taylor, squares, strict=True):
             if kind == "taylor":
                 score = taylor / self.steps
             elif kind == "obd":

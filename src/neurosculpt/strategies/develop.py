@@ -111,13 +111,6 @@ def head_rows(ctx: Context) -> Tensor:
     return ctx.benchmark.output_mask(torch.tensor([ctx.task_id]), ctx.task_id)[0]
 
 
-def clear_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, where: Tensor) -> None:
-    """Zero the per-entry optimizer state (momenta) of reopened synapses: new connections."""
-    for value in optimizer.state.get(param, {}).values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value[where] = 0
-
-
 def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) -> list[int]:
     """Reopen every free synapse of the hidden layers and of the current head; close the free
     synapses of outputs this task does not produce. ``limits[l]``: at most that many free
@@ -130,7 +123,7 @@ def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) 
     for index, layer in enumerate(layers):
         closed = ~layer.mask & (layer.owner == L.FREE)
         L.reopen_free_synapses(layer)
-        clear_optimizer_state(ctx.optimizer, layer.weight, closed)
+        L.clear_optimizer_state(ctx.optimizer, layer.weight, closed)
         limit = limits[index] if limits is not None and layer is not out else None
         free = L.free_synapse_mask(layer)
         if limit is not None and int(free.sum()) > limit:
@@ -406,7 +399,8 @@ class Develop(Strategy):
         self._structure["after_expand"] = structure_summary(model)
         ctx.record["structure"] = self._structure
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
-        self._stats = GradientStats(model) if self.score in ("taylor", "obd") else None
+        self._stats = (GradientStats(model, squares=self.score == "obd")
+                       if self.score in ("taylor", "obd") else None)
         self._pool = self._structure["after_expand"]["free_synapses"]
         self._target = [round(self.keep * n) for n in self._pool[:-1]] + [
             round(self.keep_output * self._pool[-1])]
@@ -617,7 +611,8 @@ class Develop(Strategy):
         for resize in model.resizes_since(self._serial):
             if self._stats is not None:
                 realign(self._stats.taylor, resize)
-                realign(self._stats.sq_grad, resize)
+                if self._stats.sq_grad is not None:
+                    realign(self._stats.sq_grad, resize)
             if "importance0" in self._buffers:
                 n = len(model.plastic_layers)
                 for name in ("importance", "anchor"):

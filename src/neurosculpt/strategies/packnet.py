@@ -87,7 +87,7 @@ class PackNet(Strategy):
             if self.reopen == "zero":
                 with torch.no_grad():
                     layer.weight[closed] = 0.0
-            _clear_optimizer_state(ctx.optimizer, layer.weight, closed)
+            L.clear_optimizer_state(ctx.optimizer, layer.weight, closed)
         ctx.record.setdefault("packnet", {})["reopened"] = reopened
 
     def after_backward(self, ctx: Context) -> None:
@@ -147,11 +147,3 @@ class PackNet(Strategy):
             for group, lr in zip(groups, lrs, strict=True):
                 group["lr"] = lr
 
-
-def _clear_optimizer_state(optimizer: torch.optim.Optimizer, param: torch.Tensor,
-                           where: torch.Tensor) -> None:
-    """Zero the per-entry optimizer state (momenta) of reopened synapses: they are new
-    connections, as new entries are in :func:`neurosculpt.layers.replace_parameter`."""
-    for value in optimizer.state.get(param, {}).values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value[where] = 0
