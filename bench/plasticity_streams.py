@@ -29,20 +29,6 @@ from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.strategies import make_strategies
 
 
-class NewTaskLearner(Learner):
-    """Evaluates only the task just trained: loss of plasticity needs the diagonal of the
-    accuracy matrix alone, and long streams would spend most of their time re-testing old
-    tasks."""
-
-    def evaluate(self, upto: int | None = None) -> list[float | None]:
-        self._hook("before_eval")
-        row: list[float | None] = [None] * len(self.benchmark)
-        if upto is not None:
-            row[upto] = self.evaluate_task(self.benchmark.tasks[upto])
-        self._hook("after_eval")
-        return row
-
-
 def run_one(args: argparse.Namespace, seed: int) -> dict:
     bench = make_benchmark(args.benchmark, n_tasks=args.tasks, seed=seed,
                            scenario=args.scenario, samples_per_task=args.samples_per_task,
@@ -53,11 +39,10 @@ def run_one(args: argparse.Namespace, seed: int) -> dict:
                         bench.n_outputs, sequence=bench.sequence)
     strategies = make_strategies(args.strategy, _params(args.param, "--param"))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                         eval_scope="seen", progress=False,
+                         eval_scope="current" if args.new_task_only else "seen", progress=False,
                          reset_optimizer=not args.keep_optimizer)
-    learner = (NewTaskLearner if args.new_task_only else Learner)(model, bench, strategies,
-                                                                  config)
-    learner.random_init_accuracy = [0.0] * len(bench)  # FWT baseline not needed here
+    learner = Learner(model, bench, strategies, config)
+    learner.random_init_accuracy = [None] * len(bench)  # FWT baseline not needed here
     wall, cpu = time.perf_counter(), time.process_time()
     widest = 0
     for t in range(len(bench)):

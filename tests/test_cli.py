@@ -72,6 +72,15 @@ def test_params_reach_the_model_and_strategy(tmp_path, capsys):
     assert "no parameter(s) ['lam']" in capsys.readouterr().err
 
 
+def test_eval_scope_current_tests_only_the_new_task(tmp_path):
+    assert main(["run", *TINY, "--quiet", "--tasks", "2", "--eval-scope", "current",
+                 "--out", str(tmp_path)]) == 0
+    results = read_results(tmp_path)
+    assert results["config"]["eval_scope"] == "current"
+    assert results["accuracy_matrix"][0][1] is None and results["accuracy_matrix"][1][0] is None
+    assert results["metrics"]["acc"] is None and results["metrics"]["learning_acc"] is not None
+
+
 def test_compare_two_seeds_gives_mean_and_std(tmp_path, capsys):
     assert main(["run", *TINY, "--quiet", "--seeds", "0,1", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seed0", "seed1"]

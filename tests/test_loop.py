@@ -183,6 +183,25 @@ def test_seen_scope_skips_far_future_tasks(digits, tiny_model):
     assert all(v is not None for row in everything["accuracy_matrix"] for v in row)
 
 
+def test_current_scope_tests_only_the_new_task(digits, tiny_model):
+    learner = _learner(digits, "ann-mlp", tiny_model, steps=5, eval_scope="current")
+    summary = learner.run()
+    matrix = summary["accuracy_matrix"]
+    for k, row in enumerate(matrix):
+        assert row[k] is not None
+        assert all(v is None for j, v in enumerate(row) if j != k)
+    metrics = summary["metrics"]
+    assert metrics["learning_acc"] == pytest.approx(
+        sum(row[k] for k, row in enumerate(matrix)) / len(matrix))
+    assert metrics["acc"] is None and metrics["bwt"] is None and metrics["fwt"] is None
+    assert summary["random_init_accuracy"] == [None] * len(digits)
+
+
+def test_unknown_eval_scope_is_refused():
+    with pytest.raises(ValueError, match="eval_scope must be one of"):
+        TrainConfig(eval_scope="old")
+
+
 def test_steps_on_an_empty_task_do_not_hang(tiny_model):
     x, y = torch.randn(8, 4), torch.arange(8) % 4
     from neurosculpt import from_tensors

@@ -50,7 +50,8 @@ def _run_config(args: argparse.Namespace):
         "benchmark": args.benchmark, "strategy": args.strategy, "model": args.model,
         "scenario": args.scenario, "tasks": args.tasks, "epochs": args.epochs,
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "optimizer": args.optimizer, "seed": args.seed, "data_root": args.data_root,
+        "optimizer": args.optimizer, "eval_scope": args.eval_scope, "seed": args.seed,
+        "data_root": args.data_root,
         "samples_per_task": args.samples_per_task,
         "test_samples_per_task": args.test_samples_per_task, "threads": args.threads,
     }
@@ -136,6 +137,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--eval-scope", choices=["auto", "all", "seen", "current"],
+                   help="tasks tested after each task: all, seen (so far and the next), "
+                        "current (the new task only, for loss-of-plasticity streams) or auto "
+                        "(all up to 20 tasks, else seen)")
     p.add_argument("--config", help="run.toml with any RunConfig keys")
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", help="comma-separated seeds, one run folder each (e.g. 0,1,2)")

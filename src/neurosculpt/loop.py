@@ -37,6 +37,13 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; results up to the last finished task are kept."""
 
 
+EVAL_SCOPES = ("auto", "all", "seen", "current")
+"""Which tasks are tested after each task: ``all``; ``seen`` (tasks trained so far and the next
+one, for long streams); ``current`` (only the task just trained: the new-task accuracy of
+loss-of-plasticity studies, Dohare et al. 2024); ``auto``: ``all`` up to 20 tasks, else
+``seen``."""
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings shared by every strategy."""
@@ -60,8 +67,9 @@ class TrainConfig:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
             )
-        if self.eval_scope not in ("auto", "all", "seen"):
-            raise ValueError("eval_scope must be 'auto', 'all' or 'seen'")
+        if self.eval_scope not in EVAL_SCOPES:
+            raise ValueError(f"eval_scope must be one of {', '.join(EVAL_SCOPES)}, got "
+                             f"{self.eval_scope!r}")
         if self.epochs < 0 or (self.steps is not None and self.steps < 1):
             raise ValueError("epochs must be >= 0 and steps >= 1")
 
@@ -122,7 +130,7 @@ class Learner:
         self.log = log or (lambda message: None)
         n = len(benchmark)
         self.accuracy: list[list[float | None]] = []
-        self.random_init_accuracy: list[float] = []
+        self.random_init_accuracy: list[float | None] = []
         self.tasks: list[dict] = []
         self.ctx = Context(self)
         self.eval_scope = self.config.eval_scope
@@ -256,11 +264,15 @@ class Learner:
         return correct / max(len(task.test), 1)
 
     def evaluate(self, upto: int | None = None) -> list[float | None]:
-        """Accuracy on every task (or tasks ``<= upto`` plus the next one); None = skipped."""
+        """Accuracy on the tasks ``eval_scope`` selects after training task ``upto``: every
+        task, tasks ``<= upto`` plus the next one (``seen``), or task ``upto`` alone
+        (``current``); None = skipped."""
         self._hook("before_eval")
         row: list[float | None] = []
         for task in self.benchmark.tasks:
-            skip = upto is not None and self.eval_scope == "seen" and task.id > upto + 1
+            skip = upto is not None and (
+                (self.eval_scope == "seen" and task.id > upto + 1)
+                or (self.eval_scope == "current" and task.id != upto))
             row.append(None if skip else self.evaluate_task(task))
         self._hook("after_eval")
         return row
@@ -312,7 +324,11 @@ class Learner:
         return record
 
     def measure_random_init(self) -> None:
-        """Accuracy of the untrained model on every task: the FWT baseline."""
+        """Accuracy of the untrained model on every task: the FWT baseline (not measured when
+        only the current task is evaluated, since FWT is then undefined)."""
+        if self.eval_scope == "current":
+            self.random_init_accuracy = [None] * len(self.benchmark)
+            return
         self.model.set_training_task(0)
         self.random_init_accuracy = [self.evaluate_task(t) for t in self.benchmark.tasks]
 
@@ -332,6 +348,9 @@ class Learner:
         square = [[math.nan if v is None else v for v in row[:k]] for row in self.accuracy]
         base = self.random_init_accuracy[:k] if self.random_init_accuracy else None
         summary = metrics.accuracy_matrix_summary(square, baseline=base) if k else {}
+        if self.eval_scope == "current":  # only the diagonal exists: ACC and friends undefined
+            summary = {key: value if key == "learning_acc" else None
+                       for key, value in summary.items()}
         return {"accuracy_matrix": self.accuracy, "random_init_accuracy":
                 self.random_init_accuracy, "metrics": summary, "tasks": self.tasks}
 

@@ -273,10 +273,10 @@ class Run:
             "command": " ".join(sys.argv),
         }
 
-    def write(self) -> None:
+    def write(self, results: dict | None = None) -> None:
         if self.out is None:
             return
-        write_json(self.out / "results.json", self.results())
+        write_json(self.out / "results.json", results or self.results())
         rows = self.learner.tasks
         columns = ["task", "name", "accuracy", "average_seen_accuracy", "loss", "train_time_s",
                    "eval_time_s", "parameters", "live_synapses", "peak_memory_mb"]
@@ -329,8 +329,9 @@ class Run:
             self.status, self.error = "interrupted", "interrupted by the user"
             raise
         finally:
-            self.write()
-        return RunResult(self.results(), self.out, self.model, self.benchmark, self.strategies)
+            results = self.results()  # once: the file and the returned result agree exactly
+            self.write(results)
+        return RunResult(results, self.out, self.model, self.benchmark, self.strategies)
 
 
 def default_out(config: RunConfig) -> Path:
