@@ -317,6 +317,28 @@ def test_l2_init_penalty_pulls_towards_the_initial_weights():
     assert torch.equal(strategy.anchor_w0[:16], init)
 
 
+def test_l2_init_gradient_equals_the_penalty_in_the_loss():
+    run = make_learner(make_strategies("l2-init", {"lam": 0.3}), n_tasks=1)
+    strategy, model = run.strategies[0], run.model
+    strategy.before_task(run.ctx)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.weight.add_(0.1 * torch.randn_like(layer.weight))
+            layer.bias.add_(0.1)
+    x, y = next(iter(run.benchmark.tasks[0].train.batches(8)))
+    params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
+    anchors = [strategy._buffers[f"anchor_{k}{i}"] for i in range(len(model.layers))
+               for k in ("w", "b")]
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    penalty = sum(((p - a) ** 2).sum() for p, a in zip(params, anchors, strict=True))
+    expected = torch.autograd.grad(loss + 0.3 * penalty, params)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    strategy.after_backward(run.ctx)
+    for p, g in zip(params, expected, strict=True):
+        assert torch.allclose(p.grad, g, atol=1e-6)
+
+
 def test_dropin_grows_within_budget_and_apoptosis_compacts():
     strategies = make_strategies("dropin", {"grow": 4, "every": 20, "max_neurons": 24,
                                             "apoptosis": 0.5, "maturity": 5, "dropout": 0.2})
