@@ -38,8 +38,7 @@ def test_run_folder_contents(tmp_path, quick_run):
     result = run(quick_run, out=out)
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoints", "config.json", "metrics.csv", "results.json"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        f"task_{k:03d}.pt" for k in range(5)]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["task_004.pt"]
     _no_temp_files(out)
 
     results = _strict_json(out / "results.json")
@@ -124,6 +123,7 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, quick_run, monkeypatch, 
     if grow:  # shapes differ from a fresh model; Adam moments of grown tensors are carried
         monkeypatch.setattr(runs, "make_strategies", lambda spec, params: [_Grow()])
         quick_run["reset_optimizer"] = False
+    quick_run["keep_checkpoints"] = True  # every task's, to cut the run after any of them
     full = run(quick_run, out=tmp_path / "full")
     _simulate_crash(tmp_path / "full", tmp_path / "cut", finished)
     resumed = runs.resume(tmp_path / "cut")
@@ -135,6 +135,12 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, quick_run, monkeypatch, 
     results = _strict_json(tmp_path / "cut" / "results.json")
     assert results["status"] == "complete" and len(results["tasks"]) == 5
     _no_temp_files(tmp_path / "cut")
+
+
+def test_keep_checkpoints_keeps_every_task(tmp_path, quick_run):
+    run({**quick_run, "keep_checkpoints": True}, out=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        f"task_{k:03d}.pt" for k in range(5)]
 
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, quick_run):
@@ -160,13 +166,15 @@ def test_kill_9_then_resume(tmp_path, quick_run):
             "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "neurosculpt.cli", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = out / "checkpoints" / "task_000.pt"
+    def checkpointed() -> bool:
+        return any((out / "checkpoints").glob("task_*.pt"))
+
     deadline = time.monotonic() + 60
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not checkpointed() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert first.exists(), proc.stderr.read().decode()
+    assert checkpointed(), proc.stderr.read().decode()
     if proc.returncode == 0:
         pytest.skip("the run finished before it could be killed")
     assert proc.returncode == -signal.SIGKILL

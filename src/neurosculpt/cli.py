@@ -58,6 +58,8 @@ def _run_config(args: argparse.Namespace):
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.validation:
         values["validation"] = True
+    if args.keep_checkpoints:
+        values["keep_checkpoints"] = True
     if args.no_progress or args.quiet:
         values["progress"] = False
     values["strategy_params"] = {**values.get("strategy_params", {}),
@@ -156,6 +158,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation", action="store_true",
                    help="evaluate on 10%% held out from training data (for tuning)")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the checkpoint of every task (default: only the latest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the final table")
     p.set_defaults(func=cmd_run)

@@ -6,7 +6,9 @@ A run folder holds::
     results.json           accuracy matrix, metrics, per-task history
                            (schema: docs/results-schema.md)
     metrics.csv            one row per finished task
-    checkpoints/task_K.pt  model, optimizer, strategies and loop state after task K
+    checkpoints/task_K.pt  model, optimizer, strategies and loop state after task K (only the
+                           latest unless ``keep_checkpoints``: a 100-task stream would
+                           otherwise hold 100 copies of the model and its optimizer state)
 
 Every file is written to a temporary name and renamed, so a crash (even ``kill -9``) never
 leaves a half-written file; ``neurosculpt run --resume RUN`` continues from the last checkpoint
@@ -55,6 +57,7 @@ class RunConfig(TrainConfig):
     test_samples_per_task: int | None = None
     validation: bool = False
     threads: int | None = None
+    keep_checkpoints: bool = False
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
 
@@ -300,6 +303,10 @@ class Run:
             "elapsed": self.clock.wall(),
             "cpu_elapsed": self.clock.cpu(),
         })
+        if not self.config.keep_checkpoints:  # the new one is complete: older ones can go
+            for old in (self.out / "checkpoints").glob("task_*.pt"):
+                if old.name != f"task_{k:03d}.pt":
+                    old.unlink()
         self.write()
 
     def restore(self, state: dict) -> None:
