@@ -156,7 +156,8 @@ def test_missing_data_names_the_places_searched(tmp_path, capsys, monkeypatch):
 
 
 def test_resume_via_cli(tmp_path, capsys):
-    assert main(["run", *TINY, "--quiet", "--tasks", "2", "--out", str(tmp_path)]) == 0
+    assert main(["run", *TINY, "--quiet", "--tasks", "2", "--keep-checkpoints",
+                 "--out", str(tmp_path)]) == 0
     first = capsys.readouterr().out
     (tmp_path / "checkpoints" / "task_001.pt").unlink()
     assert main(["run", "--resume", str(tmp_path), "--quiet"]) == 0

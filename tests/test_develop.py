@@ -160,7 +160,7 @@ def test_resume_reproduces_masks_owners_and_accuracy(tmp_path) -> None:
                          ("dsd", {"rounds": 3})):
         config = dict(benchmark="split-digits", strategy=name, model="snn-mlp", tasks=5,
                       epochs=2, batch_size=32, model_params={"hidden": (24, 24), "steps": 4},
-                      strategy_params=params, **SMALL)
+                      strategy_params=params, keep_checkpoints=True, **SMALL)
         out = tmp_path / name
         full = neurosculpt.run(config, out=out)
         (out / "checkpoints" / "task_004.pt").unlink()

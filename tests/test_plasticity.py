@@ -423,7 +423,8 @@ def test_resume_after_an_interruption_gives_identical_results(tmp_path, strategy
               "dropin": {"every": 15, "grow": 2, "apoptosis": 0.3, "maturity": 5}}[strategy]
     args = dict(benchmark="random-label-digits", tasks=3, samples_per_task=64, steps=40,
                 strategy=strategy, model="ann-mlp", batch_size=16, progress=False,
-                model_params={"hidden": [16, 16]}, strategy_params=params)
+                model_params={"hidden": [16, 16]}, strategy_params=params,
+                keep_checkpoints=True)
     full = neurosculpt.run(out=tmp_path / "run", **args)
     (tmp_path / "run" / "checkpoints" / "task_002.pt").unlink()
     (tmp_path / "run" / "results.json").unlink()

@@ -214,7 +214,7 @@ def test_packnet_class_scenario_runs_on_the_union():
 def test_resume_after_an_interruption_gives_identical_results(tmp_path, strategy, kind):
     args = dict(benchmark="permuted-digits", tasks=3, samples_per_task=120,
                 test_samples_per_task=60, strategy=strategy, model=kind, epochs=2,
-                batch_size=32, reset_optimizer=False, progress=False,
+                batch_size=32, reset_optimizer=False, progress=False, keep_checkpoints=True,
                 model_params={"hidden": [32], "steps": 3},
                 strategy_params={"buffer_size": 50} if strategy == "replay" else {})
     full = neurosculpt.run(out=tmp_path / "run", **args)

@@ -314,7 +314,8 @@ def test_state_round_trips_into_fresh_instance(spec):
 
 def test_lwf_resume_gives_identical_results(tmp_path):
     config = {"benchmark": "split-digits", "strategy": "lwf", "model": "ann-mlp",
-              "epochs": 2, "progress": False, "model_params": {"hidden": [32]}}
+              "epochs": 2, "progress": False, "model_params": {"hidden": [32]},
+              "keep_checkpoints": True}
     full = neurosculpt.run(config, out=tmp_path)
     for late in ("task_003.pt", "task_004.pt"):
         (tmp_path / "checkpoints" / late).unlink()
