@@ -125,15 +125,28 @@ class PlasticLayer(nn.Module):
         Element-wise passes that would change nothing are skipped (see :meth:`_forward_plan`),
         which keeps plain fine-tuning at ``nn.Linear`` speed.
         """
-        trainable, constant, _ = self._forward_plan()
+        return self._weight_from(self._forward_plan())
+
+    def effective_bias(self) -> Tensor:
+        """Trainable biases, frozen values where frozen."""
+        return self._bias_from(self._forward_plan())
+
+    def effective_parameters(self) -> tuple[Tensor, Tensor]:
+        """(:meth:`effective_weight`, :meth:`effective_bias`) from one look-up of the cached
+        plan (building its key is a few microseconds, on every forward pass)."""
+        plan = self._forward_plan()
+        return self._weight_from(plan), self._bias_from(plan)
+
+    def _weight_from(self, plan: tuple[Tensor | None, Tensor | None, bool]) -> Tensor:
+        trainable, constant, _ = plan
         if trainable is None:
             return self.weight
         if constant is None:
             return self.weight * trainable
         return torch.addcmul(constant, self.weight, trainable)
 
-    def effective_bias(self) -> Tensor:
-        if not self._forward_plan()[2]:
+    def _bias_from(self, plan: tuple[Tensor | None, Tensor | None, bool]) -> Tensor:
+        if not plan[2]:
             return self.bias
         return torch.where(self.bias_frozen, self.frozen_bias, self.bias)
 
@@ -156,7 +169,7 @@ class PlasticLinear(PlasticLayer):
         self.reset_weights(rows=torch.arange(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.effective_weight(), self.effective_bias())
+        return F.linear(x, *self.effective_parameters())
 
     def extra_repr(self) -> str:
         return f"n_in={self.n_in}, n_out={self.n_out}, live={self.live_synapses()}"
@@ -175,7 +188,8 @@ class PlasticConv2d(PlasticLayer):
         self.reset_weights(rows=torch.arange(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.effective_weight(), self.effective_bias(), padding=self.padding)
+        weight, bias = self.effective_parameters()
+        return F.conv2d(x, weight, bias, padding=self.padding)
 
     def extra_repr(self) -> str:
         return (

@@ -212,8 +212,9 @@ class EventDrivenNetwork:
 
     @staticmethod
     def _pack(layer: PlasticLinear) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        ptr, rows, vals = _csc(layer.effective_weight(), layer.synapse_mask(layer.active_task))
-        return ptr, rows, vals, layer.effective_bias().detach().float().contiguous()
+        weight, bias = layer.effective_parameters()
+        ptr, rows, vals = _csc(weight, layer.synapse_mask(layer.active_task))
+        return ptr, rows, vals, bias.detach().float().contiguous()
 
     @property
     def live_synapses(self) -> int:

@@ -112,8 +112,9 @@ def _readout_node(readout: LI, n: int, dt: float) -> tuple[nir.NIRNode, float]:
 
 def _weights(layer: PlasticLayer, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Effective (masked, frozen-aware) weight and bias times ``scale``, in float64."""
-    w = layer.effective_weight().detach().double().numpy() * scale
-    b = layer.effective_bias().detach().double().numpy() * scale
+    weight, bias = layer.effective_parameters()
+    w = weight.detach().double().numpy() * scale
+    b = bias.detach().double().numpy() * scale
     return w, b
 
 
