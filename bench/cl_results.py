@@ -78,11 +78,17 @@ def _run(path: Path, setting: str, strategy: str, params: dict, seed: int, model
         if (path / "config.json").is_file():
             neurosculpt.resume(path)
         else:
-            neurosculpt.run(out=path, strategy=strategy, model=model, seed=seed,
-                            strategy_params=params, model_params=dict(SPIKING_MLP),
-                            validation=validation, progress=False, threads=THREADS,
-                            **SETTINGS[setting])
+            neurosculpt.run(out=path, **run_args(setting, strategy, params, seed, model,
+                                                 validation))
     return read_results(path)
+
+
+def run_args(setting: str, strategy: str, params: dict, seed: int, model: str = "snn-mlp",
+             validation: bool = False) -> dict:
+    """``neurosculpt.run`` keywords of one cell of the tables."""
+    return dict(strategy=strategy, model=model, seed=seed, strategy_params=dict(params),
+                model_params=dict(SPIKING_MLP), validation=validation, progress=False,
+                threads=THREADS, **SETTINGS[setting])
 
 
 def tune(root: Path, settings: list[str], model: str) -> None:

@@ -28,10 +28,7 @@ DEFAULT_SETTINGS = ("split-fmnist/task", "permuted-fmnist-10/task", "fsdd-speake
 
 def cpu_time(setting: str, strategy: str, seed: int) -> float:
     params = cl_results.FIXED.get(setting, {}).get(strategy, {})
-    result = neurosculpt.run(strategy=strategy, model="snn-mlp", seed=seed,
-                             strategy_params=dict(params),
-                             model_params=dict(cl_results.SPIKING_MLP), progress=False,
-                             threads=1, **cl_results.SETTINGS[setting])
+    result = neurosculpt.run(**cl_results.run_args(setting, strategy, params, seed))
     return result.results["cpu_time_s"]
 
 

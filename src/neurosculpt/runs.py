@@ -279,7 +279,7 @@ class Run:
     def write(self, results: dict | None = None) -> None:
         if self.out is None:
             return
-        write_json(self.out / "results.json", results or self.results())
+        write_json(self.out / "results.json", results if results is not None else self.results())
         rows = self.learner.tasks
         columns = ["task", "name", "accuracy", "average_seen_accuracy", "loss", "train_time_s",
                    "eval_time_s", "parameters", "live_synapses", "peak_memory_mb"]
