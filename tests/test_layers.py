@@ -225,3 +225,16 @@ def test_frozen_synapses_do_not_move_under_adam_with_weight_decay(digits, optimi
     # task 0 is evaluated on its own frozen subnetwork: no forgetting at all
     assert learner.accuracy[1][0] == learner.accuracy[0][0]
     assert learner.accuracy[0][0] > 0.9
+
+
+def test_top_by_position_matches_a_stable_descending_sort():
+    """Pruning keeps exactly the synapses a stable sort would keep, ties going to the earlier
+    position (the counts per task are exact and runs reproduce)."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        n = int(torch.randint(1, 40, (1,), generator=gen))
+        values = torch.randint(0, 4, (n,), generator=gen).float()  # many ties
+        k = int(torch.randint(-1, n + 2, (1,), generator=gen))
+        expected = torch.zeros(n, dtype=torch.bool)
+        expected[torch.argsort(values, descending=True, stable=True)[:max(k, 0)]] = True
+        assert torch.equal(L.top_by_position(values, k), expected)

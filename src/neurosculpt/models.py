@@ -210,6 +210,12 @@ class Network(nn.Module):
     def plastic_layers(self) -> list[L.PlasticLayer]:
         return list(self.layers)
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters outside the plastic layers (learnable neuron constants), which every
+        task's subnetwork shares."""
+        return [p for name, child in self.named_children() if name != "layers"
+                for p in child.parameters()]
+
     def hidden_sizes(self) -> list[int]:
         return [layer.n_out for layer in self.layers[:-1]]
 

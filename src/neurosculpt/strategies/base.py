@@ -79,10 +79,8 @@ def fix_shared_parameters(ctx: Context) -> None:
     constants are shared by every task's subnetwork (PackNet fixes its batch norm likewise)."""
     if ctx.task_id == 0:
         return
-    plastic = {id(p) for layer in ctx.model.plastic_layers for p in (layer.weight, layer.bias)}
-    for p in ctx.model.parameters():
-        if id(p) not in plastic:
-            p.grad = None
+    for p in ctx.model.shared_parameters():
+        p.grad = None
 
 
 class MonitoredStrategy(Strategy):

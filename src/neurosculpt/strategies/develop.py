@@ -576,8 +576,7 @@ class Develop(Strategy):
         values = score.flatten()[position]
         if self.threshold is not None:
             n_keep = min(n_keep, int((values >= self.threshold * values.mean()).sum()))
-        order = torch.argsort(values, descending=True, stable=True)
-        remove.view(-1)[position[order[n_keep:]]] = True
+        remove.view(-1)[position[~L.top_by_position(values, n_keep)]] = True
         return remove
 
     def _anchor(self, ctx: Context, fisher: list[Tensor]) -> None:

@@ -132,8 +132,7 @@ class PackNet(Strategy):
             return remove
         position = torch.nonzero(free.flatten()).flatten()
         magnitude = layer.weight.detach().flatten()[position].abs()
-        order = torch.argsort(magnitude, stable=True)[:k]
-        remove.view(-1)[position[order]] = True
+        remove.view(-1)[position[L.top_by_position(-magnitude, k)]] = True
         return remove
 
     def _retrain(self, ctx: Context) -> None:
