@@ -82,7 +82,9 @@ class Context:
     """What a hook sees: the model, the optimizer, the task, the current batch and loss.
 
     Hooks may replace ``x``, ``y``, ``task_ids`` in ``before_batch`` and write JSON-friendly
-    facts into ``record`` (saved under this task's entry of ``results.json``).
+    facts into ``record`` (saved under this task's entry of ``results.json``). ``after_step``
+    hooks find the batch's loss as a float in ``batch_loss`` and its number of correct
+    predictions in ``batch_correct`` (computed once for the loop and every hook).
     """
 
     def __init__(self, learner: Learner) -> None:
@@ -100,6 +102,8 @@ class Context:
         self.task_ids: Tensor = torch.empty(0, dtype=torch.long)
         self.logits: Tensor = torch.empty(0)
         self.loss: Tensor = torch.zeros(())
+        self.batch_loss = 0.0
+        self.batch_correct = 0
         self.record: dict = {}
 
     def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
@@ -169,6 +173,10 @@ class Learner:
         bs = self.config.batch_size
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
+            if len(sets) == 1:  # the common case, without the bookkeeping of a mixture
+                x, y = sets[0][0].get(idx)
+                yield x, y, torch.full((len(y),), sets[0][1], dtype=torch.long)
+                continue
             which = torch.searchsorted(offsets, idx, right=True) - 1
             xs, ys, ts = [], [], []
             for k in torch.unique(which).tolist():
@@ -216,11 +224,13 @@ class Learner:
                 loss.backward()
                 self._hook("after_backward")
                 ctx.optimizer.step()
+                ctx.batch_loss = float(loss.detach())
+                ctx.batch_correct = int((ctx.logits.argmax(1) == ctx.y).sum())
                 self._hook("after_step")
                 ctx.step += 1
                 done += 1
-                loss_sum += float(loss.detach())
-                correct += int((ctx.logits.argmax(1) == ctx.y).sum())
+                loss_sum += ctx.batch_loss
+                correct += ctx.batch_correct
                 seen += len(ctx.y)
                 if bar is not None:
                     bar.update(1)

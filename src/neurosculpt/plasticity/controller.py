@@ -348,7 +348,7 @@ class Controller(nn.Module):
         monitor, model = self.monitor, ctx.model
         updated = monitor.after_step(ctx)
         if updated:  # running batch accuracy over about the last 100 steps
-            correct = float((ctx.logits.detach().argmax(1) == ctx.y).float().mean())
+            correct = ctx.batch_correct / len(ctx.y)
             self.accuracy += (1.0 - 0.99 ** monitor.every) * (correct - self.accuracy)
         if "renew" in self.actions and updated:
             for i, units in self.renewal.select(monitor, model, monitor.every):

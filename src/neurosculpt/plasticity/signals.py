@@ -488,7 +488,7 @@ class Monitor(nn.Module):
         updated = ctx.step % self.every == 0 and bool(ctx.model.activity)
         if updated:
             self.stats.update(ctx.model, ctx.model.activity, self.every)
-        self.plateau.update(float(ctx.loss.detach()))
+        self.plateau.update(ctx.batch_loss)
         if self.log_every and (ctx.step + 1) % self.log_every == 0:
             self.snapshot(ctx)
         return updated
