@@ -240,3 +240,29 @@ def test_outputs_a_sample_may_not_use_are_masked(tiny_model):
     learner.ctx.task_id = 1
     logits = learner.ctx.forward(x, torch.zeros(4, dtype=torch.long))
     assert torch.isfinite(logits[:, :4]).all() and torch.isinf(logits[:, 4:]).all()
+
+
+class _BatchFigures(Strategy):
+    name = "batch-figures"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[float, int, float, int]] = []
+
+    def after_step(self, ctx) -> None:
+        expected_correct = int((ctx.logits.argmax(1) == ctx.y).sum())
+        self.seen.append((ctx.batch_loss, ctx.batch_correct, float(ctx.loss.detach()),
+                          expected_correct))
+
+
+def test_after_step_hooks_see_the_batch_loss_and_correct_count(digits, tiny_model):
+    """Hooks read the batch's loss and correct predictions without recomputing them."""
+    figures = _BatchFigures()
+    learner = _learner(digits, "ann-mlp", tiny_model, steps=5, strategies=[figures])
+    learner.train_task(0)
+    assert len(figures.seen) == 5
+    for loss, correct, expected_loss, expected_correct in figures.seen:
+        assert isinstance(loss, float) and loss == expected_loss
+        assert correct == expected_correct
+    train = learner.tasks[0]["train"][0]
+    assert train["loss"] == pytest.approx(sum(s[0] for s in figures.seen) / 5)

@@ -90,3 +90,15 @@ def test_structure_is_json_and_tracks_growth_and_owners(tiny_model):
     assert structure[2]["live_synapses"] == 3 * 16  # only the grown neurons' inputs are live
     assert structure[2]["live_neurons"] == 3
     assert structure[3]["inputs"] == 35
+
+
+def test_shared_parameters_are_those_outside_the_plastic_layers():
+    """Consolidating strategies fix these after the first task; plastic weights are not among
+    them, learnable neuron constants are."""
+    model = build_model({"kind": "snn-mlp", "hidden": (8, 6), "learn_beta": True,
+                         "learn_threshold": True}, (5,), 3)
+    plastic = {id(p) for layer in model.plastic_layers for p in (layer.weight, layer.bias)}
+    shared = model.shared_parameters()
+    assert shared and not any(id(p) in plastic for p in shared)
+    assert {id(p) for p in shared} | plastic == {id(p) for p in model.parameters()}
+    assert build_model({"kind": "ann-mlp", "hidden": (8,)}, (5,), 3).shared_parameters() == []
