@@ -238,3 +238,8 @@ def test_top_by_position_matches_a_stable_descending_sort():
         expected = torch.zeros(n, dtype=torch.bool)
         expected[torch.argsort(values, descending=True, stable=True)[:max(k, 0)]] = True
         assert torch.equal(L.top_by_position(values, k), expected)
+    values = torch.tensor([0.5, float("nan"), 0.2, 0.9, float("nan"), 0.1])
+    for k in range(len(values) + 1):
+        expected = torch.zeros(len(values), dtype=torch.bool)
+        expected[torch.argsort(values, descending=True, stable=True)[:k]] = True
+        assert torch.equal(L.top_by_position(values, k), expected)

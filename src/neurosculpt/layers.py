@@ -333,12 +333,16 @@ def top_by_position(values: Tensor, k: int) -> Tensor:
     """Boolean mask of the ``k`` largest ``values``, ties broken by position (earlier wins): the
     first ``k`` of a stable descending sort, found with ``kthvalue`` in linear time (a stable
     sort of 200k scores takes ~20 ms on one core, this ~2 ms; pruning sorts every layer at
-    every pruning step)."""
+    every pruning step). NaN counts as largest, as in ``torch.sort``."""
     n = len(values)
     if k >= n:
         return torch.ones(n, dtype=torch.bool)
     if k <= 0:
         return torch.zeros(n, dtype=torch.bool)
+    if bool(torch.isnan(values).any()):  # kthvalue does not order NaN; sort (rare)
+        top = torch.zeros(n, dtype=torch.bool)
+        top[torch.argsort(values, descending=True, stable=True)[:k]] = True
+        return top
     kth = torch.kthvalue(values, n - k + 1).values
     above = values > kth
     tied = values == kth
