@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import neurosculpt
@@ -236,3 +237,27 @@ def test_every_score_ranks_useless_synapses_lowest() -> None:
         assert [len(r) for r in rates] == [12, 10, 3]
         magnitude = neuron_scores(model, "magnitude")
         torch.testing.assert_close(magnitude[1], model.plastic_layers[1].weight.abs().sum(1))
+
+
+def test_recover_lr_scales_only_the_recovery_phase(digits):
+    """The recovery runs at recover_lr times the learning rate; afterwards the configured rate
+    is back exactly."""
+    from neurosculpt.strategies.develop import Develop
+
+    rates: list[float] = []
+
+    class Spy(Develop):
+        def after_step(self, ctx):
+            rates.append(ctx.optimizer.param_groups[0]["lr"])
+            super().after_step(ctx)
+
+    torch.manual_seed(0)
+    model = build_model({"kind": "ann-mlp", "hidden": (16,)}, digits.input_shape,
+                        digits.n_outputs)
+    learner = Learner(model, digits, [Spy(recover_lr=4.0, recover_steps=3)],
+                      TrainConfig(steps=4, batch_size=16, lr=1e-3, progress=False))
+    learner.train_task(0)
+    assert rates == [1e-3] * 4 + [4e-3] * 3
+    assert learner.ctx.optimizer.param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="recover_lr"):
+        Develop(recover_lr=0.0)

@@ -9,8 +9,10 @@ Strategies compose: the loop calls every hook of every strategy in order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 
 from ..benchmarks import Split
@@ -72,6 +74,21 @@ class Strategy(nn.Module):
 
     def after_eval(self, ctx: Context) -> None:
         """After every task has been evaluated."""
+
+
+@contextmanager
+def scaled_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> Iterator[None]:
+    """Multiply every parameter group's learning rate by ``factor`` inside the block (a
+    retraining or recovery phase); the previous rates come back exactly afterwards."""
+    groups = optimizer.param_groups
+    rates = [group["lr"] for group in groups]
+    for group in groups:
+        group["lr"] = group["lr"] * factor
+    try:
+        yield
+    finally:
+        for group, rate in zip(groups, rates, strict=True):
+            group["lr"] = rate
 
 
 def fix_shared_parameters(ctx: Context) -> None:

@@ -24,7 +24,8 @@ synapses, then activity-dependent elimination) applied to continual learning:
    :meth:`neurosculpt.models.Network.keep_neurons`), which also makes the rest of the training
    cheaper.
 4. **recover**: a short fine-tune of the survivors (``recover_fraction`` of the training phase's
-   steps, so it scales with ``--epochs`` and data size).
+   steps, so it scales with ``--epochs`` and data size), at ``recover_lr`` times the learning
+   rate.
 5. **consolidate**: the survivors become this task's partition (``owner``). ``freeze`` fixes
    their values (exactly zero forgetting with task identity); ``regularize`` keeps them
    trainable under an EWC-style penalty ``lam / 2 * sum_i F_i (w_i - w*_i)^2`` (Kirkpatrick et
@@ -65,7 +66,7 @@ from .. import layers as L
 from ..loop import Context
 from ..models import Network, Resize
 from ..plasticity.importance import GradientStats, gradient_stats, synapse_scores
-from .base import Strategy, fix_shared_parameters
+from .base import Strategy, fix_shared_parameters, scaled_learning_rate
 
 CONSOLIDATIONS = ("freeze", "regularize")
 SCORES = ("magnitude", "activity", "taylor", "obd")
@@ -306,8 +307,9 @@ class Develop(Strategy):
     (1: only apoptosis); ``score``:
     magnitude, activity, taylor or obd; ``prune_rounds`` pruning steps reach the target at the
     fraction ``prune_end`` of the task's training; ``recover_steps`` overrides
-    ``recover_fraction``; ``score_batches``: batches for the activity score and the Fisher
-    information of ``regularize``.
+    ``recover_fraction``; ``recover_lr`` multiplies the learning rate during recovery (short
+    tasks may recover better with a larger one; PackNet retrains at a tenth); ``score_batches``:
+    batches for the activity score and the Fisher information of ``regularize``.
 
     Defaults (measured on split-fmnist and permuted-fmnist, docs/results.md): start at the full
     built width (``initial_hidden=1.0``: overproduction, so the capacity is reached at once and
@@ -324,7 +326,7 @@ class Develop(Strategy):
                  budget: float = 0.6, threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_fraction: float = 0.5, recover_steps: int | None = None,
-                 consolidation: str = "freeze", lam: float = 100.0,
+                 recover_lr: float = 1.0, consolidation: str = "freeze", lam: float = 100.0,
                  score_batches: int = 4) -> None:
         super().__init__()
         if score not in SCORES:
@@ -341,6 +343,8 @@ class Develop(Strategy):
             raise ValueError(f"threshold must be >= 0, got {threshold}")
         if recover_fraction < 0 or (recover_steps is not None and recover_steps < 0):
             raise ValueError("recover_fraction and recover_steps must be >= 0")
+        if recover_lr <= 0:
+            raise ValueError(f"recover_lr must be > 0, got {recover_lr}")
         if lam < 0 or score_batches < 1 or prune_rounds < 1:
             raise ValueError("lam must be >= 0, score_batches and prune_rounds >= 1")
         self.grow = grow
@@ -356,6 +360,7 @@ class Develop(Strategy):
         self.prune_end = prune_end
         self.recover_fraction = recover_fraction
         self.recover_steps = recover_steps
+        self.recover_lr = recover_lr
         self.consolidation = consolidation
         self.lam = lam
         self.score_batches = score_batches
@@ -365,6 +370,7 @@ class Develop(Strategy):
             "budget": budget, "threshold": threshold, "score": score,
             "prune_rounds": prune_rounds, "prune_end": prune_end,
             "recover_fraction": recover_fraction, "recover_steps": recover_steps,
+            "recover_lr": recover_lr,
             "consolidation": consolidation, "lam": lam, "score_batches": score_batches,
         }
         # per-task working state; nothing here outlives a task, so checkpoints need none of it
@@ -453,7 +459,8 @@ class Develop(Strategy):
         steps = (self.recover_steps if self.recover_steps is not None
                  else math.ceil(self.recover_fraction * total))
         if steps > 0:
-            ctx.fit(steps=steps, label="recover")
+            with scaled_learning_rate(ctx.optimizer, self.recover_lr):
+                ctx.fit(steps=steps, label="recover")
         self._structure["before_consolidate"] = structure_summary(model)
         fisher = None
         if self.consolidation == "regularize":

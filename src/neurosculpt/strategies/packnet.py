@@ -38,7 +38,7 @@ import torch
 
 from .. import layers as L
 from ..loop import Context
-from .base import Strategy, fix_shared_parameters
+from .base import Strategy, fix_shared_parameters, scaled_learning_rate
 
 REOPEN = ("zero", "fresh")
 
@@ -136,13 +136,6 @@ class PackNet(Strategy):
         return remove
 
     def _retrain(self, ctx: Context) -> None:
-        groups = ctx.optimizer.param_groups
-        lrs = [group["lr"] for group in groups]
-        for group in groups:
-            group["lr"] = group["lr"] * self.retrain_lr_factor
-        try:
+        with scaled_learning_rate(ctx.optimizer, self.retrain_lr_factor):
             ctx.fit(epochs=self.retrain_epochs, label="retrain")
-        finally:
-            for group, lr in zip(groups, lrs, strict=True):
-                group["lr"] = lr
 
