@@ -1,6 +1,6 @@
 """Run the continual-learning result tables of docs/results.md, resumably.
 
-    python bench/cl_results.py tune      # tune each baseline's main hyper-parameter (validation)
+    python bench/cl_results.py tune      # tune each method's main hyper-parameter (validation)
     python bench/cl_results.py run       # 3 seeds x settings x strategies, with tuned values
     python bench/cl_results.py table     # print the markdown tables from the run folders
 
@@ -50,7 +50,7 @@ FIXED: dict[str, dict[str, dict]] = {
     "permuted-fmnist-50/task": {"develop": {"keep": 0.05, "budget": 0.5, "keep_output": 0.5}},
 }
 
-# the main hyper-parameter of each baseline and the values tried
+# the main hyper-parameter of each method and the values tried (develop: its recovery rate)
 GRIDS: dict[str, tuple[str, list]] = {
     "ewc": ("lam", [100.0, 1000.0, 10000.0, 100000.0]),
     "online-ewc": ("lam", [100.0, 1000.0, 10000.0, 100000.0]),
@@ -58,6 +58,7 @@ GRIDS: dict[str, tuple[str, list]] = {
     "mas": ("lam", [0.1, 1.0, 10.0]),
     "lwf": ("alpha", [0.5, 1.0, 2.0]),
     "packnet": ("prune_ratio", [0.5, 0.75]),
+    "develop": ("recover_lr", [1.0, 3.0, 10.0]),
 }
 
 METRICS = ("acc", "bwt", "fwt", "forgetting", "learning_acc")
