@@ -38,16 +38,21 @@ DEFAULT_SETTINGS = ("split-fmnist/task", "permuted-fmnist-10/task", "fsdd-speake
                     "permuted-fmnist-50/task")
 
 
-def cpu_time(setting: str, strategy: str, seed: int) -> float:
+def cell(setting: str, strategy: str, seed: int) -> dict:
+    """``neurosculpt.run`` keywords of one cell: the tables' settings with the fixed (not the
+    tuned) strategy parameters."""
     params = cl_results.FIXED.get(setting, {}).get(strategy, {})
-    result = neurosculpt.run(**cl_results.run_args(setting, strategy, params, seed))
+    return cl_results.run_args(setting, strategy, params, seed)
+
+
+def cpu_time(setting: str, strategy: str, seed: int) -> float:
+    result = neurosculpt.run(**cell(setting, strategy, seed))
     return result.results["cpu_time_s"]
 
 
 def command(setting: str, strategy: str, seed: int, out: str) -> list[str]:
-    """The ``neurosculpt run`` command line of one cell (the arguments of ``run_args``)."""
-    params = cl_results.FIXED.get(setting, {}).get(strategy, {})
-    args = cl_results.run_args(setting, strategy, params, seed)
+    """The ``neurosculpt run`` command line of one cell."""
+    args = cell(setting, strategy, seed)
     line = ["neurosculpt", "run", "--out", out, "--no-progress", "--quiet"]
     flags = {"benchmark", "strategy", "model", "seed", "scenario", "tasks", "epochs",
              "batch_size", "samples_per_task", "test_samples_per_task", "threads"}

@@ -508,7 +508,7 @@ class Monitor(nn.Module):
             "step": ctx.step,
             "task": ctx.task_id,
             "by": self.source,
-            "loss": _round(float(ctx.loss.detach())),
+            "loss": _round(ctx.batch_loss),
             "plateau": self.plateau.plateau,
             "layers": layer_signals(ctx.model, self.stats, self.probe(ctx), self.tau,
                                     self.budget),

@@ -138,4 +138,3 @@ class PackNet(Strategy):
     def _retrain(self, ctx: Context) -> None:
         with scaled_learning_rate(ctx.optimizer, self.retrain_lr_factor):
             ctx.fit(epochs=self.retrain_epochs, label="retrain")
-
