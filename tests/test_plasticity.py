@@ -252,13 +252,37 @@ def test_cbp_renews_mature_units_at_the_given_rate_and_logs_signals(kind):
     assert all(0 < d["n"] <= math.ceil(0.02 * 16 * 60) for d in renewed)
     assert run.model.hidden_sizes() == [16, 16]
     snaps = run.tasks[0]["plasticity"]["signals"]
-    assert len(snaps) == 4  # steps 20, 40, 60 and the end of the task
+    assert len(snaps) == 3  # after steps 20 and 40, and the end of the task (which the one
+    # due after step 60, the task's last, would repeat)
     hidden = snaps[-1]["layers"][0]
     for key in ("dormant", "dead", "erank", "srank", "utility_mean", "weight_mag", "grad_norm",
                 "free_synapses", "free_units"):
         assert key in hidden
     assert ("firing_rate" in hidden) == (kind == "snn-mlp")
     assert ("silent" in hidden) == (kind == "snn-mlp")
+
+
+def test_logging_signals_never_changes_training():
+    """Snapshots are measurements: how often they run must not change the trained network, even
+    with a rate encoder drawing its spikes from the global random state."""
+    def trained(log_every: int) -> Learner:
+        bench = random_labels(2)
+        torch.manual_seed(0)
+        net = build_model({"kind": "snn-mlp", "hidden": (16, 16), "steps": 3,
+                           "encoder": "rate"}, bench.input_shape, bench.n_outputs)
+        run = Learner(net, bench, make_strategies("neuroplastic", {
+            "log_every": log_every, "replacement_rate": 0.05, "maturity": 5, "every": 1}),
+            TrainConfig(steps=30, batch_size=16, progress=False))
+        run.run()
+        return run
+
+    quiet, chatty = trained(0), trained(10)
+    a, b = quiet.model.state_dict(), chatty.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert quiet.tasks[-1]["plasticity"]["decisions"] == chatty.tasks[-1]["plasticity"]["decisions"]
+    steps = [(s["step"], s.get("end_of_task", False))
+             for s in chatty.tasks[1]["plasticity"]["signals"]]
+    assert steps == [(39, False), (49, False), (60, True)]  # none due after step 59, the last
 
 
 def test_plain_training_loses_rank_and_the_signals_show_it():
@@ -449,7 +473,7 @@ def test_results_json_keeps_signals_and_decisions_per_task(tmp_path):
     saved = neurosculpt.runs.read_results(tmp_path / "run")
     for task in saved["tasks"]:
         record = task["plasticity"]
-        assert len(record["signals"]) == 4 and record["decisions"]
+        assert len(record["signals"]) == 3 and record["decisions"]  # steps 10, 20, end
         assert {"step", "action", "layer", "n", "why"} <= set(record["decisions"][0])
     assert result.results["config"]["strategy_params"]["neuroplastic"]["check_every"] == 10
     total = sum(d["n"] for task in saved["tasks"] for d in task["plasticity"]["decisions"]

@@ -217,7 +217,7 @@ class Network(nn.Module):
                 for p in child.parameters()]
 
     def hidden_sizes(self) -> list[int]:
-        return [layer.n_out for layer in self.layers[:-1]]
+        return [layer.n_out for layer in list(self.layers)[:-1]]  # slicing a ModuleList copies it
 
     def _input_index(self, layer_index: int, neurons: Tensor) -> Tensor:
         """Input positions of the next layer fed by ``neurons`` of layer ``layer_index``."""

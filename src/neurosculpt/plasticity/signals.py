@@ -195,11 +195,11 @@ class UnitStats(nn.Module):
         """Fold one batch of hidden activity into the running averages, standing for ``steps``
         training steps. Hidden activity is non-negative (ReLU outputs or spikes), so |h| = h."""
         weight = 1.0 - self.decay ** steps
-        for i, h in enumerate(activity[: len(model.layers) - 1]):
-            if h.shape[2] != model.layers[i].n_out:
+        layers = list(model.layers)
+        for i, h in enumerate(activity[: len(layers) - 1]):
+            if h.shape[2] != layers[i].n_out:
                 continue  # recorded before another strategy resized the layer
-            a = h.detach()
-            a = a[0] if a.shape[0] == 1 else a.mean(0)
+            a = h[0] if h.shape[0] == 1 else h.mean(0)
             if a.dim() > 2:
                 a = a.flatten(2).mean(2)
             stats = self._buffers.get(f"stats{i}")
@@ -210,7 +210,7 @@ class UnitStats(nn.Module):
             if out is None or len(out) != a.shape[1] or self.updates % self.out_every == 0:
                 out = self._out[i] = outgoing_weight(model, i)
             act = a.mean(0)
-            contribution = (a - act).abs().mean(0) if self.centered else act
+            contribution = (a - act).abs_().mean(0) if self.centered else act
             new = torch.stack([act, torch.sign(a).mean(0), contribution * out])
             stats.lerp_(new, weight)
         self.steps += steps
@@ -357,13 +357,19 @@ def probe_inputs(split, n: int) -> Tensor:
 @torch.no_grad()
 def probe_activity(model: Network, x: Tensor) -> list[Tensor]:
     """Hidden activity on ``x`` (``[B, N]`` per layer, see :func:`unit_activity`), measured in
-    eval mode (no unit dropout)."""
-    was_recording, was_training = model.record_activity, model.training
+    eval mode (no unit dropout).
+
+    A pure measurement: the training batch's recorded activity, the mode and the global random
+    state (a rate encoder draws spikes) are as before, so logging more or less often never
+    changes training.
+    """
+    was_recording, was_training, recorded = model.record_activity, model.training, model.activity
     model.record_activity = True
     model.eval()
-    model(x)
+    with torch.random.fork_rng(devices=[]):
+        model(x)
     activity = [unit_activity(h) for h in model.activity]
-    model.record_activity = was_recording
+    model.record_activity, model.activity = was_recording, recorded
     model.train(was_training)
     return activity
 
@@ -432,6 +438,11 @@ class Monitor(nn.Module):
     every ``log_every`` steps (0: only at the end of each task) and cost one forward pass over
     ``probe`` inputs and one SVD per layer. The running statistics are updated from every
     ``every``-th batch (1: every step, as in Dohare et al.), gradient norms every ``grad_every``.
+
+    A periodic snapshot due after step ``s`` describes the network between steps ``s`` and
+    ``s + 1``: its step, loss and plateau flag are read at once, its layers are measured when the
+    next step's gradients exist (every hook of step ``s`` has run and no weight has moved yet).
+    A task that ends on a due step has only its end-of-task snapshot, which would repeat it.
     """
 
     def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 1000,
@@ -452,6 +463,7 @@ class Monitor(nn.Module):
         self.budget: list[int | None] | None = None
         self._probe_x: Tensor | None = None
         self._free: dict[int, Tensor] = {}
+        self._due: dict | None = None
 
     def free_units(self, model: Network, i: int) -> Tensor:
         """:func:`free_units`, cached: ownership only changes between tasks (consolidation), so
@@ -477,23 +489,28 @@ class Monitor(nn.Module):
         self.stats.sync(ctx.model)
         self.plateau.reset()
         self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
+        self._due = None
 
     def after_backward(self, ctx) -> None:
+        if self._due is not None:
+            self.snapshot(ctx, self._due)
+            self._due = None
         if self.grad_every and ctx.step % self.grad_every == 0:
             self.stats.update_gradients(ctx.model)
 
     def after_step(self, ctx) -> bool:
         """Update the running averages from this batch when due (return whether they were) and
-        log a snapshot when one is due."""
+        start a snapshot when one is due."""
         updated = ctx.step % self.every == 0 and bool(ctx.model.activity)
         if updated:
             self.stats.update(ctx.model, ctx.model.activity, self.every)
         self.plateau.update(ctx.batch_loss)
         if self.log_every and (ctx.step + 1) % self.log_every == 0:
-            self.snapshot(ctx)
+            self._due = self._entry(ctx)
         return updated
 
     def after_task(self, ctx) -> None:
+        self._due = None
         self.snapshot(ctx, end=True)
 
     def probe(self, ctx) -> list[Tensor] | None:
@@ -501,18 +518,17 @@ class Monitor(nn.Module):
             self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
         return probe_activity(ctx.model, self._probe_x) if self.probe_size else None
 
-    def snapshot(self, ctx, end: bool = False) -> dict:
-        """Measure every signal now and append it to the task's record."""
+    def _entry(self, ctx) -> dict:
+        return {"step": ctx.step, "task": ctx.task_id, "by": self.source,
+                "loss": _round(ctx.batch_loss), "plateau": self.plateau.plateau}
+
+    def snapshot(self, ctx, entry: dict | None = None, end: bool = False) -> dict:
+        """Measure every layer's signals now and append them, with ``entry`` (step, loss and
+        plateau flag; the current ones by default), to the task's record."""
         self.stats.sync(ctx.model)
-        entry = {
-            "step": ctx.step,
-            "task": ctx.task_id,
-            "by": self.source,
-            "loss": _round(ctx.batch_loss),
-            "plateau": self.plateau.plateau,
-            "layers": layer_signals(ctx.model, self.stats, self.probe(ctx), self.tau,
-                                    self.budget),
-        }
+        entry = self._entry(ctx) if entry is None else entry
+        entry["layers"] = layer_signals(ctx.model, self.stats, self.probe(ctx), self.tau,
+                                        self.budget)
         if end:
             entry["end_of_task"] = True
         plasticity_record(ctx)["signals"].append(entry)
