@@ -154,6 +154,7 @@ class UnitStats(nn.Module):
         if utility not in UTILITIES:
             raise ValueError(f"utility must be one of {UTILITIES}, got {utility!r}")
         self.decay = decay
+        self._decay = torch.tensor(decay, dtype=torch.float64)
         self.centered = utility == "centered"
         self.out_every = max(int(out_every), 1)
         self.steps = 0
@@ -236,13 +237,14 @@ class UnitStats(nn.Module):
     def corrected(self, name: str, i: int, units: Tensor | None = None) -> Tensor:
         """Bias-corrected running average ``x / (1 - decay^age)`` (zero for age 0), of every
         unit of layer ``i`` or of ``units``."""
-        age = self.age(i).double()
-        value = self._buffers[f"stats{i}"][self.ROWS[name]].double()
+        birth = self._buffers[f"birth{i}"]
+        value = self._buffers[f"stats{i}"][self.ROWS[name]]
         if units is not None:
-            age, value = age[units], value[units]
-        correction = 1.0 - torch.pow(torch.tensor(self.decay, dtype=torch.float64), age)
-        value = value / correction.clamp_min(1e-12)
-        return torch.where(age > 0, value, torch.zeros_like(value)).float()
+            birth, value = birth[units], value[units]
+        age = (self.steps - birth).double()
+        correction = 1.0 - torch.pow(self._decay, age)
+        value = value.double() / correction.clamp_min(1e-12)
+        return value.masked_fill_(age <= 0, 0.0).float()
 
     def utility(self, i: int, units: Tensor | None = None) -> Tensor:
         return self.corrected("util", i, units)
