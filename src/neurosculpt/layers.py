@@ -64,15 +64,17 @@ class PlasticLayer(nn.Module):
         self.training_task: int = 0
 
     def reset_weights(self, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
-        """Fresh He-uniform weights (and PyTorch-default biases) for the given rows/columns."""
-        fan_in = self.weight[0].numel()
+        """Fresh He-uniform weights (and PyTorch-default biases) for the given rows/columns
+        (index tensors)."""
+        shape = self.weight.shape
+        fan_in = math.prod(shape[1:])
         bound = weight_bound(fan_in)
         bias_bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         with torch.no_grad():
             if rows is not None:
-                self.weight[rows] = torch.empty_like(self.weight[rows]).uniform_(-bound, bound)
-                self.bias[rows] = torch.empty_like(self.bias[rows]).uniform_(-bias_bound,
-                                                                             bias_bound)
+                n = len(rows)
+                self.weight[rows] = self.weight.new_empty(n, *shape[1:]).uniform_(-bound, bound)
+                self.bias[rows] = self.bias.new_empty(n).uniform_(-bias_bound, bias_bound)
             if cols is not None:
                 fresh = torch.empty_like(self.weight[:, cols]).uniform_(-bound, bound)
                 self.weight[:, cols] = fresh
