@@ -36,7 +36,7 @@ import time
 import cl_results
 
 import neurosculpt
-from neurosculpt.cli import _params
+from neurosculpt.cli import parse_params
 from neurosculpt.runs import read_results
 
 STRATEGIES = ("naive", "dsd", "develop")
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="a develop parameter (repeatable)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    develop = _params(args.develop_param, "--develop-param")
+    develop = parse_params(args.develop_param, "--develop-param")
     if develop:
         print("develop with " + ", ".join(f"{k}={v}" for k, v in develop.items()))
     print("| setting | naive s | dsd s | develop s | develop / naive | develop / dsd | "

@@ -21,7 +21,7 @@ import time
 import torch
 
 from neurosculpt.benchmarks import make_benchmark
-from neurosculpt.cli import _params
+from neurosculpt.cli import parse_params
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.strategies import make_strategies
@@ -53,7 +53,7 @@ def train_time(spec: str, args: argparse.Namespace) -> tuple[float, float]:
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind=args.model, hidden=tuple(args.hidden)),
                         bench.input_shape, bench.n_outputs)
-    strategies = make_strategies(name, _params(params.split(";") if params else [], "spec"))
+    strategies = make_strategies(name, parse_params(params.split(";") if params else [], "spec"))
     learner = Learner(model, bench, strategies, TrainConfig(
         steps=args.steps, batch_size=args.batch_size, seed=0, progress=False,
         eval_scope="seen"))

@@ -23,7 +23,7 @@ import time
 import torch
 
 from neurosculpt.benchmarks import make_benchmark
-from neurosculpt.cli import _params
+from neurosculpt.cli import parse_params
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.strategies import make_strategies
@@ -33,11 +33,11 @@ def run_one(args: argparse.Namespace, seed: int) -> dict:
     bench = make_benchmark(args.benchmark, n_tasks=args.tasks, seed=seed,
                            scenario=args.scenario, samples_per_task=args.samples_per_task,
                            test_samples_per_task=args.test_samples_per_task)
-    model_params = {"hidden": tuple(args.hidden), **_params(args.model_param, "--model-param")}
+    model_params = {"hidden": tuple(args.hidden), **parse_params(args.model_param, "--model-param")}
     torch.manual_seed(seed)
     model = build_model(ModelConfig(kind=args.model, **model_params), bench.input_shape,
                         bench.n_outputs, sequence=bench.sequence)
-    strategies = make_strategies(args.strategy, _params(args.param, "--param"))
+    strategies = make_strategies(args.strategy, parse_params(args.param, "--param"))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
                          eval_scope="current" if args.new_task_only else "seen", progress=False,
                          reset_optimizer=not args.keep_optimizer)

@@ -25,8 +25,10 @@ def _value(text: str) -> object:
     return text
 
 
-def _params(pairs: Sequence[str], flag: str) -> dict:
-    """``["lam=100", "ewc.lam=5"]`` -> ``{"lam": 100, "ewc": {"lam": 5}}``."""
+def parse_params(pairs: Sequence[str], flag: str) -> dict:
+    """Repeated ``KEY=VALUE`` flags as keyword arguments; a dotted key addresses one part of a
+    combined strategy: ``["lam=100", "ewc.lam=5"]`` -> ``{"lam": 100, "ewc": {"lam": 5}}``.
+    Public so that the benchmarks under ``bench/`` read parameters as the CLI does."""
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
@@ -63,9 +65,9 @@ def _run_config(args: argparse.Namespace):
     if args.no_progress or args.quiet:
         values["progress"] = False
     values["strategy_params"] = {**values.get("strategy_params", {}),
-                                 **_params(args.param, "--param")}
+                                 **parse_params(args.param, "--param")}
     values["model_params"] = {**values.get("model_params", {}),
-                              **_params(args.model_param, "--model-param")}
+                              **parse_params(args.model_param, "--model-param")}
     return RunConfig.from_dict(values, source=source)
 
 
