@@ -125,6 +125,26 @@ def test_unit_stats_running_averages_utility_and_bias_correction():
     assert torch.allclose(stats.mean_activity(0)[1:], (raw / (1 - 0.9**4))[[2, 5]])
 
 
+def test_unit_stats_refresh_outgoing_weights_every_out_every_updates():
+    """The utility's sums of |outgoing weights| are cached for ``out_every`` updates: with 1
+    they follow every weight change (Dohare et al.), with 3 they catch up on the third update."""
+    h = [torch.ones(1, 2, 6), torch.ones(1, 2, 5)]
+    for out_every, catches_up_after in ((1, 1), (3, 3)):
+        net = mlp()
+        stats = UnitStats(decay=0.5, out_every=out_every)
+        stats.update(net, h)
+        with torch.no_grad():
+            net.layers[1].weight.mul_(2.0)
+        new = outgoing_weight(net, 0)
+        assert not torch.allclose(stats._out[0], new)
+        for update in range(1, 4):
+            before = stats.utility(0).clone()
+            stats.update(net, h)
+            moved = not torch.allclose(stats.utility(0), before)
+            assert moved == (update >= catches_up_after), (out_every, update)
+        assert torch.allclose(stats._out[0], new)
+
+
 def test_plateau_detector_flags_flat_loss_only():
     det = PlateauDetector(window=5, tol=0.01, patience=2)
     for step in range(40):

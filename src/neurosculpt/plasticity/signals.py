@@ -439,7 +439,8 @@ class Monitor(nn.Module):
     :meth:`after_task` from its hooks. Snapshots go into ``ctx.record["plasticity"]["signals"]``
     every ``log_every`` steps (0: only at the end of each task) and cost one forward pass over
     ``probe`` inputs and one SVD per layer. The running statistics are updated from every
-    ``every``-th batch (1: every step, as in Dohare et al.), gradient norms every ``grad_every``.
+    ``every``-th batch (1: every step, as in Dohare et al.), gradient norms every ``grad_every``,
+    the sums of outgoing weights in the utility every ``out_every`` updates.
 
     A periodic snapshot due after step ``s`` describes the network between steps ``s`` and
     ``s + 1``: its step, loss and plateau flag are read at once, its layers are measured when the
@@ -449,7 +450,7 @@ class Monitor(nn.Module):
 
     def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 1000,
                  probe: int = 256, every: int = 1, grad_every: int = 50,
-                 utility: str = "contribution", plateau_window: int = 100,
+                 utility: str = "contribution", out_every: int = 10, plateau_window: int = 100,
                  plateau_tol: float = 0.01, plateau_patience: int = 3) -> None:
         super().__init__()
         if every < 1 or grad_every < 0 or log_every < 0 or probe < 0:
@@ -460,7 +461,7 @@ class Monitor(nn.Module):
         self.log_every = log_every
         self.probe_size = probe
         self.grad_every = grad_every
-        self.stats = UnitStats(decay, utility=utility)
+        self.stats = UnitStats(decay, out_every=out_every, utility=utility)
         self.plateau = PlateauDetector(plateau_window, plateau_tol, plateau_patience)
         self.budget: list[int | None] | None = None
         self._probe_x: Tensor | None = None

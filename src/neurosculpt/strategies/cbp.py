@@ -23,25 +23,28 @@ class ContinualBackprop(MonitoredStrategy):
 
     ``replacement_rate`` defaults to 1e-3 (the paper's networks used 1e-4 to 1e-6; on the
     random-label digits protocol 1e-3 keeps plasticity and 1e-4 does not, see
-    ``docs/plasticity.md``).
+    ``docs/plasticity.md``). ``out_every=1`` recomputes the utility's sums of outgoing weights
+    after every step, exactly as in the paper (the default, 10, is cheaper; see
+    :class:`~neurosculpt.plasticity.signals.UnitStats`).
     """
 
     name = "cbp"
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
                  utility: str = "contribution", bias_correction: bool = True,
-                 optimizer_reset: str = "first", every: int = 1, tau: float = 0.1,
-                 log_every: int = 1000, probe: int = 256) -> None:
+                 optimizer_reset: str = "first", every: int = 1, out_every: int = 10,
+                 tau: float = 0.1, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
         self.hparams = {"replacement_rate": replacement_rate, "maturity": maturity,
                         "decay": decay, "utility": utility, "bias_correction": bias_correction,
-                        "optimizer_reset": optimizer_reset, "every": every, "tau": tau,
+                        "optimizer_reset": optimizer_reset, "every": every,
+                        "out_every": out_every, "tau": tau,
                         "log_every": log_every, "probe": probe}
         self.replacement_rate = replacement_rate
         self.bias_correction = bias_correction
         self.optimizer_reset = optimizer_reset
         self.monitor = Monitor(self.name, tau=tau, decay=decay, log_every=log_every, probe=probe,
-                               every=every, utility=utility)
+                               every=every, utility=utility, out_every=out_every)
         self.renewal = Renewal(replacement_rate, maturity)
         self.replaced: list[int] = []
 
