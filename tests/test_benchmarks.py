@@ -200,3 +200,31 @@ def test_fsdd_digits_is_a_sequence_class_split():
     assert len(bench) == 5 and bench.sequence
     assert bench.tasks[0].train.x.shape[1:] == bench.input_shape
     assert torch.isfinite(bench.tasks[0].train.x).all()
+
+
+@pytest.mark.parametrize("name", ["split-digits", "permuted-digits", "random-label-digits",
+                                  "permuted-label-digits"])
+def test_sequence_presents_images_as_rows(name):
+    """``sequence=True``: an 8 x 8 digit is 8 row tokens of 8 features, the same pixels."""
+    flat = make_benchmark(name, n_tasks=5, samples_per_task=30, test_samples_per_task=20)
+    rows = make_benchmark(name, n_tasks=5, samples_per_task=30, test_samples_per_task=20,
+                          sequence=True)
+    assert rows.sequence and not flat.sequence
+    assert rows.input_shape == (8, 8) and flat.input_shape == (1, 8, 8)
+    index = torch.arange(10)
+    for a, b in zip(flat.tasks, rows.tasks, strict=True):
+        (x, y), (xs, ys) = a.train.get(index), b.train.get(index)
+        assert xs.shape == (10, 8, 8)
+        assert torch.equal(xs, x.view(10, 8, 8)) and torch.equal(ys, y)
+        assert torch.equal(b.test.get(index)[0], a.test.get(index)[0].view(10, 8, 8))
+
+
+def test_image_rows_puts_channels_side_by_side():
+    from neurosculpt.benchmarks import image_rows
+
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float).view(2, 3, 4, 5)
+    rows = image_rows(x)
+    assert rows.shape == (2, 4, 15)
+    assert torch.equal(rows[1, 2], torch.cat([x[1, c, 2] for c in range(3)]))
+    with pytest.raises(ValueError, match=r"needs images \[N, C, H, W\], got shape \(2, 60\)"):
+        image_rows(x.view(2, 60))

@@ -196,3 +196,14 @@ def test_parameters_for_a_strategy_not_in_the_spec_are_named():
 
     with pytest.raises(ValueError, match=r"\['ewc'\].*does not include"):
         make_strategies("online-ewc", {"ewc": {"lam": 1.0}})
+
+
+def test_run_sequence_feeds_image_rows_to_the_model(tmp_path, capsys):
+    """``--sequence``: the spiking MLP reads a digit one 8-pixel row per time step."""
+    out = tmp_path / "rows"
+    assert main(["run", *TINY[2:], "-b", "permuted-label-digits", "--tasks", "2", "-m",
+                 "snn-mlp", "--sequence", "--quiet", "--out", str(out)]) == 0
+    results = read_results(out)
+    assert results["config"]["sequence"] is True
+    assert results["benchmark"]["input_shape"] == [8, 8]
+    assert len(results["accuracy_matrix"]) == 2

@@ -237,9 +237,10 @@ def from_dataset(train: torch.utils.data.Dataset, test: torch.utils.data.Dataset
 # --- named benchmarks --------------------------------------------------------------------------
 
 
-def _raw(base: str, data_root: str | None, validation: bool, seed: int
+def _raw(base: str, data_root: str | None, validation: bool, seed: int, rows: bool = False
          ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], bool, dict]:
-    """Train/test tensors of a base data set; ``validation`` swaps test for a held-out 10%."""
+    """Train/test tensors of a base data set; ``validation`` swaps test for a held-out 10%;
+    ``rows`` presents images as sequences of their rows (:func:`image_rows`)."""
     from . import data
 
     sequence, meta = False, {}
@@ -260,6 +261,8 @@ def _raw(base: str, data_root: str | None, validation: bool, seed: int
         raise ValueError(f"unknown base data set {base!r}")
     if base != "fsdd":
         tr, te = (train.x, train.y), (test.x, test.y)
+        if rows:
+            tr, te, sequence = (image_rows(tr[0]), tr[1]), (image_rows(te[0]), te[1]), True
     if validation:
         gen = torch.Generator().manual_seed(10_000 + seed)
         keep, held = _stratified_holdout(tr[1], 0.1, gen)
@@ -267,6 +270,17 @@ def _raw(base: str, data_root: str | None, validation: bool, seed: int
         tr = (tr[0][keep], tr[1][keep])
         meta = {k: (v[0][keep], v[0][held]) for k, v in meta.items()}
     return tr, te, sequence, meta
+
+
+def image_rows(x: Tensor) -> Tensor:
+    """Images ``[N, C, H, W]`` as sequences ``[N, H, C * W]``: one token (or time step) per row,
+    the form in which sequence models read images (row-by-row "sequential" MNIST, Le et al.
+    2015; Fashion-MNIST: 28 tokens of 28 features)."""
+    if x.dim() != 4:
+        raise ValueError(f"sequence presentation needs images [N, C, H, W], got shape "
+                         f"{tuple(x.shape)}")
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 1, 3).reshape(n, h, c * w)
 
 
 def _fsdd_features(split, norm: tuple[Tensor, Tensor] | None = None):
@@ -288,8 +302,8 @@ DEFAULT_SCENARIO = {"split": "task", "permuted": "task", "fsdd-speakers": "domai
 
 def _split_benchmark(name: str, base: str, n_tasks: int | None, scenario: str, seed: int,
                      data_root: str | None, validation: bool, samples_per_task: int | None,
-                     test_samples_per_task: int | None) -> Benchmark:
-    tr, te, sequence, _ = _raw(base, data_root, validation, seed)
+                     test_samples_per_task: int | None, rows: bool) -> Benchmark:
+    tr, te, sequence, _ = _raw(base, data_root, validation, seed, rows)
     labels = torch.unique(tr[1])
     order = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
     n_tasks = n_tasks or 5
@@ -303,8 +317,8 @@ def _split_benchmark(name: str, base: str, n_tasks: int | None, scenario: str, s
 
 def _shared_benchmark(name: str, kind: str, base: str, n_tasks: int, scenario: str, seed: int,
                       data_root: str | None, validation: bool, samples_per_task: int | None,
-                      test_samples_per_task: int | None) -> Benchmark:
-    tr, te, sequence, meta = _raw(base, data_root, validation, seed)
+                      test_samples_per_task: int | None, rows: bool) -> Benchmark:
+    tr, te, sequence, meta = _raw(base, data_root, validation, seed, rows)
     gen = torch.Generator().manual_seed(seed)
     n_classes = int(tr[1].max()) + 1
     n_features = tr[0][0].numel()
@@ -379,17 +393,21 @@ def make_benchmark(
     name: str, *, n_tasks: int | None = None, scenario: str | None = None, seed: int = 0,
     data_root: str | None = None, validation: bool = False,
     samples_per_task: int | None = None, test_samples_per_task: int | None = None,
+    sequence: bool = False,
 ) -> Benchmark:
     """Build a named benchmark (see :data:`BENCHMARKS`), seeded for class order/permutations.
 
     ``validation=True`` replaces each test set with 10% held out from the training data, for
-    tuning hyper-parameters without touching the test set.
+    tuning hyper-parameters without touching the test set. ``sequence=True`` presents images
+    as sequences of rows (``[H, C * W]``: 28 tokens of 28 features for Fashion-MNIST), for
+    transformers and recurrent or spiking networks that read one row per step; streams of
+    spoken digits are sequences already.
     """
     kind, base = _parse(name)
     scenario = scenario or DEFAULT_SCENARIO.get(kind, "task")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
-    args = (seed, data_root, validation, samples_per_task, test_samples_per_task)
+    args = (seed, data_root, validation, samples_per_task, test_samples_per_task, sequence)
     if kind == "split":
         return _split_benchmark(name, base, n_tasks, scenario, *args)
     return _shared_benchmark(name, kind, base, n_tasks or DEFAULT_TASKS[kind], scenario, *args)

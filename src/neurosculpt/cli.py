@@ -60,6 +60,8 @@ def _run_config(args: argparse.Namespace):
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.validation:
         values["validation"] = True
+    if args.sequence:
+        values["sequence"] = True
     if args.keep_checkpoints:
         values["keep_checkpoints"] = True
     if args.no_progress or args.quiet:
@@ -159,6 +161,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-samples-per-task", type=int, help="cap on test samples per task")
     p.add_argument("--validation", action="store_true",
                    help="evaluate on 10%% held out from training data (for tuning)")
+    p.add_argument("--sequence", action="store_true",
+                   help="present images as sequences of rows (Fashion-MNIST: 28 tokens of 28 "
+                        "features), for transformers and networks that read one row per step")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the checkpoint of every task (default: only the latest)")

@@ -56,6 +56,7 @@ class RunConfig(TrainConfig):
     samples_per_task: int | None = None
     test_samples_per_task: int | None = None
     validation: bool = False
+    sequence: bool = False
     threads: int | None = None
     keep_checkpoints: bool = False
     model_params: dict = field(default_factory=dict)
@@ -244,7 +245,7 @@ class Run:
             config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
             data_root=config.data_root, validation=config.validation,
             samples_per_task=config.samples_per_task,
-            test_samples_per_task=config.test_samples_per_task,
+            test_samples_per_task=config.test_samples_per_task, sequence=config.sequence,
         )
         self.model_config = config.model_config()
         self.strategies = make_strategies(config.strategy, config.strategy_params)
