@@ -1,0 +1,710 @@
+"""Turn a user's ``nn.Module`` into a network the strategies can grow, prune and consolidate.
+
+:func:`adapt` keeps the module and its weights and
+
+1. swaps every ``nn.Linear`` / ``nn.Conv2d`` it is told to (default: all) for a
+   :class:`~neurosculpt.layers.PlasticLinear` / :class:`~neurosculpt.layers.PlasticConv2d`
+   holding the same weights, so synapse masks, owners and frozen synapses (task masks) work;
+2. finds which plastic layers' output units feed which layers' inputs, as **unit groups**: the
+   units of one group are grown, removed and reinitialised together, in every layer that
+   produces them (several when their outputs are added, as in a residual sum), in every
+   per-unit module after them (BatchNorm / LayerNorm: parameters and running statistics), and
+   in every layer that reads them (for a flatten between a convolution and a linear layer, all
+   ``H * W`` inputs of a channel);
+3. taps the output of the nonlinearity (ReLU, GELU, a spiking neuron) that follows each group,
+   with forward hooks, so the plasticity signals, importance scores and ``develop`` see unit
+   activity (``record_activity`` / ``activity``, as :class:`~neurosculpt.models.Network`).
+
+How the graph is found: ``torch.fx`` traces the module (loops over time steps unroll; stateful
+neurons such as ``snntorch.Leaky`` and every module without submodules are kept whole as leaves)
+and the adapter follows each plastic layer's output through unit-preserving operations. When a
+module cannot be traced (data-dependent control flow), ``chain=[...]`` declares the order of
+layers and the modules after them instead.
+
+Why not torch-pruning's DepGraph (Fang et al. 2023): it finds exactly these coupled groups, but
+it prunes by editing ``nn.Linear``/``nn.Conv2d`` in place and knows nothing of per-synapse
+masks, owners, frozen values, growth or optimizer state, so every operation would still have to
+be redone on plastic layers; it also traces through ``torch.jit``-style autograd graphs, which
+breaks on stateful spiking neurons (their state is a buffer reassigned each step). What the
+adapter needs from the graph is small (which layers read which units, and what sits between),
+and ``torch.fx`` gives it with no new dependency.
+
+Units of a group become **fixed** (still plastic synapses, but no growth or removal) when
+changing them would change something the adapter does not own: the group's output is added to
+something other than plastic layers (e.g. the input or a plain ``nn.Linear``), or is read by a
+layer left as a plain ``nn.Linear``. The layer whose units are the network's output is the
+output layer: its rows are the task heads. Everything else the adapter cannot follow raises
+:class:`AdapterError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+
+from . import layers as L
+
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
+                nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+ACTIVATION_FUNCTIONS = {torch.relu, F.relu, F.gelu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh,
+                        F.silu, F.elu, F.leaky_relu, torch.nn.functional.relu6}
+PASS_FUNCTIONS = {F.dropout, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
+                  F.adaptive_max_pool2d, torch.stack}
+ADDS = {operator.add, torch.add, operator.iadd}
+SCALE = {operator.mul, operator.truediv, torch.mul, operator.neg}
+
+
+class AdapterError(ValueError):
+    """A module the adapter cannot turn into a plastic network (the message says which, why)."""
+
+
+@dataclass
+class UnitGroup:
+    """Units grown, removed and reinitialised together.
+
+    ``producers``: plastic layers whose output rows are these units (several when their outputs
+    are summed); ``followers``: per-unit modules after them (norms); ``consumers``: plastic
+    layers reading the units, with the number of consecutive inputs each unit feeds (``H * W``
+    after a flatten, else 1); ``tap``: the module whose output is the units' activity;
+    ``activation``: a function applied to the tapped output (functional nonlinearities);
+    ``fixed``: why these units may not grow or shrink (empty: they may).
+    """
+
+    producers: list[str]
+    followers: list[str] = field(default_factory=list)
+    consumers: dict[str, int] = field(default_factory=dict)
+    tap: str | None = None
+    activation: Callable[[Tensor], Tensor] | None = None
+    fixed: str = ""
+
+
+# --- swapping layers ---------------------------------------------------------------------------
+
+
+def _matches(name: str, patterns: Sequence[str] | None) -> bool:
+    return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def to_plastic(module: nn.Linear | nn.Conv2d) -> L.PlasticLayer:
+    """A plastic layer holding ``module``'s weights (a zero bias when it had none)."""
+    if isinstance(module, nn.Linear):
+        layer: L.PlasticLayer = L.PlasticLinear(module.in_features, module.out_features)
+    else:
+        k, s, p = module.kernel_size, module.stride, module.padding
+        if (module.groups != 1 or module.dilation != (1, 1) or k[0] != k[1] or s[0] != s[1]
+                or isinstance(p, str) or p[0] != p[1] or module.padding_mode != "zeros"):
+            raise AdapterError(
+                f"Conv2d {module} is not supported: plastic convolutions are square, ungrouped, "
+                "undilated, zero-padded")
+        layer = L.PlasticConv2d(module.in_channels, module.out_channels, k[0], p[0], stride=s[0])
+    with torch.no_grad():
+        layer.weight.copy_(module.weight)
+        layer.bias.copy_(module.bias if module.bias is not None else torch.zeros(layer.n_out))
+    return layer.to(module.weight.device)
+
+
+def swap_layers(module: nn.Module, plastic: Sequence[str] | None = None) -> list[str]:
+    """Replace the ``nn.Linear`` / ``nn.Conv2d`` submodules whose names match ``plastic``
+    (glob patterns; ``None``: all) by plastic layers with the same weights; return their names
+    in registration order."""
+    names = []
+    for name, sub in list(module.named_modules()):
+        if type(sub) in (nn.Linear, nn.Conv2d) and _matches(name, plastic):
+            parent_name, _, attr = name.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            setattr(parent, attr, to_plastic(sub))
+            names.append(name)
+    if not names:
+        raise AdapterError(f"{type(module).__name__} has no nn.Linear or nn.Conv2d layer"
+                           + (f" matching {list(plastic)}" if plastic is not None else ""))
+    return names
+
+
+# --- finding the graph -------------------------------------------------------------------------
+
+
+class _Tracer(fx.Tracer):
+    """Keep plastic layers, torch.nn modules and every module without submodules whole."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, L.PlasticLayer) or next(m.children(), None) is None or \
+            super().is_leaf_module(m, qualname)
+
+
+def trace(module: nn.Module) -> fx.Graph:
+    """The ``torch.fx`` graph of ``module`` (an :class:`AdapterError` when it cannot be
+    traced, naming the reason and the ``chain`` alternative)."""
+    try:
+        return _Tracer().trace(module)
+    except Exception as err:  # fx raises many kinds: control flow, unsupported ops
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AdapterError(
+            f"{type(module).__name__} cannot be traced by torch.fx ({reason}); declare its "
+            "layers in order with chain=[...]") from err
+
+
+@dataclass
+class _Reach:
+    """What one plastic layer's output units reach."""
+
+    consumers: set[str] = field(default_factory=set)
+    followers: list[str] = field(default_factory=list)
+    tap: str | None = None
+    activation: Callable | None = None
+    added: set[str] = field(default_factory=set)
+    fixed: str = ""
+    output: bool = False
+
+
+def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plastic: set[str],
+            reach: _Reach, name: str) -> None:
+    """Walk forward from ``start`` (an output of layer ``name``) through unit-preserving
+    operations, filling ``reach``."""
+    seen: set[fx.Node] = set()
+    stack = [(start, True)]  # (node, still before the first nonlinearity)
+    while stack:
+        node, before = stack.pop()
+        for user in list(node.users):
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.op == "output":
+                reach.output = True
+                continue
+            if user.op == "call_module":
+                target = str(user.target)
+                sub = modules[target]
+                if user.args[0] is not node:  # state passed back into a neuron (membrane)
+                    continue
+                if target in plastic:
+                    reach.consumers.add(target)
+                    continue
+                if isinstance(sub, (nn.Linear, nn.Conv2d)):
+                    reach.fixed = reach.fixed or f"{target}, not plastic, reads its units"
+                    continue
+                if isinstance(sub, NORMS):
+                    if before and target not in reach.followers:
+                        reach.followers.append(target)
+                    stack.append((user, before))
+                    continue
+                if isinstance(sub, (nn.Flatten, *PASS_MODULES)):
+                    stack.append((user, before))
+                    continue
+                if before and reach.tap is None:
+                    reach.tap = target
+                stack.append((user, False))
+                continue
+            if user.op == "call_function":
+                fn = user.target
+                if fn is operator.getitem and isinstance(user.args[1], int):
+                    stack.append((user, before))  # (spikes, membrane) of a neuron
+                    continue
+                if fn in ACTIVATION_FUNCTIONS:
+                    if before and reach.tap is None:
+                        reach.activation = fn
+                    stack.append((user, False))
+                    continue
+                if fn in ADDS:
+                    others = [a for a in user.args if isinstance(a, fx.Node) and a is not node]
+                    for other in others:
+                        sources = _plastic_sources(other, modules, plastic)
+                        if sources is None:
+                            reach.fixed = reach.fixed or (
+                                f"its output is added to {other.name}, which no plastic layer "
+                                "produces")
+                        else:
+                            reach.added |= sources
+                    stack.append((user, before))
+                    continue
+                if fn in SCALE and sum(isinstance(a, fx.Node) for a in user.args) == 1:
+                    stack.append((user, before))
+                    continue
+                if fn in PASS_FUNCTIONS or fn in (torch.flatten, torch.sum, torch.mean):
+                    stack.append((user, before))
+                    continue
+                raise AdapterError(f"cannot follow the units of layer {name!r} through "
+                                   f"{getattr(fn, '__name__', fn)} (node {user.name}); declare "
+                                   f"it fixed=[{name!r}] or keep it a plain nn.Linear")
+            if user.op == "call_method":
+                if user.target in ("flatten", "view", "reshape", "mean", "sum", "unsqueeze",
+                                   "contiguous", "relu", "sigmoid", "tanh", "float"):
+                    if user.target in ("relu", "sigmoid", "tanh") and before and reach.tap is None:
+                        reach.activation = getattr(torch, str(user.target))
+                        stack.append((user, False))
+                    else:
+                        stack.append((user, before))
+                    continue
+                if user.target in ("size", "dim"):
+                    continue
+                raise AdapterError(f"cannot follow the units of layer {name!r} through "
+                                   f".{user.target}() (node {user.name}); declare it "
+                                   f"fixed=[{name!r}] or keep it a plain nn.Linear")
+            raise AdapterError(f"cannot follow the units of layer {name!r} through {user.op} "
+                               f"{user.target} (node {user.name})")
+
+
+def _plastic_sources(node: fx.Node, modules: dict[str, nn.Module],
+                     plastic: set[str]) -> set[str] | None:
+    """Plastic layers whose units a residual operand carries unchanged (``None``: it carries
+    something else, e.g. the network's input)."""
+    seen: set[fx.Node] = set()
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_module" and str(n.target) in plastic:
+            found.add(str(n.target))
+            continue
+        if n.op == "call_module" and isinstance(modules[str(n.target)], (nn.Linear, nn.Conv2d)):
+            return None
+        if n.op in ("placeholder", "get_attr"):
+            return None
+        if n.op == "call_function" and n.target in ADDS:
+            stack.extend(a for a in n.args if isinstance(a, fx.Node))
+            continue
+        if n.args and isinstance(n.args[0], fx.Node):
+            stack.append(n.args[0])
+        else:
+            return None
+    return found
+
+
+def _layer_width(layer: nn.Module) -> int:
+    return int(layer.weight.shape[0])
+
+
+def _union_groups(order: list[str], reaches: dict[str, _Reach]) -> list[list[str]]:
+    """Producers whose outputs are summed share units: connected components of ``added``."""
+    parent = {n: n for n in order}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for name in order:
+        for other in reaches[name].added:
+            parent[root(other)] = root(name)
+    components: dict[str, list[str]] = {}
+    for name in order:
+        components.setdefault(root(name), []).append(name)
+    return list(components.values())
+
+
+def traced_groups(module: nn.Module, plastic: Sequence[str],
+                  fixed: Sequence[str] = ()) -> tuple[list[UnitGroup], list[str]]:
+    """Unit groups of ``module`` (plastic layers swapped in already) found with ``torch.fx``,
+    and the plastic layers in the order the forward pass first calls them (output last)."""
+    graph = trace(module)
+    modules = dict(module.named_modules())
+    names = set(plastic)
+    reaches: dict[str, _Reach] = {}
+    order: list[str] = []
+    for node in graph.nodes:
+        if node.op == "call_module" and str(node.target) in names:
+            name = str(node.target)
+            if name not in reaches:
+                reaches[name] = _Reach()
+                order.append(name)
+            _follow(graph, modules, node, names, reaches[name], name)
+    unused = sorted(names - set(order))
+    if unused:
+        raise AdapterError(f"layer(s) {unused} are never called by {type(module).__name__}."
+                           "forward; leave them out of plastic=[...]")
+    outputs = [n for n in order if reaches[n].output]
+    if len(outputs) != 1 or not isinstance(modules[outputs[0]], L.PlasticLinear):
+        found = ", ".join(outputs) or "none"
+        raise AdapterError(f"{type(module).__name__}: the network's output must come from one "
+                           f"plastic nn.Linear (the task heads); found {found}")
+    out = outputs[0]
+    if reaches[out].consumers or reaches[out].added:
+        raise AdapterError(f"output layer {out!r} also feeds other layers; its units are the "
+                           "task heads and must only be the network's output")
+    taps: dict[str, int] = {}
+    for name in order:
+        if reaches[name].tap is not None:
+            taps[reaches[name].tap] = taps.get(reaches[name].tap, 0) + 1
+    groups = []
+    for producers in _union_groups([n for n in order if n != out], reaches):
+        groups.append(_group(producers, reaches, modules, taps, fixed))
+    return groups, [n for n in order if n != out] + [out]
+
+
+def _group(producers: list[str], reaches: dict[str, _Reach], modules: dict[str, nn.Module],
+           taps: dict[str, int], fixed: Sequence[str]) -> UnitGroup:
+    rs = [reaches[p] for p in producers]
+    widths = {_layer_width(modules[p]) for p in producers}
+    if len(widths) != 1:
+        raise AdapterError(f"layers {producers} are summed but have different widths {widths}")
+    units = widths.pop()
+    group = UnitGroup(producers=list(producers))
+    for r in rs:
+        group.followers += [f for f in r.followers if f not in group.followers]
+        for c in sorted(r.consumers):
+            group.consumers[c] = 0
+        group.fixed = group.fixed or r.fixed
+    declared = [p for p in producers if _matches(p, fixed)] if fixed else []
+    if declared:
+        group.fixed = group.fixed or f"declared fixed ({', '.join(declared)})"
+    if not group.consumers:
+        group.fixed = group.fixed or "no plastic layer reads its units"
+    for c in group.consumers:
+        n_in = modules[c].weight.shape[1]
+        if n_in % units:
+            raise AdapterError(f"layer {c!r} reads {n_in} inputs from the {units} units of "
+                               f"{producers}: not a whole number per unit")
+        group.consumers[c] = n_in // units
+    for f in group.followers:
+        norm = modules[f]
+        if isinstance(norm, nn.LayerNorm) and tuple(norm.normalized_shape) != (units,):
+            raise AdapterError(f"LayerNorm {f!r} normalises {tuple(norm.normalized_shape)}, "
+                               f"not the {units} units of {producers}")
+    tapped = next((r for r in rs if r.tap is not None), None)
+    if tapped is not None and taps[tapped.tap] == 1:
+        group.tap = tapped.tap
+        _check_neuron(tapped.tap, modules[tapped.tap], units)
+    else:
+        # a shared stateless module (one nn.ReLU used everywhere) or a functional nonlinearity:
+        # tap the last per-unit module before it and apply the nonlinearity there
+        group.tap = group.followers[-1] if group.followers else producers[-1]
+        if tapped is not None:
+            group.activation = modules[tapped.tap]
+        else:
+            group.activation = next((r.activation for r in rs if r.activation is not None), None)
+    return group
+
+
+def _check_neuron(name: str, module: nn.Module, units: int) -> None:
+    """A tapped neuron with per-unit parameters would need resizing too (not supported yet)."""
+    for key, value in [*module.named_parameters(), *module.named_buffers()]:
+        if value.dim() >= 1 and value.shape[0] == units and value.numel() > 1:
+            raise AdapterError(f"{name}.{key} holds one value per unit; per-unit neuron "
+                               "parameters are not resized by the adapter yet")
+
+
+def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGroup], list[str]]:
+    """Unit groups from a declared chain of module names: each plastic layer, then optionally
+    its norm and its nonlinearity / neuron; the next plastic layer reads its units."""
+    groups: list[UnitGroup] = []
+    layers: list[str] = []
+    for name in chain:
+        try:
+            sub = module.get_submodule(name)
+        except AttributeError:
+            raise AdapterError(f"chain names {name!r}, which {type(module).__name__} does not "
+                               "have") from None
+        if isinstance(sub, L.PlasticLayer):
+            if groups:
+                groups[-1].consumers[name] = 0
+            layers.append(name)
+            groups.append(UnitGroup(producers=[name]))
+        elif not groups:
+            raise AdapterError(f"chain must start with an nn.Linear or nn.Conv2d, not {name!r}")
+        elif isinstance(sub, NORMS):
+            groups[-1].followers.append(name)
+        elif groups[-1].tap is None:
+            groups[-1].tap = name
+    if len(layers) < 2:
+        raise AdapterError("chain must name at least two layers (a hidden and the output one)")
+    if not isinstance(module.get_submodule(layers[-1]), L.PlasticLinear):
+        raise AdapterError(f"the chain's last layer {layers[-1]!r} must be an nn.Linear (the "
+                           "task heads)")
+    groups.pop()  # the output layer
+    for group, nxt in zip(groups, layers[1:], strict=True):
+        units = _layer_width(module.get_submodule(group.producers[0]))
+        n_in = module.get_submodule(nxt).weight.shape[1]
+        if n_in % units:
+            raise AdapterError(f"chain: {nxt!r} reads {n_in} inputs after the {units} units "
+                               f"of {group.producers[0]!r}")
+        group.consumers[nxt] = n_in // units
+        if group.tap is None:
+            raise AdapterError(f"chain: name the nonlinearity or neuron module after "
+                               f"{group.producers[0]!r} (its units' activity)")
+        _check_neuron(group.tap, module.get_submodule(group.tap), units)
+    return groups, layers
+
+
+# --- the adapted network -----------------------------------------------------------------------
+
+
+@dataclass
+class AdaptedConfig:
+    """What strategies read from a model's config: the built widths and whether it spikes."""
+
+    kind: str
+    spiking: bool
+    hidden: tuple[int, ...]
+    channels: tuple[int, ...] = ()
+    conv: bool = False
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "spiking": self.spiking, "hidden": list(self.hidden)}
+
+
+def _resize_norm(norm: nn.Module, size: int, old_index: Tensor, new_index: Tensor,
+                 optimizer: torch.optim.Optimizer | None) -> None:
+    """Give a BatchNorm / LayerNorm ``size`` units, moving entries ``old_index`` to
+    ``new_index``; new units start as the module's own init (scale 1, shift 0, mean 0, var 1)."""
+    for name, fill in (("weight", 1.0), ("bias", 0.0)):
+        param = getattr(norm, name, None)
+        if param is None:
+            continue
+        data = torch.full((size,), fill, dtype=param.dtype, device=param.device)
+        data[new_index] = param.detach()[old_index]
+        L.replace_parameter(norm, name, data, optimizer, 0, old_index, new_index)
+    for name, fill in (("running_mean", 0.0), ("running_var", 1.0)):
+        buf = getattr(norm, name, None)
+        if buf is None:
+            continue
+        data = torch.full((size,), fill, dtype=buf.dtype, device=buf.device)
+        data[new_index] = buf[old_index]
+        setattr(norm, name, data)
+    _sync_norm(norm, size)
+
+
+def _sync_norm(norm: nn.Module, size: int) -> None:
+    if isinstance(norm, nn.LayerNorm):
+        norm.normalized_shape = (size,)
+    else:
+        norm.num_features = size
+
+
+class AdaptedNetwork(nn.Module):
+    """A user's module with plastic layers, unit groups and activity taps (see the module
+    docstring). ``net`` is the user's module; its forward pass is unchanged."""
+
+    def __init__(self, net: nn.Module, groups: list[UnitGroup], layers: list[str],
+                 input_shape: Sequence[int], spiking: bool | None = None,
+                 kind: str = "adapted") -> None:
+        super().__init__()
+        self.net = net
+        self.groups = groups
+        self.layer_names = list(layers)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.sequence = False
+        self.record_activity = False
+        self.activity: list[Tensor] = []
+        self.resizes: list = []
+        self._records: list[list[Tensor]] | None = None
+        self._batch = 0
+        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
+        for g, group in enumerate(groups):
+            net.get_submodule(group.tap).register_forward_hook(self._tap_hook(g))
+        if spiking is None:
+            spiking = self._probe_spiking()
+        self.config = AdaptedConfig(kind=kind, spiking=spiking,
+                                    hidden=tuple(self.group_sizes()))
+
+    # --- activity taps --------------------------------------------------------------------------
+    def _tap_hook(self, g: int):
+        def hook(module: nn.Module, args: tuple, out: object) -> None:
+            if self._records is None:
+                return
+            h = out[0] if isinstance(out, (tuple, list)) else out
+            activation = self.groups[g].activation
+            if activation is not None:
+                h = activation(h)
+            self._records[g].append(self._time_major(h, g))
+        return hook
+
+    def _time_major(self, h: Tensor, g: int) -> Tensor:
+        """``[T, B, units, ...]`` from one call's output: images ``[B, C, H, W]``, vectors
+        ``[B, n]``, sequences ``[B, L, n]`` (tokens count as time steps), or already time-major
+        ``[T, B, ...]``."""
+        batch = self._batch
+        conv = isinstance(self.layer(self.groups[g].producers[0]), L.PlasticConv2d)
+        if conv:
+            return h.unsqueeze(0) if h.dim() == 4 else h
+        if h.dim() == 2:
+            return h.unsqueeze(0)
+        if h.shape[0] == batch:
+            return h.reshape(batch, -1, h.shape[-1]).transpose(0, 1)
+        return h.reshape(-1, batch, h.shape[-1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._batch = x.shape[0]
+        self._records = [[] for _ in self.groups] if self.record_activity else None
+        try:
+            out = self.net(x)
+        finally:
+            records, self._records = self._records, None
+        if records is not None:
+            self.activity = [torch.cat(r, 0) for r in records]
+        return out
+
+    @torch.no_grad()
+    def _probe_spiking(self) -> bool:
+        """Spiking when every tapped population emits only 0 and 1 on a random input."""
+        was_training, self.record_activity = self.training, True
+        self.eval()
+        try:
+            self(torch.rand(2, *self.input_shape, device=self.current_task.device))
+        finally:
+            self.record_activity = False
+            self.train(was_training)
+        activity, self.activity = self.activity, []
+        return bool(activity) and all(bool(((a == 0) | (a == 1)).all()) for a in activity)
+
+    # --- structure ------------------------------------------------------------------------------
+    def layer(self, name: str) -> L.PlasticLayer:
+        return self.net.get_submodule(name)  # type: ignore[return-value]
+
+    @property
+    def plastic_layers(self) -> list[L.PlasticLayer]:
+        """Every plastic layer in forward order; the last one is the output layer."""
+        return [self.layer(n) for n in self.layer_names]
+
+    @property
+    def layers(self) -> list[L.PlasticLayer]:
+        return self.plastic_layers
+
+    def group_sizes(self) -> list[int]:
+        return [self.layer(g.producers[0]).n_out for g in self.groups]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters outside the plastic layers (norms, neuron constants, plain layers)."""
+        plastic = {id(p) for layer in self.plastic_layers for p in layer.parameters()}
+        return [p for p in self.parameters() if id(p) not in plastic]
+
+    def input_index(self, g: int, consumer: str, units: Tensor) -> Tensor:
+        """Input positions of ``consumer`` read from ``units`` of group ``g``."""
+        f = self.groups[g].consumers[consumer]
+        if f == 1:
+            return units
+        return (units[:, None] * f + torch.arange(f, device=units.device)).flatten()
+
+    def grow_units(self, g: int, n: int,
+                   optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        """Append ``n`` units to group ``g`` in every layer and norm they live in, and their
+        outgoing synapses in every layer that reads them; return the new indices."""
+        group = self._changeable(g)
+        old = self.group_sizes()[g]
+        new = torch.arange(old, old + n)
+        for name in group.producers:
+            L.grow_outputs(self.layer(name), n, optimizer)
+        kept = torch.arange(old)
+        for name in group.followers:
+            _resize_norm(self.net.get_submodule(name), old + n, kept, kept, optimizer)
+        for name, f in group.consumers.items():
+            L.grow_inputs(self.layer(name), n * f, optimizer)
+        self._journal(g, torch.arange(n), n * next(iter(group.consumers.values())))
+        return new
+
+    def keep_units(self, g: int, keep: Tensor,
+                   optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Compact group ``g`` to units ``keep`` everywhere they live and are read."""
+        group = self._changeable(g)
+        keep = torch.as_tensor(keep, dtype=torch.long).sort().values
+        for name in group.producers:
+            L.keep_neurons(self.layer(name), keep, optimizer)
+        new = torch.arange(len(keep))
+        for name in group.followers:
+            _resize_norm(self.net.get_submodule(name), len(keep), keep, new, optimizer)
+        inputs = None
+        for name in group.consumers:
+            index = self.input_index(g, name, keep)
+            L.keep_inputs(self.layer(name), index, optimizer)
+            inputs = index if inputs is None else inputs
+        self._journal(g, keep, inputs)
+
+    def _changeable(self, g: int) -> UnitGroup:
+        if not 0 <= g < len(self.groups):
+            raise IndexError(f"unit group {g} out of range ({len(self.groups)} groups)")
+        group = self.groups[g]
+        if group.fixed:
+            raise RuntimeError(f"units of {group.producers} are fixed: {group.fixed}")
+        return group
+
+    def _journal(self, g: int, units: Tensor, inputs: Tensor | int | None) -> None:
+        from .models import RESIZE_JOURNAL, Resize
+
+        serial = self.resizes[-1].serial + 1 if self.resizes else 1
+        self.resizes.append(Resize(serial, g, units, inputs))
+        del self.resizes[:-RESIZE_JOURNAL]
+
+    def resizes_since(self, serial: int) -> list:
+        if self.resizes and serial < self.resizes[0].serial - 1:
+            raise RuntimeError(f"resize {serial + 1} is no longer in the journal")
+        return [r for r in self.resizes if r.serial > serial]
+
+    @property
+    def resize_serial(self) -> int:
+        return self.resizes[-1].serial if self.resizes else 0
+
+    def set_task(self, task: int | None) -> None:
+        L.set_active_task(self.plastic_layers, task)
+
+    def set_training_task(self, task: int) -> None:
+        self.current_task.fill_(task)
+        L.set_training_task(self.plastic_layers, task)
+
+    def live_synapses(self) -> int:
+        return sum(layer.live_synapses() for layer in self.plastic_layers)
+
+    def structure(self) -> list[dict]:
+        return [
+            {"layer": i, "name": name, "type": type(layer).__name__, "neurons": layer.n_out,
+             "live_neurons": layer.live_neurons(), "inputs": layer.n_in,
+             "synapses": layer.weight.numel(), "live_synapses": layer.live_synapses(),
+             "partitions": L.partition_sizes(layer)}
+            for i, (name, layer) in enumerate(zip(self.layer_names, self.plastic_layers,
+                                                  strict=True))
+        ]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        for g, group in enumerate(self.groups):  # norms learn their width from their tensors
+            for name in group.followers:
+                _sync_norm(self.net.get_submodule(name), self.group_sizes()[g])
+        return result
+
+    def describe(self) -> str:
+        """One line per unit group: producers, norms, readers, tap, fixed or not."""
+        lines = []
+        for g, (group, n) in enumerate(zip(self.groups, self.group_sizes(), strict=True)):
+            reads = ", ".join(f"{c}" + (f" (x{f})" if f > 1 else "")
+                              for c, f in group.consumers.items())
+            lines.append(f"group {g}: {n} units of {'+'.join(group.producers)}"
+                         + (f", norms {', '.join(group.followers)}" if group.followers else "")
+                         + f", read by {reads or 'nothing'}, activity at {group.tap}"
+                         + (f", fixed: {group.fixed}" if group.fixed else ""))
+        lines.append(f"output layer (task heads): {self.layer_names[-1]}")
+        return "\n".join(lines)
+
+
+def adapt(module: nn.Module, input_shape: Sequence[int], *, plastic: Sequence[str] | None = None,
+          fixed: Sequence[str] = (), chain: Sequence[str] | None = None,
+          spiking: bool | None = None, kind: str = "adapted") -> AdaptedNetwork:
+    """Turn ``module`` (inputs ``[B, *input_shape]``, outputs ``[B, n_outputs]`` logits) into a
+    network every strategy can train, grow, prune and consolidate, keeping its weights.
+
+    ``plastic``: glob patterns of the ``nn.Linear`` / ``nn.Conv2d`` modules to make plastic
+    (default all; the rest stay plain layers trained as shared parameters, e.g. attention
+    projections). ``fixed``: patterns of plastic layers whose units must never grow or shrink
+    (their synapses stay prunable). ``chain``: module names in forward order (layer, its norm,
+    its neuron, next layer, ...) for modules ``torch.fx`` cannot trace; every layer it names is
+    plastic and reads the units of the one before. ``spiking``: whether the
+    tapped units spike (default: detected on a random input).
+    """
+    if isinstance(module, AdaptedNetwork):
+        return module
+    if not isinstance(module, nn.Module):
+        raise AdapterError(f"adapt needs an nn.Module, got {type(module).__name__}")
+    if chain is not None:
+        swap_layers(module, list(chain))
+        groups, layers = chain_groups(module, chain)
+    else:
+        names = swap_layers(module, plastic)
+        groups, layers = traced_groups(module, names, fixed)
+    return AdaptedNetwork(module, groups, layers, input_shape, spiking=spiking, kind=kind)
