@@ -22,14 +22,12 @@ from torch import Tensor, nn
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + ff(norm(x))``."""
 
-    def __init__(self, d_model: int, heads: int, hidden: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, heads: int, hidden: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(d_model, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
-        )
+        self.ff = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model))
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm1(x)
@@ -41,12 +39,12 @@ class SequenceTransformer(nn.Module):
     """Token embedding, learned positions, ``blocks`` pre-norm blocks, mean pool, classifier."""
 
     def __init__(self, tokens: int, features: int, n_outputs: int, d_model: int = 32,
-                 heads: int = 4, hidden: int = 64, blocks: int = 2, dropout: float = 0.0) -> None:
+                 heads: int = 4, hidden: int = 64, blocks: int = 2) -> None:
         super().__init__()
         self.embed = nn.Linear(features, d_model)
         self.pos = nn.Parameter(torch.zeros(1, tokens, d_model))
         nn.init.normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(Block(d_model, heads, hidden, dropout) for _ in range(blocks))
+        self.blocks = nn.ModuleList(Block(d_model, heads, hidden) for _ in range(blocks))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_outputs)
 
@@ -58,11 +56,10 @@ class SequenceTransformer(nn.Module):
 
 
 def build(input_shape: tuple[int, ...], n_outputs: int, d_model: int = 32, heads: int = 4,
-          hidden: int = 64, blocks: int = 2, dropout: float = 0.0) -> SequenceTransformer:
+          hidden: int = 64, blocks: int = 2) -> SequenceTransformer:
     """The model for a stream whose samples are ``[tokens, features]`` sequences."""
     if len(input_shape) != 2:
         raise ValueError(f"the transformer reads sequences [tokens, features], got samples of "
                          f"shape {tuple(input_shape)}; present images as rows with --sequence")
     tokens, features = input_shape
-    return SequenceTransformer(tokens, features, n_outputs, d_model, heads, hidden, blocks,
-                               dropout)
+    return SequenceTransformer(tokens, features, n_outputs, d_model, heads, hidden, blocks)
