@@ -8,6 +8,9 @@ train = test). Any named benchmark works too::
     python bench/plasticity_streams.py -b permuted-fmnist --tasks 100 --steps 250 \
         --samples-per-task 2000 --test-samples-per-task 500 -s neuroplastic
 
+A user's model (``-m path/to/file.py:factory``, options from ``--model-param``) runs the same
+way; ``--sequence`` presents images as rows (the transformer of ``examples/transformer.py``).
+
 Prints per run: mean end-of-task accuracy over the first 10, last 10 and last 5 tasks, the
 average accuracy over all tasks at the end (ACC; not with ``--new-task-only``), the largest
 hidden layer seen, wall and CPU time; ``--out`` writes them (and the per-task
@@ -24,6 +27,7 @@ import torch
 
 from neurosculpt.benchmarks import make_benchmark
 from neurosculpt.cli import parse_params
+from neurosculpt.loading import is_spec
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.strategies import make_strategies
@@ -32,11 +36,18 @@ from neurosculpt.strategies import make_strategies
 def run_one(args: argparse.Namespace, seed: int) -> dict:
     bench = make_benchmark(args.benchmark, n_tasks=args.tasks, seed=seed,
                            scenario=args.scenario, samples_per_task=args.samples_per_task,
-                           test_samples_per_task=args.test_samples_per_task)
-    model_params = {"hidden": tuple(args.hidden), **parse_params(args.model_param, "--model-param")}
+                           test_samples_per_task=args.test_samples_per_task,
+                           sequence=args.sequence)
+    model_params = parse_params(args.model_param, "--model-param")
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(kind=args.model, **model_params), bench.input_shape,
-                        bench.n_outputs, sequence=bench.sequence)
+    if is_spec(args.model):
+        from neurosculpt.adapter import build_user_model
+
+        model = build_user_model(args.model, bench.input_shape, bench.n_outputs, model_params)
+    else:
+        model = build_model(ModelConfig(kind=args.model, **{"hidden": tuple(args.hidden),
+                                                            **model_params}),
+                            bench.input_shape, bench.n_outputs, sequence=bench.sequence)
     strategies = make_strategies(args.strategy, parse_params(args.param, "--param"))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
                          eval_scope="current" if args.new_task_only else "seen", progress=False,
@@ -80,7 +91,8 @@ def main() -> None:
     p.add_argument("-b", "--benchmark", default="random-label-digits")
     p.add_argument("-s", "--strategy", default="naive")
     p.add_argument("-m", "--model", default="ann-mlp")
-    p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 128],
+                   help="hidden widths of a built-in model")
     p.add_argument("-p", "--param", action="append", default=[])
     p.add_argument("--model-param", action="append", default=[])
     p.add_argument("--tasks", type=int, default=30)
@@ -90,6 +102,7 @@ def main() -> None:
     p.add_argument("--scenario", choices=["task", "class", "domain"])
     p.add_argument("--new-task-only", action="store_true",
                    help="evaluate only the task just trained (the accuracy matrix's diagonal)")
+    p.add_argument("--sequence", action="store_true", help="present images as rows")
     p.add_argument("--samples-per-task", type=int)
     p.add_argument("--test-samples-per-task", type=int)
     p.add_argument("--keep-optimizer", action="store_true",

@@ -18,6 +18,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from neurosculpt.adapter import AdaptedNetwork, adapt
+
+PLASTIC = ["blocks.*.ff.0", "blocks.*.ff.2", "head"]
+"""The layers neurosculpt makes plastic: each feed-forward pair (the hidden units between them
+grow and shrink) and the classifier (its rows are the task heads). The token embedding and the
+attention projections stay plain layers, so the residual width and attention stay whole."""
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + ff(norm(x))``."""
@@ -56,10 +63,13 @@ class SequenceTransformer(nn.Module):
 
 
 def build(input_shape: tuple[int, ...], n_outputs: int, d_model: int = 32, heads: int = 4,
-          hidden: int = 64, blocks: int = 2) -> SequenceTransformer:
-    """The model for a stream whose samples are ``[tokens, features]`` sequences."""
+          hidden: int = 64, blocks: int = 2) -> AdaptedNetwork:
+    """neurosculpt's model factory (``--model examples/transformer.py:build``, model
+    parameters from ``--model-param``): the transformer for a stream of ``[tokens, features]``
+    sequences, with only :data:`PLASTIC` made plastic."""
     if len(input_shape) != 2:
         raise ValueError(f"the transformer reads sequences [tokens, features], got samples of "
                          f"shape {tuple(input_shape)}; present images as rows with --sequence")
     tokens, features = input_shape
-    return SequenceTransformer(tokens, features, n_outputs, d_model, heads, hidden, blocks)
+    model = SequenceTransformer(tokens, features, n_outputs, d_model, heads, hidden, blocks)
+    return adapt(model, input_shape, plastic=PLASTIC)
