@@ -44,8 +44,8 @@ def test_grow_then_prune_leaves_the_kept_network_unchanged() -> None:
         x = torch.rand(16, 6)
         before = model(x)
         sizes = model.hidden_sizes()
-        model.grow_neurons(0, 5)
-        model.grow_neurons(1, 4)
+        model.grow_units(0, 5)
+        model.grow_units(1, 4)
         assert model.hidden_sizes() == [17, 14]
         # prune every outgoing synapse of the new neurons: they no longer reach the output
         for index, n in enumerate(sizes):

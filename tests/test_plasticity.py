@@ -563,17 +563,17 @@ def test_development_cycle_follows_units_the_controller_grows_and_removes():
 
 
 def test_resize_journal_replays_growth_and_compaction():
-    from neurosculpt.strategies.develop import realign
+    from neurosculpt.network import follow
 
     torch.manual_seed(0)
     net = build_model({"kind": "ann-mlp", "hidden": (4, 5)}, (1, 2, 3), 2)
     tensors = [layer.weight.detach().clone() for layer in net.plastic_layers]
     start = net.resize_serial
-    net.grow_neurons(0, 2)
-    net.keep_neurons(1, torch.tensor([0, 2, 4]))
-    net.keep_neurons(0, torch.tensor([1, 3, 4, 5]))
-    for resize in net.resizes_since(start):
-        realign(tensors, resize)
+    net.grow_units(0, 2)
+    net.remove_units(1, torch.tensor([1, 3]))
+    net.remove_units(0, torch.tensor([0, 2]))
+    resizes = net.resizes_since(start)
+    tensors = [follow(t, resizes, weight=j) for j, t in enumerate(tensors)]
     for tensor, layer in zip(tensors, net.plastic_layers, strict=True):
         assert tensor.shape == layer.weight.shape
     # kept original entries moved with their neurons, grown ones are zero
@@ -581,5 +581,5 @@ def test_resize_journal_replays_growth_and_compaction():
     assert torch.equal(tensors[0][2:], torch.zeros(2, 6))
     with pytest.raises(RuntimeError, match="journal"):
         for _ in range(300):
-            net.grow_neurons(1, 1)
+            net.grow_units(1, 1)
         net.resizes_since(start)

@@ -84,7 +84,7 @@ class _Grow(Strategy):
         self.grown = 0
 
     def before_task(self, ctx) -> None:
-        ctx.model.grow_neurons(0, 4, ctx.optimizer)
+        ctx.model.grow_units(0, 4, ctx.optimizer)
         self.grown += 4
         self.set_buffer("sizes", torch.tensor(ctx.model.hidden_sizes()[:1] * (ctx.task_id + 1)))
 

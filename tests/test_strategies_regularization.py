@@ -237,10 +237,10 @@ class Grow(Strategy):
 
     def before_task(self, ctx: Context) -> None:
         if ctx.task_id == self.shrink_at:
-            ctx.model.keep_neurons(0, torch.arange(0, ctx.model.layers[0].n_out, 2),
+            ctx.model.remove_units(0, torch.arange(1, ctx.model.layers[0].n_out, 2),
                                    ctx.optimizer)
         elif ctx.task_id > 0:
-            ctx.model.grow_neurons(0, 8, ctx.optimizer)
+            ctx.model.grow_units(0, 8, ctx.optimizer)
 
 
 @pytest.mark.parametrize("spec", PENALTIES + ["lwf"])
@@ -253,7 +253,7 @@ def test_survives_growth_and_compaction(spec):
         importance, anchor = (prefix.format(k=0) for prefix in RECORD[spec])
         assert strategy.stored(anchor, "layers.0.weight").shape == (64, 64)
         grown = copy.deepcopy(run.model)
-        grown.grow_neurons(0, 8)
+        grown.grow_units(0, 8)
         assert value(strategy.penalty(grown)) == 0.0
         with torch.no_grad():
             grown.layers[0].weight[64:] += 1.0

@@ -39,6 +39,7 @@ output layer: its rows are the task heads. Everything else the adapter cannot fo
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import operator
 from collections.abc import Callable, Sequence
@@ -405,8 +406,6 @@ def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGrou
             raise AdapterError(f"chain names {name!r}, which {type(module).__name__} does not "
                                "have") from None
         if isinstance(sub, L.PlasticLayer):
-            if groups:
-                groups[-1].consumers[name] = 0
             layers.append(name)
             groups.append(UnitGroup(producers=[name]))
         elif not groups:
@@ -493,20 +492,41 @@ class AdaptedNetwork(nn.Module):
         self.layer_names = list(layers)
         self.input_shape = tuple(int(d) for d in input_shape)
         self.sequence = False
+        self.constant_input = False  # energy accounting: the user's forward computes every step
         self.record_activity = False
         self.activity: list[Tensor] = []
         self.resizes: list = []
         self._records: list[list[Tensor]] | None = None
         self._batch = 0
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
-        for g, group in enumerate(groups):
-            net.get_submodule(group.tap).register_forward_hook(self._tap_hook(g))
+        self._tap_hooks: list[tuple[str, int]] = []
+        self._register_taps()
         if spiking is None:
             spiking = self._probe_spiking()
         self.config = AdaptedConfig(kind=kind, spiking=spiking,
                                     hidden=tuple(self.group_sizes()))
 
     # --- activity taps --------------------------------------------------------------------------
+    def _register_taps(self) -> None:
+        for g, group in enumerate(self.groups):
+            handle = self.net.get_submodule(group.tap).register_forward_hook(self._tap_hook(g))
+            self._tap_hooks.append((group.tap, handle.id))
+
+    def __deepcopy__(self, memo: dict) -> AdaptedNetwork:
+        """A copy whose taps record into the copy. Neuron state left in buffers by the last
+        forward pass (snnTorch keeps the membrane there) is copied detached."""
+        for buffer in self.buffers():
+            if buffer.grad_fn is not None and id(buffer) not in memo:
+                memo[id(buffer)] = buffer.detach().clone()
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        for name, hook_id in new._tap_hooks:
+            new.net.get_submodule(name)._forward_hooks.pop(hook_id, None)
+        new._tap_hooks = []
+        new._register_taps()
+        return new
+
     def _tap_hook(self, g: int):
         def hook(module: nn.Module, args: tuple, out: object) -> None:
             if self._records is None:
@@ -571,6 +591,9 @@ class AdaptedNetwork(nn.Module):
 
     def group_sizes(self) -> list[int]:
         return [self.layer(g.producers[0]).n_out for g in self.groups]
+
+    def hidden_sizes(self) -> list[int]:
+        return self.group_sizes()
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters outside the plastic layers (norms, neuron constants, plain layers)."""
@@ -642,6 +665,42 @@ class AdaptedNetwork(nn.Module):
     def resize_serial(self) -> int:
         return self.resizes[-1].serial if self.resizes else 0
 
+    # --- the chain view (hidden layer i = unit group i, read by plastic layer i + 1) ------------
+    def _chain(self) -> None:
+        for i, group in enumerate(self.groups):
+            if (group.fixed or group.producers != [self.layer_names[i]]
+                    or list(group.consumers) != [self.layer_names[i + 1]]):
+                raise RuntimeError(f"{self.config.kind} is not a chain of layers (group {i}: "
+                                   f"{'+'.join(group.producers)})")
+
+    @property
+    def n_conv(self) -> int:
+        self._chain()
+        return sum(isinstance(self.layer(g.producers[0]), L.PlasticConv2d) for g in self.groups)
+
+    @property
+    def flatten_factor(self) -> int:
+        n = self.n_conv
+        return self.groups[n - 1].consumers[self.layer_names[n]] if n else 1
+
+    @property
+    def neurons(self) -> list[nn.Module]:
+        self._chain()
+        return [self.net.get_submodule(g.tap) for g in self.groups]
+
+    def grow_neurons(self, index: int, n: int,
+                     optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        self._chain()
+        return self.grow_units(index, n, optimizer)
+
+    def keep_neurons(self, index: int, keep: Tensor,
+                     optimizer: torch.optim.Optimizer | None = None) -> None:
+        self._chain()
+        self.keep_units(index, keep, optimizer)
+
+    def _input_index(self, index: int, units: Tensor) -> Tensor:
+        return self.input_index(index, self.layer_names[index + 1], units)
+
     def set_task(self, task: int | None) -> None:
         L.set_active_task(self.plastic_layers, task)
 
@@ -708,3 +767,54 @@ def adapt(module: nn.Module, input_shape: Sequence[int], *, plastic: Sequence[st
         names = swap_layers(module, plastic)
         groups, layers = traced_groups(module, names, fixed)
     return AdaptedNetwork(module, groups, layers, input_shape, spiking=spiking, kind=kind)
+
+
+def model_name(model: object) -> str:
+    """How a run records a user's model: the spec string as given, ``module:qualname`` of an
+    importable factory (so ``--resume`` can rebuild it), else ``<ClassName instance>``."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, nn.Module):
+        return f"<{type(model).__name__} instance>"
+    module, qualname = getattr(model, "__module__", None), getattr(model, "__qualname__", "")
+    if module and qualname and "<" not in qualname and module != "__main__":
+        return f"{module}:{qualname}"
+    return f"<{getattr(model, '__name__', type(model).__name__)}>"
+
+
+def build_user_model(model: object, input_shape: Sequence[int], n_outputs: int,
+                     params: dict | None = None) -> AdaptedNetwork:
+    """The network of a user's model: ``model`` is a factory spec (``path/to/file.py:name`` or
+    ``package.module:name``), a factory, or an ``nn.Module``.
+
+    A factory is called as ``factory(input_shape, n_outputs, **params)`` (``params``: the
+    ``--model-param`` values) and returns an ``nn.Module`` (adapted here with the defaults) or
+    an :class:`AdaptedNetwork` (when it needs ``plastic``, ``fixed`` or ``chain``).
+    """
+    from .loading import load_object
+
+    params = dict(params or {})
+    name = model_name(model)
+    if isinstance(model, str):
+        model = load_object(model, "model factory")
+    if isinstance(model, nn.Module):
+        if params:
+            raise AdapterError(f"model parameters {sorted(params)} need a factory; {name} is "
+                               "already built")
+        net = model
+    elif callable(model):
+        try:
+            net = model(tuple(int(d) for d in input_shape), int(n_outputs), **params)
+        except TypeError as err:
+            raise AdapterError(f"model factory {name} cannot be called as "
+                               f"factory(input_shape, n_outputs, **{params}): {err}") from err
+    else:
+        raise AdapterError(f"model {name} is neither a factory nor an nn.Module")
+    if not isinstance(net, nn.Module):
+        raise AdapterError(f"model factory {name} returned {type(net).__name__}, not an "
+                           "nn.Module")
+    adapted = adapt(net, input_shape, kind=name)
+    n_out = adapted.plastic_layers[-1].n_out
+    if n_out != n_outputs:
+        raise AdapterError(f"model {name} has {n_out} outputs; the benchmark needs {n_outputs}")
+    return adapted

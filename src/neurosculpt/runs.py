@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from . import __version__
+from .adapter import build_user_model, model_name
 from .benchmarks import Benchmark, make_benchmark
+from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
 from .strategies import hyper_parameters, make_strategies
@@ -235,7 +237,7 @@ class Run:
     """Builds everything a config names and drives the learner, writing the run folder."""
 
     def __init__(self, config: RunConfig, out: Path | None,
-                 log=None) -> None:
+                 log=None, model: object = None) -> None:
         self.config = config
         self.out = out
         self.log = log or (lambda message: None)
@@ -247,11 +249,17 @@ class Run:
             samples_per_task=config.samples_per_task,
             test_samples_per_task=config.test_samples_per_task, sequence=config.sequence,
         )
-        self.model_config = config.model_config()
+        user_model = model if model is not None else (
+            config.model if is_spec(config.model) else None)
+        self.model_config = config.model_config() if user_model is None else None
         self.strategies = make_strategies(config.strategy, config.strategy_params)
         torch.manual_seed(config.seed)
-        self.model = build_model(self.model_config, self.benchmark.input_shape,
-                                 self.benchmark.n_outputs, sequence=self.benchmark.sequence)
+        if user_model is not None:
+            self.model = build_user_model(user_model, self.benchmark.input_shape,
+                                          self.benchmark.n_outputs, config.model_params)
+        else:
+            self.model = build_model(self.model_config, self.benchmark.input_shape,
+                                     self.benchmark.n_outputs, sequence=self.benchmark.sequence)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
                                config.train_config(), log=self.log)
         self.clock = RunClock()
@@ -260,7 +268,9 @@ class Run:
 
     # --- files ----------------------------------------------------------------------------------
     def resolved_config(self) -> dict:
-        return {**asdict(self.config), "model_params": self.model_config.to_dict(),
+        model_params = (self.model_config.to_dict() if self.model_config is not None
+                        else dict(self.config.model_params))
+        return {**asdict(self.config), "model_params": model_params,
                 "strategy_params": hyper_parameters(self.strategies)}
 
     def results(self) -> dict:
@@ -344,7 +354,9 @@ class Run:
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+    model = config.model.rpartition(":")[2].strip("<>").replace(" ", "-") if is_spec(
+        config.model) else config.model
+    name = f"{config.benchmark}-{config.strategy}-{model}-s{config.seed}-{stamp}"
     return Path("runs") / name
 
 
@@ -354,14 +366,25 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
 
     >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
     >>> result.metrics["acc"]  # doctest: +SKIP
+
+    ``model`` may also be a model factory spec, a factory or an ``nn.Module``
+    (:func:`neurosculpt.adapter.build_user_model`); a module instance cannot be resumed by spec.
     """
+    if isinstance(config, dict) and not isinstance(config.get("model", ""), str):
+        config = dict(config)
+        overrides = {"model": config.pop("model"), **overrides}
+    user_model = overrides.get("model")
+    if user_model is None or isinstance(user_model, str):
+        user_model = None
+    else:  # a factory or an nn.Module (neurosculpt.adapter); config.json records its name
+        overrides["model"] = model_name(user_model)
     if config is None:
         config = RunConfig()
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
     if overrides:
         config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
-    return Run(config, Path(out) if out is not None else None, log).execute()
+    return Run(config, Path(out) if out is not None else None, log, model=user_model).execute()
 
 
 def latest_checkpoint(path: Path) -> Path | None:
@@ -385,7 +408,11 @@ def config_from_folder(path: str | Path) -> RunConfig:
 def resume(path: str | Path, log=None) -> RunResult:
     """Continue a run that stopped; finished runs are returned as they are."""
     path = Path(path)
-    runner = Run(config_from_folder(path), path, log)
+    config = config_from_folder(path)
+    if config.model.startswith("<"):
+        raise ValueError(f"{path} was trained on {config.model}, passed to run() as an object; "
+                         "resume needs a model factory spec (file.py:name or module:name)")
+    runner = Run(config, path, log)
     checkpoint = latest_checkpoint(path)
     if checkpoint is not None:
         runner.restore(load_checkpoint(checkpoint))

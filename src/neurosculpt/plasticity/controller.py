@@ -112,8 +112,8 @@ def grow_units(model: Network, layer: int, n: int,
                optimizer: torch.optim.Optimizer | None) -> Tensor:
     """Append ``n`` fresh units to hidden layer ``layer`` (zero outgoing weights: the network's
     output is unchanged until they learn); Adam state of every old entry is kept."""
-    new = model.grow_neurons(layer, n, optimizer)
-    _fresh_units(model, layer, new)
+    new = model.grow_units(layer, n, optimizer)
+    model.reinit_units(layer, new, optimizer)
     return new
 
 
@@ -127,9 +127,7 @@ def remove_units(model: Network, layer: int, units: Tensor,
     keep[units] = False
     if mean_act is not None and len(units):
         _absorb_mean_output(model, layer, units, mean_act)
-    kept = torch.nonzero(keep).flatten()
-    model.keep_neurons(layer, kept, optimizer)
-    return kept
+    return model.remove_units(layer, units, optimizer)
 
 
 class Renewal:

@@ -19,10 +19,10 @@ synapses, then activity-dependent elimination) applied to continual learning:
    synapses with the highest importance ``score``, or, with ``threshold``, the ones whose score
    is at least ``threshold`` times the layer's mean (one step); optionally also all synapses of
    the task's least important new neurons, down to the fraction ``keep_neurons``. After each step,
-   **apoptosis**: neurons that no task owns and that are left without live inputs or outputs
+   **apoptosis**: units that no task owns and that are left without live inputs or outputs
    are removed and the tensors really shrink (compaction,
-   :meth:`neurosculpt.models.Network.keep_neurons`), which also makes the rest of the training
-   cheaper.
+   :meth:`neurosculpt.network.PlasticNetwork.remove_units`), which also makes the rest of the
+   training cheaper.
 4. **recover**: a short fine-tune of the survivors (``recover_fraction`` of the training phase's
    steps, so it scales with ``--epochs`` and data size), at ``recover_lr`` times the learning
    rate.
@@ -64,7 +64,7 @@ from torch import Tensor
 
 from .. import layers as L
 from ..loop import Context
-from ..models import Network, Resize
+from ..network import PlasticNetwork, follow
 from ..plasticity.importance import GradientStats, gradient_stats, synapse_scores
 from .base import Strategy, fix_shared_parameters, scaled_learning_rate
 
@@ -75,7 +75,7 @@ SCORES = ("magnitude", "activity", "taylor", "obd")
 # --- structural helpers shared with DSD --------------------------------------------------------
 
 
-def capacity(model: Network, max_neurons: int | Sequence[int] | None) -> list[int]:
+def capacity(model: PlasticNetwork, max_neurons: int | Sequence[int] | None) -> list[int]:
     """Maximum neurons (channels) per hidden layer; default: the widths the model was built with.
 
     The configured widths come from the model's config, not from its current tensors, so the
@@ -139,7 +139,7 @@ def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) 
     return reopened
 
 
-def quiet_inputs_of_old_neurons(model: Network) -> int:
+def quiet_inputs_of_old_neurons(model: PlasticNetwork) -> int:
     """Set every free synapse onto a neuron an earlier task owns to zero; return how many.
 
     Such synapses (reopened after pruning, or from newly grown neurons) would otherwise start at
@@ -163,9 +163,9 @@ def shrink_to(ctx: Context, sizes: Sequence[int]) -> None:
     for index, size in enumerate(sizes):
         n = model.plastic_layers[index].n_out
         if n > size:
-            keep = torch.arange(max(size, 1))
-            model.keep_neurons(index, keep, ctx.optimizer)
-            ctx.log(f"layer {index}: starting from {len(keep)} neurons instead of {n}")
+            keep = max(size, 1)
+            model.remove_units(index, torch.arange(keep, n), ctx.optimizer)
+            ctx.log(f"layer {index}: starting from {keep} neurons instead of {n}")
 
 
 def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int]) -> list[int]:
@@ -180,12 +180,12 @@ def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int]) -> li
                     f"{n} instead of {want}, task {ctx.task_id} shares more of the existing "
                     "network")
         if n > 0:
-            model.grow_neurons(index, n, ctx.optimizer)
+            model.grow_units(index, n, ctx.optimizer)
         grown.append(n)
     return grown
 
 
-def _has_outputs(model: Network, index: int) -> Tensor:
+def _has_outputs(model: PlasticNetwork, index: int) -> Tensor:
     """Per neuron of hidden layer ``index``: does it feed any live synapse of the next layer?"""
     nxt = model.plastic_layers[index + 1]
     per_column = nxt.mask.transpose(0, 1).flatten(1).any(1)
@@ -193,7 +193,7 @@ def _has_outputs(model: Network, index: int) -> Tensor:
     return per_column.view(n, -1).any(1)
 
 
-def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None) -> list[int]:
+def apoptosis(model: PlasticNetwork, optimizer: torch.optim.Optimizer | None) -> list[int]:
     """Remove hidden neurons no task owns that have no live inputs or no live outputs.
 
     Repeats until nothing changes (removing a neuron can orphan neurons around it); compaction
@@ -212,8 +212,7 @@ def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None) -> list[i
                 dead[0] = False
             if not bool(dead.any()):
                 continue
-            keep = torch.nonzero(~dead).flatten()
-            model.keep_neurons(index, keep, optimizer)
+            model.remove_units(index, torch.nonzero(dead).flatten(), optimizer)
             removed[index] += int(dead.sum())
             changed = True
     return removed
@@ -233,7 +232,7 @@ def consolidate_task(ctx: Context, freeze: bool) -> list[int]:
     return claimed
 
 
-def structure_summary(model: Network, partitions: bool = False) -> dict:
+def structure_summary(model: PlasticNetwork, partitions: bool = False) -> dict:
     """Neurons and synapses per layer (compact lists, one entry per plastic layer)."""
     layers = model.plastic_layers
     summary = {
@@ -279,20 +278,6 @@ def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
 def _schedule(start: float, final: float, progress: float) -> float:
     """Amount kept at ``progress`` of the cubic schedule of Zhu & Gupta 2017 (Eq. 1)."""
     return final + (start - final) * (1.0 - progress) ** 3
-
-
-def realign(tensors: list[Tensor], resize: Resize) -> None:
-    """Apply a growth or compaction of a hidden layer to per-synapse tensors shaped like the
-    plastic layers' weights (in place on the list): new entries are zero."""
-    for offset, which in ((0, resize.neurons), (1, resize.inputs)):
-        old = tensors[resize.layer + offset]
-        if resize.grew:
-            shape = list(old.shape)
-            shape[offset] = len(which) if offset == 0 else int(which)  # type: ignore[arg-type]
-            new = torch.cat([old, old.new_zeros(shape)], dim=offset)
-        else:
-            new = old.index_select(offset, which)  # type: ignore[arg-type]
-        tensors[resize.layer + offset] = new
 
 
 class Develop(Strategy):
@@ -542,7 +527,7 @@ class Develop(Strategy):
             out.append(left)
         return out
 
-    def prune_neurons(self, model: Network, scores: list[Tensor], progress: float,
+    def prune_neurons(self, model: PlasticNetwork, scores: list[Tensor], progress: float,
                       pruned: list[int]) -> None:
         """Cut every synapse of the task's new neurons with the least summed importance (in and
         out), on the same schedule with target ``keep_neurons``; apoptosis then removes them.
@@ -567,7 +552,7 @@ class Develop(Strategy):
             shape = (-1,) + (1,) * (layer.weight.dim() - 1)
             pruned[index] += L.prune_synapses(layer, rows.view(shape).expand_as(layer.mask))
             cols = torch.zeros(nxt.n_in, dtype=torch.bool)
-            cols[model._input_index(index, cut)] = True
+            cols[model.units(index).consumers[0].inputs(cut)] = True
             shape = (1, -1) + (1,) * (nxt.weight.dim() - 2)
             pruned[index + 1] += L.prune_synapses(nxt, cols.view(shape).expand_as(nxt.mask))
 
@@ -609,21 +594,23 @@ class Develop(Strategy):
                 layer.frozen_bias[bias] = layer.bias[bias]
                 layer.bias_frozen |= bias
 
-    def _follow_resizes(self, model: Network) -> None:
+    def _follow_resizes(self, model: PlasticNetwork) -> None:
         """Keep per-synapse state (gradient statistics, the penalty's buffers) aligned with
-        every growth or compaction of the model since the last call, whoever made it (this
-        strategy, or a composed one such as the plasticity controller); :meth:`before_task`
-        sets the starting point."""
-        for resize in model.resizes_since(self._serial):
-            if self._stats is not None:
-                realign(self._stats.taylor, resize)
-                if self._stats.sq_grad is not None:
-                    realign(self._stats.sq_grad, resize)
-            if "importance0" in self._buffers:
-                n = len(model.plastic_layers)
-                for name in ("importance", "anchor"):
-                    tensors = [self._buffers[f"{name}{i}"] for i in range(n)]
-                    realign(tensors, resize)
-                    for i, tensor in enumerate(tensors):
-                        self._buffers[f"{name}{i}"] = tensor
-            self._serial = resize.serial
+        every structural change of the model since the last call, whoever made it (this
+        strategy, or a composed one such as the plasticity controller), through the journal;
+        :meth:`before_task` sets the starting point. New synapses start at zero."""
+        resizes = model.resizes_since(self._serial)
+        if not resizes:
+            return
+        if self._stats is not None:
+            self._stats.taylor = [follow(t, resizes, weight=j)
+                                  for j, t in enumerate(self._stats.taylor)]
+            if self._stats.sq_grad is not None:
+                self._stats.sq_grad = [follow(t, resizes, weight=j)
+                                       for j, t in enumerate(self._stats.sq_grad)]
+        for name in ("importance", "anchor"):
+            for j in range(len(model.plastic_layers)):
+                if f"{name}{j}" in self._buffers:
+                    self.set_buffer(f"{name}{j}",
+                                    follow(self._buffers[f"{name}{j}"], resizes, weight=j))
+        self._serial = resizes[-1].serial

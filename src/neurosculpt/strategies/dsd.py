@@ -168,7 +168,7 @@ class DSD(Strategy):
                 prune[torch.argmax(acc)] = False
             keep = torch.nonzero(~prune).flatten()
             if len(keep) < layer.n_out:
-                model.keep_neurons(index, keep, ctx.optimizer)
+                model.remove_units(index, torch.nonzero(prune).flatten(), ctx.optimizer)
             self._accumulated[index] = acc[keep]
             removed.append(int(prune.sum()))
             self._pruned[index] += int(prune.sum())

@@ -1,0 +1,245 @@
+"""The adapter: user modules become plastic networks, keep their function, and every strategy runs
+on the example networks (tiny data, few steps)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from neurosculpt import layers as L
+from neurosculpt import runs
+from neurosculpt.adapter import AdaptedNetwork, AdapterError, adapt, build_user_model
+from neurosculpt.loading import load_object
+from neurosculpt.strategies import available
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SNN = f"{EXAMPLES / 'snntorch_mlp.py'}:factory"
+RESNET = f"{EXAMPLES / 'resnet_bn.py'}:factory"
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2, self.out = nn.Linear(16, 12), nn.Linear(12, 10), nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.l2(torch.relu(self.l1(x.flatten(1))))))
+
+
+class Loopy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it, a declared chain can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc1(x.flatten(1)))
+        if h.sum() > 0:
+            h = h * 1.0
+        return self.fc2(h)
+
+
+def test_adapt_keeps_weights_and_outputs():
+    torch.manual_seed(0)
+    module = MLP()
+    x = torch.rand(5, 4, 4)
+    before = module(x)
+    net = adapt(module, (4, 4))
+    assert isinstance(net.net.l1, L.PlasticLinear) and net.layer_names == ["l1", "l2", "out"]
+    assert torch.allclose(net(x), before)
+    assert [g.producers for g in net.groups] == [["l1"], ["l2"]] and not net.config.spiking
+    net.record_activity = True
+    net(x)
+    assert [tuple(a.shape) for a in net.activity] == [(1, 5, 12), (1, 5, 10)]
+    assert bool((net.activity[0] >= 0).all())  # after the functional ReLU
+
+
+def test_snntorch_network_is_traced_through_its_time_loop():
+    torch.manual_seed(0)
+    module = load_object(SNN)((1, 4, 4), 3, hidden=(8, 6), steps=5)
+    x = torch.rand(4, 1, 4, 4)
+    before = module(x)
+    net = adapt(module, (1, 4, 4))
+    assert torch.allclose(net(x), before)
+    assert [(g.producers, g.tap) for g in net.groups] == [(["fc1"], "lif1"), (["fc2"], "lif2")]
+    assert net.config.spiking
+    net.record_activity = True
+    net(x)
+    assert [tuple(a.shape) for a in net.activity] == [(5, 4, 8), (5, 4, 6)]
+
+
+def test_residual_sums_and_batchnorm_couple_units():
+    torch.manual_seed(0)
+    net = build_user_model(RESNET, (1, 8, 8), 10, {"channels": 6, "inner": 5})
+    coupled = net.groups[0]
+    assert coupled.producers == ["stem", "blocks.0.conv2", "blocks.1.conv2"]
+    assert coupled.followers == ["bn", "blocks.0.bn2", "blocks.1.bn2"]
+    assert set(coupled.consumers) == {"blocks.0.conv1", "blocks.1.conv1", "fc"}
+    net.grow_units(0, 2)
+    net.keep_units(1, torch.tensor([0, 3]))
+    assert net.group_sizes() == [8, 2, 5]
+    assert net.net.get_submodule("blocks.1.bn2").running_var.shape == (8,)
+    assert net.net.fc.n_in == 8 and net.net.get_submodule("blocks.0.conv2").n_in == 2
+    assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_compaction_of_unread_channels_keeps_the_outputs():
+    """Channels whose every outgoing synapse is pruned (masked) can go: the compacted network
+    computes what the masked one did, BatchNorm statistics included."""
+    torch.manual_seed(0)
+    net = build_user_model(RESNET, (1, 8, 8), 10, {"channels": 6, "inner": 5})
+    net.train()
+    for _ in range(3):
+        net(torch.randn(8, 1, 8, 8))  # running statistics away from their init
+    net.eval()
+    x = torch.randn(4, 1, 8, 8)
+    for g, dead in ((0, torch.tensor([1, 4])), (1, torch.tensor([2]))):
+        for name in net.groups[g].consumers:
+            layer = net.layer(name)
+            cols = torch.zeros(layer.n_in, dtype=torch.bool)
+            cols[net.input_index(g, name, dead)] = True
+            L.prune_synapses(layer, cols.view(1, -1, *[1] * (layer.weight.dim() - 2))
+                             .expand_as(layer.mask))
+    masked = net(x)
+    removed = net.compact()
+    assert removed == [2, 1, 0]
+    assert net.group_sizes() == [4, 4, 5]
+    assert torch.allclose(net(x), masked, atol=1e-6)
+
+
+def test_untraceable_module_needs_a_chain():
+    with pytest.raises(AdapterError, match="cannot be traced.*chain="):
+        adapt(Loopy(), (4, 4))
+    net = adapt(Loopy(), (4, 4), chain=["fc1", "act", "fc2"])
+    assert net.groups[0].tap == "act" and net.groups[0].consumers == {"fc2": 1}
+    net.grow_units(0, 3)
+    assert net(torch.rand(2, 4, 4)).shape == (2, 3)
+
+
+def test_transformer_feed_forward_units_plastic_residual_stream_fixed():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(6, 8)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.norm = nn.LayerNorm(8)
+            self.ff = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.embed(x)
+            h = h + self.attn(h, h, h, need_weights=False)[0]
+            h = h + self.ff(self.norm(h))
+            return self.head(h.mean(1))
+
+    net = adapt(Block(), (5, 6), plastic=["ff.*", "head"])
+    assert not isinstance(net.net.attn.out_proj, L.PlasticLayer)
+    hidden, stream = net.groups
+    assert hidden.producers == ["ff.0"] and not hidden.fixed and hidden.tap == "ff.1"
+    assert stream.fixed  # added to the embedding: not the adapter's to resize
+    with pytest.raises(RuntimeError, match="fixed"):
+        net.grow_units(1, 2)
+    net.grow_units(0, 4)
+    net.record_activity = True
+    assert net(torch.rand(2, 5, 6)).shape == (2, 3)
+    assert tuple(net.activity[0].shape) == (5, 2, 20)  # tokens as time steps
+
+
+def test_errors_name_the_module_and_the_reason():
+    class Cat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.out = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.cat([self.a(x), self.b(x)], 1))
+
+    with pytest.raises(AdapterError, match="layer 'a' through cat"):
+        adapt(Cat(), (4,))
+    with pytest.raises(AdapterError, match="no nn.Linear or nn.Conv2d"):
+        adapt(nn.Sequential(nn.ReLU()), (4,))
+    with pytest.raises(AdapterError, match="has 3 outputs; the benchmark needs 5"):
+        build_user_model(lambda shape, n: MLP(), (16,), 5)
+    with pytest.raises(AdapterError, match="cannot be called as factory"):
+        build_user_model(lambda: MLP(), (16,), 3)
+
+
+@pytest.fixture
+def tiny_user_run() -> dict:
+    return {"benchmark": "split-digits", "epochs": 1, "steps": 3, "batch_size": 32,
+            "samples_per_task": 48, "test_samples_per_task": 30, "tasks": 2, "progress": False,
+            "threads": 1}
+
+
+@pytest.mark.parametrize("strategy", available())
+def test_every_strategy_runs_on_the_snntorch_network(strategy, tiny_user_run):
+    pytest.importorskip("snntorch")
+    result = runs.run({**tiny_user_run, "strategy": strategy, "model": SNN,
+                       "model_params": {"hidden": [12, 10], "steps": 3}})
+    assert result.results["status"] == "complete"
+    assert isinstance(result.model, AdaptedNetwork)
+
+
+def test_develop_removes_units_and_synapses_of_the_snntorch_network(tiny_user_run):
+    pytest.importorskip("snntorch")
+    result = runs.run({**tiny_user_run, "strategy": "develop", "model": SNN, "steps": 12,
+                       "model_params": {"hidden": [24, 24], "steps": 3},
+                       "strategy_params": {"keep_neurons": 0.5, "keep": 0.3}})
+    removed = [t["develop"]["removed_neurons"] for t in result.results["tasks"]]
+    assert sum(map(sum, removed)) > 0
+    dense = 64 * 24 + 24 * 24 + 24 * 10
+    assert result.model.live_synapses() < dense
+
+
+@pytest.mark.parametrize("strategy", ["develop", "packnet"])
+def test_resnet_loses_channels_under_develop_and_packnet(strategy, tiny_user_run):
+    result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 6,
+                       "model_params": {"channels": 6, "inner": 6, "blocks": 1},
+                       "strategy_params": {"keep_neurons": 0.5} if strategy == "develop"
+                       else {}})
+    net = result.model
+    if strategy == "packnet":
+        net.compact()
+    assert sum(net.group_sizes()) < 12
+
+
+def test_user_model_resumes_from_its_spec(tmp_path, tiny_user_run):
+    pytest.importorskip("snntorch")
+    config = {**tiny_user_run, "strategy": "develop", "model": SNN, "keep_checkpoints": True,
+              "model_params": {"hidden": [12, 10], "steps": 3}}
+    full = runs.run(config, out=tmp_path / "full")
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["model"] == SNN
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", cut)
+    (cut / "checkpoints" / "task_001.pt").unlink()
+    results = json.loads((cut / "results.json").read_text())
+    results["status"] = "running"
+    (cut / "results.json").write_text(json.dumps(results))
+    resumed = runs.resume(cut)
+    assert resumed.accuracy_matrix == full.accuracy_matrix
+    assert resumed.model.group_sizes() == full.model.group_sizes()
+
+
+def test_run_takes_a_module_or_a_factory(tmp_path, tiny_user_run):
+    torch.manual_seed(0)
+    by_module = runs.run({**tiny_user_run, "benchmark": "split-digits"}, model=_digits_mlp(),
+                         out=tmp_path / "module")
+    assert by_module.results["config"]["model"] == "<Sequential instance>"
+    with pytest.raises(ValueError, match="resume needs a model factory spec"):
+        runs.resume(tmp_path / "module")
+    by_factory = runs.run(tiny_user_run, model=_factory)
+    assert by_factory.results["config"]["model"] == f"{__name__}:_factory"
+
+
+def _digits_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def _factory(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, n_outputs))
