@@ -71,8 +71,9 @@ def _ops(layer: PlasticLayer, x: Tensor) -> tuple[float, float]:
         ones = torch.ones(1, *x.shape[1:], dtype=torch.float64)
         dense = F.conv2d(ones, torch.ones_like(live), padding=layer.padding).sum() * x.shape[0]
         return float(effective), float(dense)
+    active = active.reshape(-1, x.shape[-1])  # a sequence's tokens each pass the layer once
     effective = active.sum(0) @ live.sum(0)
-    return float(effective), float(x.shape[0] * layer.weight.numel())
+    return float(effective), float(active.shape[0] * layer.weight.numel())
 
 
 def _batches(data: object, max_samples: int) -> Iterator[Tensor]:
