@@ -236,6 +236,7 @@ def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plas
                                    f"it fixed=[{name!r}] or keep it a plain nn.Linear")
             if user.op == "call_method":
                 if user.target in ("flatten", "view", "reshape", "mean", "sum", "unsqueeze",
+                                   "squeeze", "expand", "unflatten",
                                    "contiguous", "relu", "sigmoid", "tanh", "float"):
                     if user.target in ("relu", "sigmoid", "tanh") and before and reach.tap is None:
                         reach.activation = getattr(torch, str(user.target))
