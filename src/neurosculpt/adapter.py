@@ -623,32 +623,11 @@ class AdaptedNetwork(PlasticNetwork):
         new._register_taps()
         return new
 
-    # --- the chain view that strategies not yet on the interface read ---------------------------
-    @property
-    def layers(self) -> list[L.PlasticLayer]:
-        return self.plastic_layers
-
-    def _chain(self) -> None:
-        for i, name in enumerate(self.layer_names[:-1]):
-            group = self.groups[self.group_of[name]]
-            if group.producers != [name] or list(group.consumers) != [self.layer_names[i + 1]]:
-                raise RuntimeError(f"{self.config.kind} is not a chain of layers (layer {name} "
-                                   f"reads {list(group.consumers)})")
-
-    @property
-    def n_conv(self) -> int:
-        self._chain()
-        return sum(isinstance(layer, L.PlasticConv2d) for layer in self.plastic_layers[:-1])
-
-    @property
-    def flatten_factor(self) -> int:
-        n = self.n_conv
-        return self.units(n - 1).consumers[0].width if n else 1
-
     @property
     def neurons(self) -> list[nn.Module]:
-        self._chain()
-        return [self.net.get_submodule(g.tap) for g in self.groups]
+        """The module whose output is each hidden layer's activity (``dropin`` hooks them)."""
+        return [self.net.get_submodule(self.groups[self.group_of[n]].tap)
+                for n in self.layer_names[:-1]]
 
     # --- the rest -------------------------------------------------------------------------------
     def set_training_task(self, task: int) -> None:
