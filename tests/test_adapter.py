@@ -15,6 +15,7 @@ from neurosculpt import layers as L
 from neurosculpt import runs
 from neurosculpt.adapter import AdaptedNetwork, AdapterError, adapt, build_user_model
 from neurosculpt.loading import load_object
+from neurosculpt.network import check_network
 from neurosculpt.strategies import available
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -77,15 +78,21 @@ def test_snntorch_network_is_traced_through_its_time_loop():
 def test_residual_sums_and_batchnorm_couple_units():
     torch.manual_seed(0)
     net = build_user_model(RESNET, (1, 8, 8), 10, {"channels": 6, "inner": 5})
-    coupled = net.groups[0]
-    assert coupled.producers == ["stem", "blocks.0.conv2", "blocks.1.conv2"]
-    assert coupled.followers == ["bn", "blocks.0.bn2", "blocks.1.bn2"]
-    assert set(coupled.consumers) == {"blocks.0.conv1", "blocks.1.conv1", "fc"}
-    net.grow_units(0, 2)
-    net.keep_units(1, torch.tensor([0, 3]))
-    assert net.group_sizes() == [8, 2, 5]
-    assert net.net.get_submodule("blocks.1.bn2").running_var.shape == (8,)
-    assert net.net.fc.n_in == 8 and net.net.get_submodule("blocks.0.conv2").n_in == 2
+    assert net.layer_names == ["stem", "blocks.0.conv1", "blocks.0.conv2", "blocks.1.conv1",
+                               "blocks.1.conv2", "fc"]
+    stream = net.groups[0]
+    assert stream.producers == ["stem", "blocks.0.conv2", "blocks.1.conv2"]
+    assert stream.followers == ["bn", "blocks.0.bn2", "blocks.1.bn2"]
+    assert set(stream.consumers) == {"blocks.0.conv1", "blocks.1.conv1", "fc"}
+    assert [net.units(i).fixed for i in range(5)] == [True, False, True, False, True]
+    assert {c.layer for c in net.units(0).consumers} == {1, 3, 5}
+    assert check_network(net, torch.rand(2, 1, 8, 8)) == []
+    net.grow_units(1, 2)
+    net.remove_units(3, torch.tensor([0, 4]))
+    assert net.hidden_sizes() == [6, 7, 6, 3, 6]
+    bn = net.net.get_submodule("blocks.0.bn1")
+    assert bn.running_var.shape == (7,) and bn.num_features == 7
+    assert net.net.get_submodule("blocks.1.conv2").n_in == 3
     assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
 
 
@@ -99,17 +106,15 @@ def test_compaction_of_unread_channels_keeps_the_outputs():
         net(torch.randn(8, 1, 8, 8))  # running statistics away from their init
     net.eval()
     x = torch.randn(4, 1, 8, 8)
-    for g, dead in ((0, torch.tensor([1, 4])), (1, torch.tensor([2]))):
-        for name in net.groups[g].consumers:
-            layer = net.layer(name)
+    for i, dead in ((1, torch.tensor([1, 4])), (3, torch.tensor([2]))):
+        for c in net.units(i).consumers:
+            layer = net.plastic_layers[c.layer]
             cols = torch.zeros(layer.n_in, dtype=torch.bool)
-            cols[net.input_index(g, name, dead)] = True
-            L.prune_synapses(layer, cols.view(1, -1, *[1] * (layer.weight.dim() - 2))
-                             .expand_as(layer.mask))
+            cols[c.inputs(dead)] = True
+            L.prune_synapses(layer, cols.view(1, -1, 1, 1).expand_as(layer.mask))
     masked = net(x)
-    removed = net.compact()
-    assert removed == [2, 1, 0]
-    assert net.group_sizes() == [4, 4, 5]
+    assert net.compact() == [0, 2, 0, 1, 0]
+    assert net.hidden_sizes() == [6, 3, 6, 4, 6]
     assert torch.allclose(net(x), masked, atol=1e-6)
 
 
@@ -119,6 +124,7 @@ def test_untraceable_module_needs_a_chain():
     net = adapt(Loopy(), (4, 4), chain=["fc1", "act", "fc2"])
     assert net.groups[0].tap == "act" and net.groups[0].consumers == {"fc2": 1}
     net.grow_units(0, 3)
+    assert net.hidden_sizes() == [11]
     assert net(torch.rand(2, 4, 4)).shape == (2, 3)
 
 
@@ -143,7 +149,7 @@ def test_transformer_feed_forward_units_plastic_residual_stream_fixed():
     hidden, stream = net.groups
     assert hidden.producers == ["ff.0"] and not hidden.fixed and hidden.tap == "ff.1"
     assert stream.fixed  # added to the embedding: not the adapter's to resize
-    with pytest.raises(RuntimeError, match="fixed"):
+    with pytest.raises(ValueError, match="fixed"):
         net.grow_units(1, 2)
     net.grow_units(0, 4)
     net.record_activity = True
@@ -198,15 +204,24 @@ def test_develop_removes_units_and_synapses_of_the_snntorch_network(tiny_user_ru
 
 
 @pytest.mark.parametrize("strategy", ["develop", "packnet"])
-def test_resnet_loses_channels_under_develop_and_packnet(strategy, tiny_user_run):
+def test_resnet_loses_channels_and_compaction_keeps_its_outputs(strategy, tiny_user_run):
+    """develop removes channels itself (apoptosis); after PackNet's pruning the channels that
+    nothing reads any more are compacted away. Either way the compacted network computes what
+    the masked one did."""
+    params = ({"keep_neurons": 0.5, "keep": 0.2} if strategy == "develop"
+              else {"prune_ratio": 0.98, "prune_last": True})
     result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 6,
-                       "model_params": {"channels": 6, "inner": 6, "blocks": 1},
-                       "strategy_params": {"keep_neurons": 0.5} if strategy == "develop"
-                       else {}})
-    net = result.model
-    if strategy == "packnet":
+                       "tasks": 1, "model_params": {"channels": 6, "inner": 16, "blocks": 2},
+                       "strategy_params": params})
+    net = result.model.eval()
+    x = torch.randn(6, 1, 8, 8)
+    with torch.no_grad():
+        masked = net(x)
         net.compact()
-    assert sum(net.group_sizes()) < 12
+        compacted = net(x)
+    inner = [net.hidden_sizes()[i] for i in (1, 3)]
+    assert sum(inner) < 32, inner
+    assert torch.allclose(compacted, masked, atol=1e-5)
 
 
 def test_user_model_resumes_from_its_spec(tmp_path, tiny_user_run):
@@ -223,7 +238,7 @@ def test_user_model_resumes_from_its_spec(tmp_path, tiny_user_run):
     (cut / "results.json").write_text(json.dumps(results))
     resumed = runs.resume(cut)
     assert resumed.accuracy_matrix == full.accuracy_matrix
-    assert resumed.model.group_sizes() == full.model.group_sizes()
+    assert resumed.model.hidden_sizes() == full.model.hidden_sizes()
 
 
 def test_run_takes_a_module_or_a_factory(tmp_path, tiny_user_run):

@@ -11,8 +11,8 @@ from neurosculpt.benchmarks import make_benchmark
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.plasticity import neuron_scores, synapse_scores
+from neurosculpt.plasticity.structure import apoptosis
 from neurosculpt.strategies import make_strategy
-from neurosculpt.strategies.develop import apoptosis
 
 PHASES = ("before_expand", "after_expand", "before_prune", "after_prune", "before_consolidate",
           "after_consolidate")

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from . import layers as L
+from .network import Consumer, Coupled, PlasticNetwork, Units
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
@@ -235,6 +236,7 @@ def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plas
                                    f"it fixed=[{name!r}] or keep it a plain nn.Linear")
             if user.op == "call_method":
                 if user.target in ("flatten", "view", "reshape", "mean", "sum", "unsqueeze",
+                                   "squeeze", "expand", "unflatten",
                                    "contiguous", "relu", "sigmoid", "tanh", "float"):
                     if user.target in ("relu", "sigmoid", "tanh") and before and reach.tap is None:
                         reach.activation = getattr(torch, str(user.target))
@@ -451,37 +453,26 @@ class AdaptedConfig:
         return {"kind": self.kind, "spiking": self.spiking, "hidden": list(self.hidden)}
 
 
-def _resize_norm(norm: nn.Module, size: int, old_index: Tensor, new_index: Tensor,
-                 optimizer: torch.optim.Optimizer | None) -> None:
-    """Give a BatchNorm / LayerNorm ``size`` units, moving entries ``old_index`` to
-    ``new_index``; new units start as the module's own init (scale 1, shift 0, mean 0, var 1)."""
-    for name, fill in (("weight", 1.0), ("bias", 0.0)):
-        param = getattr(norm, name, None)
-        if param is None:
-            continue
-        data = torch.full((size,), fill, dtype=param.dtype, device=param.device)
-        data[new_index] = param.detach()[old_index]
-        L.replace_parameter(norm, name, data, optimizer, 0, old_index, new_index)
-    for name, fill in (("running_mean", 0.0), ("running_var", 1.0)):
-        buf = getattr(norm, name, None)
-        if buf is None:
-            continue
-        data = torch.full((size,), fill, dtype=buf.dtype, device=buf.device)
-        data[new_index] = buf[old_index]
-        setattr(norm, name, data)
-    _sync_norm(norm, size)
+def _norm_tensors(norm: nn.Module) -> tuple[Coupled, ...]:
+    """A BatchNorm's / LayerNorm's per-unit tensors, each with the value a new unit starts at."""
+    fills = (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0))
+    return tuple(Coupled(norm, name, 0, fill) for name, fill in fills
+                 if getattr(norm, name, None) is not None)
 
 
 def _sync_norm(norm: nn.Module, size: int) -> None:
+    """A norm's width attribute after its tensors were resized (LayerNorm's forward reads it)."""
     if isinstance(norm, nn.LayerNorm):
         norm.normalized_shape = (size,)
     else:
         norm.num_features = size
 
 
-class AdaptedNetwork(nn.Module):
-    """A user's module with plastic layers, unit groups and activity taps (see the module
-    docstring). ``net`` is the user's module; its forward pass is unchanged."""
+class AdaptedNetwork(PlasticNetwork):
+    """A user's module as a :class:`~neurosculpt.network.PlasticNetwork` (see the module
+    docstring). ``net`` is the user's module; its forward pass is unchanged. Hidden plastic
+    layer ``i`` is ``plastic_layers[i]``; the units of layers summed in a residual stream are
+    reported fixed (the interface resizes one layer's units at a time)."""
 
     def __init__(self, net: nn.Module, groups: list[UnitGroup], layers: list[str],
                  input_shape: Sequence[int], spiking: bool | None = None,
@@ -490,42 +481,82 @@ class AdaptedNetwork(nn.Module):
         self.net = net
         self.groups = groups
         self.layer_names = list(layers)
+        self.group_of = {p: g for g, group in enumerate(groups) for p in group.producers}
         self.input_shape = tuple(int(d) for d in input_shape)
         self.sequence = False
         self.constant_input = False  # energy accounting: the user's forward computes every step
-        self.record_activity = False
-        self.activity: list[Tensor] = []
-        self.resizes: list = []
         self._records: list[list[Tensor]] | None = None
         self._batch = 0
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
         self._tap_hooks: list[tuple[str, int]] = []
         self._register_taps()
-        if spiking is None:
-            spiking = self._probe_spiking()
-        self.config = AdaptedConfig(kind=kind, spiking=spiking,
-                                    hidden=tuple(self.group_sizes()))
+        self.spiking = self._probe_spiking() if spiking is None else spiking
+        self._initial_widths = self.hidden_sizes()
+        self.config = AdaptedConfig(kind=kind, spiking=self.spiking,
+                                    hidden=tuple(self._initial_widths))
+
+    # --- the interface --------------------------------------------------------------------------
+    @property
+    def plastic_layers(self) -> list[L.PlasticLayer]:
+        """Every plastic layer in forward order; the last one is the output layer."""
+        return [self.net.get_submodule(n) for n in self.layer_names]  # type: ignore[misc]
+
+    def units(self, layer: int) -> Units:
+        group = self.groups[self.group_of[self.layer_names[layer]]]
+        consumers = tuple(Consumer(self.layer_names.index(c), f)
+                          for c, f in group.consumers.items())
+        coupled = tuple(c for name in group.followers
+                        for c in _norm_tensors(self.net.get_submodule(name)))
+        return Units(consumers=consumers, coupled=coupled,
+                     fixed=bool(group.fixed) or len(group.producers) > 1)
+
+    def grow_units(self, layer: int, n: int,
+                   optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        new = super().grow_units(layer, n, optimizer)
+        self._sync_norms(layer)
+        return new
+
+    def remove_units(self, layer: int, units: Tensor,
+                     optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        kept = super().remove_units(layer, units, optimizer)
+        self._sync_norms(layer)
+        return kept
+
+    def _sync_norms(self, layer: int) -> None:
+        group = self.groups[self.group_of[self.layer_names[layer]]]
+        for name in group.followers:
+            _sync_norm(self.net.get_submodule(name), self.plastic_layers[layer].n_out)
+
+    def compact(self, optimizer: torch.optim.Optimizer | None = None) -> list[int]:
+        """Remove the units that no live synapse reads (every outgoing synapse pruned) from every
+        hidden layer whose units may change; return how many per hidden layer. The outputs do
+        not change: such a unit reaches nothing (a BatchNorm acts on each unit alone; a
+        LayerNorm mixes units, so layers it follows change slightly). Every layer keeps a unit.
+        """
+        removed = []
+        layers = self.plastic_layers
+        for i in range(len(layers) - 1):
+            units = self.units(i)
+            n = layers[i].n_out
+            if units.fixed:
+                removed.append(0)
+                continue
+            read = torch.zeros(n, dtype=torch.bool, device=layers[i].weight.device)
+            for c in units.consumers:
+                columns = layers[c.layer].mask.transpose(0, 1).flatten(1).any(1)
+                read |= columns.view(n, c.width).any(1)
+            if not bool(read.any()):
+                read[0] = True
+            if not bool(read.all()):
+                self.remove_units(i, torch.nonzero(~read).flatten(), optimizer)
+            removed.append(n - int(read.sum()))
+        return removed
 
     # --- activity taps --------------------------------------------------------------------------
     def _register_taps(self) -> None:
         for g, group in enumerate(self.groups):
             handle = self.net.get_submodule(group.tap).register_forward_hook(self._tap_hook(g))
             self._tap_hooks.append((group.tap, handle.id))
-
-    def __deepcopy__(self, memo: dict) -> AdaptedNetwork:
-        """A copy whose taps record into the copy. Neuron state left in buffers by the last
-        forward pass (snnTorch keeps the membrane there) is copied detached."""
-        for buffer in self.buffers():
-            if buffer.grad_fn is not None and id(buffer) not in memo:
-                memo[id(buffer)] = buffer.detach().clone()
-        new = object.__new__(type(self))
-        memo[id(self)] = new
-        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        for name, hook_id in new._tap_hooks:
-            new.net.get_submodule(name)._forward_hooks.pop(hook_id, None)
-        new._tap_hooks = []
-        new._register_taps()
-        return new
 
     def _tap_hook(self, g: int):
         def hook(module: nn.Module, args: tuple, out: object) -> None:
@@ -543,8 +574,8 @@ class AdaptedNetwork(nn.Module):
         ``[B, n]``, sequences ``[B, L, n]`` (tokens count as time steps), or already time-major
         ``[T, B, ...]``."""
         batch = self._batch
-        conv = isinstance(self.layer(self.groups[g].producers[0]), L.PlasticConv2d)
-        if conv:
+        producer = self.net.get_submodule(self.groups[g].producers[0])
+        if isinstance(producer, L.PlasticConv2d):
             return h.unsqueeze(0) if h.dim() == 4 else h
         if h.dim() == 2:
             return h.unsqueeze(0)
@@ -560,7 +591,8 @@ class AdaptedNetwork(nn.Module):
         finally:
             records, self._records = self._records, None
         if records is not None:
-            self.activity = [torch.cat(r, 0) for r in records]
+            per_group = [torch.cat(r, 0) for r in records]
+            self.activity = [per_group[self.group_of[n]] for n in self.layer_names[:-1]]
         return out
 
     @torch.no_grad()
@@ -576,168 +608,50 @@ class AdaptedNetwork(nn.Module):
         activity, self.activity = self.activity, []
         return bool(activity) and all(bool(((a == 0) | (a == 1)).all()) for a in activity)
 
-    # --- structure ------------------------------------------------------------------------------
-    def layer(self, name: str) -> L.PlasticLayer:
-        return self.net.get_submodule(name)  # type: ignore[return-value]
-
-    @property
-    def plastic_layers(self) -> list[L.PlasticLayer]:
-        """Every plastic layer in forward order; the last one is the output layer."""
-        return [self.layer(n) for n in self.layer_names]
-
-    @property
-    def layers(self) -> list[L.PlasticLayer]:
-        return self.plastic_layers
-
-    def group_sizes(self) -> list[int]:
-        return [self.layer(g.producers[0]).n_out for g in self.groups]
-
-    def hidden_sizes(self) -> list[int]:
-        return self.group_sizes()
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the plastic layers (norms, neuron constants, plain layers)."""
-        plastic = {id(p) for layer in self.plastic_layers for p in layer.parameters()}
-        return [p for p in self.parameters() if id(p) not in plastic]
-
-    def input_index(self, g: int, consumer: str, units: Tensor) -> Tensor:
-        """Input positions of ``consumer`` read from ``units`` of group ``g``."""
-        f = self.groups[g].consumers[consumer]
-        if f == 1:
-            return units
-        return (units[:, None] * f + torch.arange(f, device=units.device)).flatten()
-
-    def grow_units(self, g: int, n: int,
-                   optimizer: torch.optim.Optimizer | None = None) -> Tensor:
-        """Append ``n`` units to group ``g`` in every layer and norm they live in, and their
-        outgoing synapses in every layer that reads them; return the new indices."""
-        group = self._changeable(g)
-        old = self.group_sizes()[g]
-        new = torch.arange(old, old + n)
-        for name in group.producers:
-            L.grow_outputs(self.layer(name), n, optimizer)
-        kept = torch.arange(old)
-        for name in group.followers:
-            _resize_norm(self.net.get_submodule(name), old + n, kept, kept, optimizer)
-        for name, f in group.consumers.items():
-            L.grow_inputs(self.layer(name), n * f, optimizer)
-        self._journal(g, torch.arange(n), n * next(iter(group.consumers.values())))
+    def __deepcopy__(self, memo: dict) -> AdaptedNetwork:
+        """A copy whose taps record into the copy. Neuron state left in buffers by the last
+        forward pass (snnTorch keeps the membrane there) is copied detached."""
+        for buffer in self.buffers():
+            if buffer.grad_fn is not None and id(buffer) not in memo:
+                memo[id(buffer)] = buffer.detach().clone()
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        for name, hook_id in new._tap_hooks:
+            new.net.get_submodule(name)._forward_hooks.pop(hook_id, None)
+        new._tap_hooks = []
+        new._register_taps()
         return new
-
-    def keep_units(self, g: int, keep: Tensor,
-                   optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Compact group ``g`` to units ``keep`` everywhere they live and are read."""
-        group = self._changeable(g)
-        keep = torch.as_tensor(keep, dtype=torch.long).sort().values
-        for name in group.producers:
-            L.keep_neurons(self.layer(name), keep, optimizer)
-        new = torch.arange(len(keep))
-        for name in group.followers:
-            _resize_norm(self.net.get_submodule(name), len(keep), keep, new, optimizer)
-        inputs = None
-        for name in group.consumers:
-            index = self.input_index(g, name, keep)
-            L.keep_inputs(self.layer(name), index, optimizer)
-            inputs = index if inputs is None else inputs
-        self._journal(g, keep, inputs)
-
-    def _changeable(self, g: int) -> UnitGroup:
-        if not 0 <= g < len(self.groups):
-            raise IndexError(f"unit group {g} out of range ({len(self.groups)} groups)")
-        group = self.groups[g]
-        if group.fixed:
-            raise RuntimeError(f"units of {group.producers} are fixed: {group.fixed}")
-        return group
-
-    def _journal(self, g: int, units: Tensor, inputs: Tensor | int | None) -> None:
-        from .models import RESIZE_JOURNAL, Resize
-
-        serial = self.resizes[-1].serial + 1 if self.resizes else 1
-        self.resizes.append(Resize(serial, g, units, inputs))
-        del self.resizes[:-RESIZE_JOURNAL]
-
-    def resizes_since(self, serial: int) -> list:
-        if self.resizes and serial < self.resizes[0].serial - 1:
-            raise RuntimeError(f"resize {serial + 1} is no longer in the journal")
-        return [r for r in self.resizes if r.serial > serial]
-
-    @property
-    def resize_serial(self) -> int:
-        return self.resizes[-1].serial if self.resizes else 0
-
-    # --- the chain view (hidden layer i = unit group i, read by plastic layer i + 1) ------------
-    def _chain(self) -> None:
-        for i, group in enumerate(self.groups):
-            if (group.fixed or group.producers != [self.layer_names[i]]
-                    or list(group.consumers) != [self.layer_names[i + 1]]):
-                raise RuntimeError(f"{self.config.kind} is not a chain of layers (group {i}: "
-                                   f"{'+'.join(group.producers)})")
-
-    @property
-    def n_conv(self) -> int:
-        self._chain()
-        return sum(isinstance(self.layer(g.producers[0]), L.PlasticConv2d) for g in self.groups)
-
-    @property
-    def flatten_factor(self) -> int:
-        n = self.n_conv
-        return self.groups[n - 1].consumers[self.layer_names[n]] if n else 1
 
     @property
     def neurons(self) -> list[nn.Module]:
-        self._chain()
-        return [self.net.get_submodule(g.tap) for g in self.groups]
+        """The module whose output is each hidden layer's activity (``dropin`` hooks them)."""
+        return [self.net.get_submodule(self.groups[self.group_of[n]].tap)
+                for n in self.layer_names[:-1]]
 
-    def grow_neurons(self, index: int, n: int,
-                     optimizer: torch.optim.Optimizer | None = None) -> Tensor:
-        self._chain()
-        return self.grow_units(index, n, optimizer)
-
-    def keep_neurons(self, index: int, keep: Tensor,
-                     optimizer: torch.optim.Optimizer | None = None) -> None:
-        self._chain()
-        self.keep_units(index, keep, optimizer)
-
-    def _input_index(self, index: int, units: Tensor) -> Tensor:
-        return self.input_index(index, self.layer_names[index + 1], units)
-
-    def set_task(self, task: int | None) -> None:
-        L.set_active_task(self.plastic_layers, task)
-
+    # --- the rest -------------------------------------------------------------------------------
     def set_training_task(self, task: int) -> None:
         self.current_task.fill_(task)
-        L.set_training_task(self.plastic_layers, task)
-
-    def live_synapses(self) -> int:
-        return sum(layer.live_synapses() for layer in self.plastic_layers)
-
-    def structure(self) -> list[dict]:
-        return [
-            {"layer": i, "name": name, "type": type(layer).__name__, "neurons": layer.n_out,
-             "live_neurons": layer.live_neurons(), "inputs": layer.n_in,
-             "synapses": layer.weight.numel(), "live_synapses": layer.live_synapses(),
-             "partitions": L.partition_sizes(layer)}
-            for i, (name, layer) in enumerate(zip(self.layer_names, self.plastic_layers,
-                                                  strict=True))
-        ]
+        super().set_training_task(task)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        for g, group in enumerate(self.groups):  # norms learn their width from their tensors
-            for name in group.followers:
-                _sync_norm(self.net.get_submodule(name), self.group_sizes()[g])
+        for i in range(len(self.layer_names) - 1):  # norms learn their width from their tensors
+            self._sync_norms(i)
         return result
 
     def describe(self) -> str:
-        """One line per unit group: producers, norms, readers, tap, fixed or not."""
+        """One line per unit group: layers, norms, readers, tap, fixed or not."""
         lines = []
-        for g, (group, n) in enumerate(zip(self.groups, self.group_sizes(), strict=True)):
+        for g, group in enumerate(self.groups):
+            n = self.net.get_submodule(group.producers[0]).n_out
             reads = ", ".join(f"{c}" + (f" (x{f})" if f > 1 else "")
                               for c, f in group.consumers.items())
+            fixed = group.fixed or ("summed (residual)" if len(group.producers) > 1 else "")
             lines.append(f"group {g}: {n} units of {'+'.join(group.producers)}"
                          + (f", norms {', '.join(group.followers)}" if group.followers else "")
                          + f", read by {reads or 'nothing'}, activity at {group.tap}"
-                         + (f", fixed: {group.fixed}" if group.fixed else ""))
+                         + (f", fixed: {fixed}" if fixed else ""))
         lines.append(f"output layer (task heads): {self.layer_names[-1]}")
         return "\n".join(lines)
 

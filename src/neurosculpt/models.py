@@ -144,7 +144,6 @@ class Network(PlasticNetwork):
         self.readout = LI(beta=config.readout_beta) if config.spiking else None
         if config.spiking and config.readout == "spikes":
             self.output_neurons = self._make_units()
-        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
 
     # --- construction ---------------------------------------------------------------------------
     def _make_encoder(self) -> nn.Module:
@@ -208,10 +207,6 @@ class Network(PlasticNetwork):
         task's subnetwork shares."""
         return [p for name, child in self.named_children() if name != "layers"
                 for p in child.parameters()]
-
-    def set_training_task(self, task: int) -> None:
-        self.current_task.fill_(task)
-        super().set_training_task(task)
 
     # --- forward --------------------------------------------------------------------------------
     @property

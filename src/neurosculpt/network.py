@@ -257,9 +257,9 @@ class PlasticNetwork(nn.Module):
     :meth:`reinit_units` (they resize the plastic layers, the consumers' inputs and the coupled
     tensors, move the optimizer state, and write the journal), the journal
     (:meth:`resizes_since`, :attr:`resize_serial`), the task masks (:meth:`set_task`,
-    :meth:`set_training_task`), :meth:`shared_parameters`, :meth:`hidden_sizes`,
-    :meth:`live_synapses` and :meth:`structure`. An implementation may override any of them
-    (keeping what it promises), e.g. to record more per task.
+    :meth:`set_training_task`, the ``current_task`` buffer), :meth:`shared_parameters`,
+    :meth:`hidden_sizes`, :meth:`live_synapses` and :meth:`structure`. An implementation may
+    override any of them (keeping what it promises), e.g. to record more per task.
     """
 
     spiking: bool = False
@@ -270,6 +270,8 @@ class PlasticNetwork(nn.Module):
         self.activity: list[Tensor] = []
         self.resizes: list[Resize] = []
         self._initial_widths: list[int] | None = None
+        # the task being trained, in the state_dict so a checkpoint restores the task masks
+        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
 
     # --- to implement ---------------------------------------------------------------------------
     @property
@@ -323,7 +325,9 @@ class PlasticNetwork(nn.Module):
         L.set_active_task(self.plastic_layers, task)
 
     def set_training_task(self, task: int) -> None:
-        """The task being trained: it sees every live synapse; earlier tasks their own."""
+        """The task being trained: it sees every live synapse; earlier tasks their own
+        (recorded in the ``current_task`` buffer)."""
+        self.current_task.fill_(task)
         L.set_training_task(self.plastic_layers, task)
 
     # --- unit operations ------------------------------------------------------------------------

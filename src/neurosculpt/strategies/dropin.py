@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..loop import Context
-from ..plasticity.controller import apply_grow, apply_remove, budgets, configured_widths
+from ..plasticity.controller import apply_grow, apply_remove
 from ..plasticity.signals import Monitor, log_decision
+from ..plasticity.structure import budgets, hidden_layers
 from .base import MonitoredStrategy
 
 
@@ -65,7 +66,7 @@ class Dropin(MonitoredStrategy):
 
     def before_task(self, ctx: Context) -> None:
         if not self.budget:
-            self.budget = budgets(self.max_neurons, configured_widths(ctx.model))
+            self.budget = budgets(self.max_neurons, ctx.model.initial_widths())
         self.monitor.budget = list(self.budget)
         if self.dropout > 0 and not self._hooks:
             self._hooks = [units.register_forward_hook(self._unit_dropout)
@@ -81,7 +82,8 @@ class Dropin(MonitoredStrategy):
         if not due:
             return
         model = ctx.model
-        for i, n in enumerate(model.hidden_sizes()):
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             k = min(self.grow_n, self.budget[i] - n)
             if k <= 0:
                 continue
@@ -99,8 +101,9 @@ class Dropin(MonitoredStrategy):
 
     def _apoptosis(self, ctx: Context) -> None:
         model, stats = ctx.model, self.monitor.stats
-        stats.sync(model)
-        for i, n in enumerate(model.hidden_sizes()):
+        stats.follow(model)
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             util = stats.utility(i)
             mean_util = float(util.mean())
             low = (util < self.apoptosis * mean_util) & (stats.age(i) > self.maturity)

@@ -39,7 +39,7 @@ class ShrinkPerturb(MonitoredStrategy):
     @torch.no_grad()
     def before_task(self, ctx: Context) -> None:
         if ctx.task_id > 0:
-            for i, layer in enumerate(ctx.model.layers):
+            for i, layer in enumerate(ctx.model.plastic_layers):
                 fan_in = layer.weight[0].numel()
                 bound = weight_bound(fan_in)
                 bias_bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
