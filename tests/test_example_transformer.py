@@ -77,11 +77,11 @@ def test_neuroplastic_grows_prunes_and_reinits_feed_forward_units_within_budget(
     for action in ("grow", "prune", "reinit"):
         assert _decisions(run, action), f"no {action} decision"
     net = run.model
-    widths = [rec["neurons"] for rec in run.tasks]
-    assert max(max(w[:2]) for w in widths) <= 16
-    assert any(w[:2] != [12, 12] for w in widths)
-    sizes = net.group_sizes()
-    for block, n in zip(net.net.blocks, sizes, strict=False):
+    assert [net.units(i).fixed for i in range(4)] == [False, True, False, True]
+    widths = [rec["neurons"] for rec in run.tasks]  # ff.0, residual, ff.0, residual
+    assert all(w[0] <= 16 and w[2] <= 16 and w[1] == w[3] == 16 for w in widths)
+    assert any(w[0] != 12 or w[2] != 12 for w in widths)
+    for block, n in zip(net.net.blocks, net.hidden_sizes()[::2], strict=True):
         assert block.ff[0].n_out == block.ff[2].n_in == n
         assert block.attn.in_proj_weight.shape == (48, 16) and block.ff[2].n_out == 16
     assert torch.isfinite(net(torch.rand(2, 8, 8))).all()
