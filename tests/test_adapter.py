@@ -258,3 +258,31 @@ def _digits_mlp() -> nn.Module:
 
 def _factory(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, n_outputs))
+
+
+def test_nir_export_of_the_snntorch_network_reproduces_its_spikes(tmp_path):
+    """The adapted snnTorch network exported to NIR and read back as a built-in network fires
+    the same spikes in every hidden layer and gives the same outputs."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("nir")
+    from neurosculpt.export.nir import export_nir, from_nir
+
+    torch.manual_seed(0)
+    net = build_user_model(SNN, (1, 8, 8), 10, {"hidden": [20, 16], "steps": 6})
+    with torch.no_grad():
+        for layer in net.plastic_layers:
+            layer.weight.mul_(3.0)  # enough current for a few spikes per unit
+        L.prune_synapses(net.plastic_layers[1], torch.rand(16, 20) < 0.3)
+    net.eval()
+    export_nir(net, tmp_path / "snn.nir")
+    back = from_nir(tmp_path / "snn.nir").eval()
+    x = torch.rand(9, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net.record_activity = back.record_activity = True
+        expected, got = net(x), back(x)
+    rates = [float(a.mean()) for a in net.activity]
+    assert all(0.02 < r < 0.9 for r in rates), rates
+    for a, b in zip(net.activity, back.activity, strict=True):
+        assert torch.equal(a, b)
+    assert torch.allclose(expected, got, atol=1e-5)
+    assert back.config.steps == 6 and back.live_synapses() == net.live_synapses()

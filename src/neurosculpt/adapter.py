@@ -306,9 +306,10 @@ def _union_groups(order: list[str], reaches: dict[str, _Reach]) -> list[list[str
 
 
 def traced_groups(module: nn.Module, plastic: Sequence[str],
-                  fixed: Sequence[str] = ()) -> tuple[list[UnitGroup], list[str]]:
+                  fixed: Sequence[str] = ()) -> tuple[list[UnitGroup], list[str], str | None]:
     """Unit groups of ``module`` (plastic layers swapped in already) found with ``torch.fx``,
-    and the plastic layers in the order the forward pass first calls them (output last)."""
+    the plastic layers in the order the forward pass first calls them (output last), and the
+    module after the output layer (its neurons or readout, if any)."""
     graph = trace(module)
     modules = dict(module.named_modules())
     names = set(plastic)
@@ -341,7 +342,7 @@ def traced_groups(module: nn.Module, plastic: Sequence[str],
     groups = []
     for producers in _union_groups([n for n in order if n != out], reaches):
         groups.append(_group(producers, reaches, modules, taps, fixed))
-    return groups, [n for n in order if n != out] + [out]
+    return groups, [n for n in order if n != out] + [out], reaches[out].tap
 
 
 def _group(producers: list[str], reaches: dict[str, _Reach], modules: dict[str, nn.Module],
@@ -396,7 +397,8 @@ def _check_neuron(name: str, module: nn.Module, units: int) -> None:
                                "parameters are not resized by the adapter yet")
 
 
-def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGroup], list[str]]:
+def chain_groups(module: nn.Module, chain: Sequence[str]
+                 ) -> tuple[list[UnitGroup], list[str], str | None]:
     """Unit groups from a declared chain of module names: each plastic layer, then optionally
     its norm and its nonlinearity / neuron; the next plastic layer reads its units."""
     groups: list[UnitGroup] = []
@@ -421,7 +423,7 @@ def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGrou
     if not isinstance(module.get_submodule(layers[-1]), L.PlasticLinear):
         raise AdapterError(f"the chain's last layer {layers[-1]!r} must be an nn.Linear (the "
                            "task heads)")
-    groups.pop()  # the output layer
+    output_tap = groups.pop().tap  # the output layer's neurons or readout
     for group, nxt in zip(groups, layers[1:], strict=True):
         units = _layer_width(module.get_submodule(group.producers[0]))
         n_in = module.get_submodule(nxt).weight.shape[1]
@@ -433,7 +435,7 @@ def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGrou
             raise AdapterError(f"chain: name the nonlinearity or neuron module after "
                                f"{group.producers[0]!r} (its units' activity)")
         _check_neuron(group.tap, module.get_submodule(group.tap), units)
-    return groups, layers
+    return groups, layers, output_tap
 
 
 # --- the adapted network -----------------------------------------------------------------------
@@ -476,10 +478,11 @@ class AdaptedNetwork(PlasticNetwork):
 
     def __init__(self, net: nn.Module, groups: list[UnitGroup], layers: list[str],
                  input_shape: Sequence[int], spiking: bool | None = None,
-                 kind: str = "adapted") -> None:
+                 kind: str = "adapted", output_tap: str | None = None) -> None:
         super().__init__()
         self.net = net
         self.groups = groups
+        self.output_tap = output_tap
         self.layer_names = list(layers)
         self.group_of = {p: g for g, group in enumerate(groups) for p in group.producers}
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -490,7 +493,9 @@ class AdaptedNetwork(PlasticNetwork):
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
         self._tap_hooks: list[tuple[str, int]] = []
         self._register_taps()
-        self.spiking = self._probe_spiking() if spiking is None else spiking
+        self.time_steps = 1
+        probed = self._probe_spiking()
+        self.spiking = probed if spiking is None else spiking
         self._initial_widths = self.hidden_sizes()
         self.config = AdaptedConfig(kind=kind, spiking=self.spiking,
                                     hidden=tuple(self._initial_widths))
@@ -606,6 +611,7 @@ class AdaptedNetwork(PlasticNetwork):
             self.record_activity = False
             self.train(was_training)
         activity, self.activity = self.activity, []
+        self.time_steps = int(activity[0].shape[0]) if activity else 1
         return bool(activity) and all(bool(((a == 0) | (a == 1)).all()) for a in activity)
 
     def __deepcopy__(self, memo: dict) -> AdaptedNetwork:
@@ -676,11 +682,12 @@ def adapt(module: nn.Module, input_shape: Sequence[int], *, plastic: Sequence[st
         raise AdapterError(f"adapt needs an nn.Module, got {type(module).__name__}")
     if chain is not None:
         swap_layers(module, list(chain))
-        groups, layers = chain_groups(module, chain)
+        groups, layers, output_tap = chain_groups(module, chain)
     else:
         names = swap_layers(module, plastic)
-        groups, layers = traced_groups(module, names, fixed)
-    return AdaptedNetwork(module, groups, layers, input_shape, spiking=spiking, kind=kind)
+        groups, layers, output_tap = traced_groups(module, names, fixed)
+    return AdaptedNetwork(module, groups, layers, input_shape, spiking=spiking, kind=kind,
+                          output_tap=output_tap)
 
 
 def model_name(model: object) -> str:
