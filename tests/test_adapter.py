@@ -168,6 +168,8 @@ def test_errors_name_the_module_and_the_reason():
 
     with pytest.raises(AdapterError, match="layer 'a' through cat"):
         adapt(Cat(), (4,))
+    net = adapt(Cat(), (4,), fixed=["a", "b"])  # declared fixed: nothing after them to follow
+    assert all(g.fixed for g in net.groups) and net(torch.rand(2, 4)).shape == (2, 2)
     with pytest.raises(AdapterError, match="no nn.Linear or nn.Conv2d"):
         adapt(nn.Sequential(nn.ReLU()), (4,))
     with pytest.raises(AdapterError, match="has 3 outputs; the benchmark needs 5"):

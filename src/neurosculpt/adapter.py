@@ -166,9 +166,19 @@ class _Reach:
 
 
 def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plastic: set[str],
-            reach: _Reach, name: str) -> None:
+            reach: _Reach, name: str, fixed: bool = False) -> None:
     """Walk forward from ``start`` (an output of layer ``name``) through unit-preserving
-    operations, filling ``reach``."""
+    operations, filling ``reach``. An operation the walk cannot follow raises, unless the layer
+    is declared ``fixed`` (its units never change, so nothing after it needs following)."""
+
+    def cannot(what: str, node: fx.Node) -> None:
+        if fixed:
+            reach.fixed = reach.fixed or f"declared fixed; its units pass through {what}"
+            return
+        raise AdapterError(f"cannot follow the units of layer {name!r} through {what} (node "
+                           f"{node.name}); declare it fixed=[{name!r}] or leave it out of "
+                           "plastic=[...]")
+
     seen: set[fx.Node] = set()
     stack = [(start, True)]  # (node, still before the first nonlinearity)
     while stack:
@@ -231,9 +241,8 @@ def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plas
                 if fn in PASS_FUNCTIONS or fn in (torch.flatten, torch.sum, torch.mean):
                     stack.append((user, before))
                     continue
-                raise AdapterError(f"cannot follow the units of layer {name!r} through "
-                                   f"{getattr(fn, '__name__', fn)} (node {user.name}); declare "
-                                   f"it fixed=[{name!r}] or keep it a plain nn.Linear")
+                cannot(str(getattr(fn, "__name__", fn)), user)
+                continue
             if user.op == "call_method":
                 if user.target in ("flatten", "view", "reshape", "mean", "sum", "unsqueeze",
                                    "squeeze", "expand", "unflatten",
@@ -246,11 +255,9 @@ def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plas
                     continue
                 if user.target in ("size", "dim"):
                     continue
-                raise AdapterError(f"cannot follow the units of layer {name!r} through "
-                                   f".{user.target}() (node {user.name}); declare it "
-                                   f"fixed=[{name!r}] or keep it a plain nn.Linear")
-            raise AdapterError(f"cannot follow the units of layer {name!r} through {user.op} "
-                               f"{user.target} (node {user.name})")
+                cannot(f".{user.target}()", user)
+                continue
+            cannot(f"{user.op} {user.target}", user)
 
 
 def _plastic_sources(node: fx.Node, modules: dict[str, nn.Module],
@@ -321,7 +328,7 @@ def traced_groups(module: nn.Module, plastic: Sequence[str],
             if name not in reaches:
                 reaches[name] = _Reach()
                 order.append(name)
-            _follow(graph, modules, node, names, reaches[name], name)
+            _follow(graph, modules, node, names, reaches[name], name, _matches(name, fixed))
     unused = sorted(names - set(order))
     if unused:
         raise AdapterError(f"layer(s) {unused} are never called by {type(module).__name__}."
