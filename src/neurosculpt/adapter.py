@@ -613,7 +613,8 @@ class AdaptedNetwork(PlasticNetwork):
         was_training, self.record_activity = self.training, True
         self.eval()
         try:
-            self(torch.rand(2, *self.input_shape, device=self.current_task.device))
+            device = next(self.net.parameters()).device
+            self(torch.rand(2, *self.input_shape, device=device))
         finally:
             self.record_activity = False
             self.train(was_training)
