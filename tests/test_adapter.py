@@ -288,3 +288,19 @@ def test_nir_export_of_the_snntorch_network_reproduces_its_spikes(tmp_path):
         assert torch.equal(a, b)
     assert torch.allclose(expected, got, atol=1e-5)
     assert back.config.steps == 6 and back.live_synapses() == net.live_synapses()
+
+
+def test_cli_runs_resumes_and_refuses_user_models(tmp_path, capsys):
+    from neurosculpt.cli import main
+
+    args = ["run", "-b", "split-digits", "--tasks", "2", "--steps", "3", "--samples-per-task",
+            "48", "--test-samples-per-task", "30", "--threads", "1", "--quiet",
+            "--model", RESNET, "--model-param", "channels=4", "--model-param", "inner=4"]
+    assert main([*args, "-s", "packnet", "--out", str(tmp_path / "r")]) == 0
+    assert "resnet_bn.py:factory" in capsys.readouterr().out
+    assert main(["run", "--resume", str(tmp_path / "r"), "--quiet"]) == 0
+    bad = tmp_path / "bad.py"
+    bad.write_text("def factory(shape):\n    return None\n")
+    assert main(["run", "-b", "split-digits", "--model", f"{bad}:factory", "--quiet"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be called as factory(input_shape, n_outputs" in err[0]
