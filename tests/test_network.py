@@ -209,3 +209,16 @@ def test_unit_dropout_silences_a_unit_in_every_consumer():
     net.eval()
     net(torch.rand(8, 10))
     torch.testing.assert_close(seen["left"], net.activity[0][0])
+
+
+def test_journal_drops_reinitialisations_before_resizes():
+    """A long stream of renewals must not push out a growth that a strategy following only
+    shapes (once per task) has not seen yet."""
+    net = TwoBranch()
+    start = net.resize_serial
+    net.grow_units(0, 1)
+    for _ in range(300):
+        net.reinit_units(0, torch.tensor([0]))
+    since = net.resizes_since(start)
+    assert since[0].kind == "grow" and len(since) == 256
+    assert net.resize_serial == 301
