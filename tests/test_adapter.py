@@ -84,7 +84,7 @@ def test_residual_sums_and_batchnorm_couple_units():
     assert stream.producers == ["stem", "blocks.0.conv2", "blocks.1.conv2"]
     assert stream.followers == ["bn", "blocks.0.bn2", "blocks.1.bn2"]
     assert set(stream.consumers) == {"blocks.0.conv1", "blocks.1.conv1", "fc"}
-    assert [net.units(i).fixed for i in range(5)] == [True, False, True, False, True]
+    assert [net.units(i).fixed for i in range(5)] == [False, False, True, False, True]
     assert {c.layer for c in net.units(0).consumers} == {1, 3, 5}
     assert check_network(net, torch.rand(2, 1, 8, 8)) == []
     net.grow_units(1, 2)
@@ -93,7 +93,23 @@ def test_residual_sums_and_batchnorm_couple_units():
     bn = net.net.get_submodule("blocks.0.bn1")
     assert bn.running_var.shape == (7,) and bn.num_features == 7
     assert net.net.get_submodule("blocks.1.conv2").n_in == 3
-    assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    with pytest.raises(ValueError, match="fixed"):
+        net.grow_units(2, 1)  # a summed layer follows the stream's lead
+    serial = net.resize_serial
+    net.eval()
+    x = torch.rand(3, 1, 8, 8)
+    before = net(x)
+    net.grow_units(0, 3)  # the residual stream: every summed layer, norm and reader
+    assert net.hidden_sizes() == [9, 7, 9, 3, 9] and check_network(net, x) == []
+    assert net.net.fc.n_in == 9 and net.net.get_submodule("blocks.1.bn2").num_features == 9
+    assert [(r.layer, r.kind) for r in net.resizes_since(serial)] == [
+        (0, "grow"), (2, "grow"), (4, "grow")]
+    with torch.no_grad():
+        for c in net.units(0).consumers:  # silence the new units' outgoing synapses
+            net.plastic_layers[c.layer].weight[:, c.inputs(torch.arange(6, 9))] = 0.0
+    assert torch.allclose(net(x), before, atol=1e-6)
+    net.remove_units(0, torch.tensor([6, 7, 8]))
+    assert torch.allclose(net(x), before, atol=1e-6) and net.hidden_sizes()[::2] == [6, 6, 6]
 
 
 def test_compaction_of_unread_channels_keeps_the_outputs():
@@ -106,15 +122,16 @@ def test_compaction_of_unread_channels_keeps_the_outputs():
         net(torch.randn(8, 1, 8, 8))  # running statistics away from their init
     net.eval()
     x = torch.randn(4, 1, 8, 8)
-    for i, dead in ((1, torch.tensor([1, 4])), (3, torch.tensor([2]))):
+    for i, dead in ((0, torch.tensor([5])), (1, torch.tensor([1, 4])), (3, torch.tensor([2]))):
         for c in net.units(i).consumers:
             layer = net.plastic_layers[c.layer]
             cols = torch.zeros(layer.n_in, dtype=torch.bool)
             cols[c.inputs(dead)] = True
-            L.prune_synapses(layer, cols.view(1, -1, 1, 1).expand_as(layer.mask))
+            shape = (1, -1) + (1,) * (layer.weight.dim() - 2)
+            L.prune_synapses(layer, cols.view(shape).expand_as(layer.mask))
     masked = net(x)
-    assert net.compact() == [0, 2, 0, 1, 0]
-    assert net.hidden_sizes() == [6, 3, 6, 4, 6]
+    assert net.compact() == [1, 2, 0, 1, 0]
+    assert net.hidden_sizes() == [5, 3, 5, 4, 5]
     assert torch.allclose(net(x), masked, atol=1e-6)
 
 

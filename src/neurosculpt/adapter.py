@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from . import layers as L
-from .network import Consumer, Coupled, PlasticNetwork, Units
+from .network import Consumer, Coupled, PlasticNetwork, Units, reset_optimizer_state
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
@@ -480,8 +480,9 @@ def _sync_norm(norm: nn.Module, size: int) -> None:
 class AdaptedNetwork(PlasticNetwork):
     """A user's module as a :class:`~neurosculpt.network.PlasticNetwork` (see the module
     docstring). ``net`` is the user's module; its forward pass is unchanged. Hidden plastic
-    layer ``i`` is ``plastic_layers[i]``; the units of layers summed in a residual stream are
-    reported fixed (the interface resizes one layer's units at a time)."""
+    layer ``i`` is ``plastic_layers[i]``. Of the layers summed in a residual stream the first
+    leads: growing, removing or reinitialising its units does the same in the others, which
+    are reported fixed so that no strategy resizes them alone."""
 
     def __init__(self, net: nn.Module, groups: list[UnitGroup], layers: list[str],
                  input_shape: Sequence[int], spiking: bool | None = None,
@@ -514,25 +515,70 @@ class AdaptedNetwork(PlasticNetwork):
         return [self.net.get_submodule(n) for n in self.layer_names]  # type: ignore[misc]
 
     def units(self, layer: int) -> Units:
-        group = self.groups[self.group_of[self.layer_names[layer]]]
+        """A group's units, as the interface sees them: the first layer of a residual sum leads
+        (its operations resize every summed layer, see :meth:`grow_units`), the others are
+        reported fixed so no strategy resizes them on their own."""
+        name = self.layer_names[layer]
+        group = self.groups[self.group_of[name]]
         consumers = tuple(Consumer(self.layer_names.index(c), f)
                           for c, f in group.consumers.items())
-        coupled = tuple(c for name in group.followers
-                        for c in _norm_tensors(self.net.get_submodule(name)))
-        return Units(consumers=consumers, coupled=coupled,
-                     fixed=bool(group.fixed) or len(group.producers) > 1)
+        if name != group.producers[0]:
+            return Units(consumers=consumers, fixed=True)
+        coupled = tuple(c for norm in group.followers
+                        for c in _norm_tensors(self.net.get_submodule(norm)))
+        return Units(consumers=consumers, coupled=coupled, fixed=bool(group.fixed))
+
+    def _partners(self, layer: int) -> list[int]:
+        """The other layers summed with ``layer`` (a residual stream's units live in each)."""
+        group = self.groups[self.group_of[self.layer_names[layer]]]
+        return [self.layer_names.index(p) for p in group.producers[1:]]
 
     def grow_units(self, layer: int, n: int,
                    optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        """The interface's growth, then the same units in every layer summed with ``layer``:
+        their new rows start at zero, so a residual branch adds nothing to a new unit until it
+        learns to (one journal entry per layer, so per-layer state follows each)."""
+        old = self.plastic_layers[layer].n_out
         new = super().grow_units(layer, n, optimizer)
+        source = torch.cat([torch.arange(old), torch.full((n,), -1, dtype=torch.long)])
+        for p in self._partners(layer):
+            partner = self.plastic_layers[p]
+            L.grow_outputs(partner, n, optimizer)
+            with torch.no_grad():
+                partner.weight[new] = 0.0
+                partner.bias[new] = 0.0
+            self._journal(p, "grow", source, new, Units(consumers=()))
         self._sync_norms(layer)
         return new
 
     def remove_units(self, layer: int, units: Tensor,
                      optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        n = self.plastic_layers[layer].n_out
         kept = super().remove_units(layer, units, optimizer)
+        removed = torch.ones(n, dtype=torch.bool)
+        removed[kept] = False
+        for p in self._partners(layer):
+            L.remove_outputs(self.plastic_layers[p], torch.nonzero(removed).flatten(), optimizer)
+            self._journal(p, "remove", kept, torch.zeros(0, dtype=torch.long),
+                          Units(consumers=()))
         self._sync_norms(layer)
         return kept
+
+    def reinit_units(self, layer: int, units: Tensor,
+                     optimizer: torch.optim.Optimizer | None = None,
+                     optimizer_reset: str = "first") -> None:
+        """The interface's reinitialisation; the units' rows in layers summed with ``layer``
+        restart at zero (a fresh unit carries only what ``layer`` gives it)."""
+        super().reinit_units(layer, units, optimizer, optimizer_reset)
+        units = torch.as_tensor(units, dtype=torch.long)
+        for p in self._partners(layer) if len(units) else ():
+            partner = self.plastic_layers[p]
+            with torch.no_grad():
+                partner.weight[units] = 0.0
+                partner.bias[units] = 0.0
+            reset_optimizer_state(optimizer, partner.weight, 0, units, optimizer_reset)
+            reset_optimizer_state(optimizer, partner.bias, 0, units, optimizer_reset)
+            self._journal(p, "reinit", torch.arange(partner.n_out), units, Units(consumers=()))
 
     def _sync_norms(self, layer: int) -> None:
         group = self.groups[self.group_of[self.layer_names[layer]]]
@@ -661,11 +707,11 @@ class AdaptedNetwork(PlasticNetwork):
             n = self.net.get_submodule(group.producers[0]).n_out
             reads = ", ".join(f"{c}" + (f" (x{f})" if f > 1 else "")
                               for c, f in group.consumers.items())
-            fixed = group.fixed or ("summed (residual)" if len(group.producers) > 1 else "")
-            lines.append(f"group {g}: {n} units of {'+'.join(group.producers)}"
+            lead = f" (led by {group.producers[0]})" if len(group.producers) > 1 else ""
+            lines.append(f"group {g}: {n} units of {'+'.join(group.producers)}{lead}"
                          + (f", norms {', '.join(group.followers)}" if group.followers else "")
                          + f", read by {reads or 'nothing'}, activity at {group.tap}"
-                         + (f", fixed: {fixed}" if fixed else ""))
+                         + (f", fixed: {group.fixed}" if group.fixed else ""))
         lines.append(f"output layer (task heads): {self.layer_names[-1]}")
         return "\n".join(lines)
 
