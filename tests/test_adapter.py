@@ -84,7 +84,7 @@ def test_residual_sums_and_batchnorm_couple_units():
     assert stream.producers == ["stem", "blocks.0.conv2", "blocks.1.conv2"]
     assert stream.followers == ["bn", "blocks.0.bn2", "blocks.1.bn2"]
     assert set(stream.consumers) == {"blocks.0.conv1", "blocks.1.conv1", "fc"}
-    assert [net.units(i).fixed for i in range(5)] == [True, False, True, False, True]
+    assert [net.units(i).fixed for i in range(5)] == [False, False, True, False, True]
     assert {c.layer for c in net.units(0).consumers} == {1, 3, 5}
     assert check_network(net, torch.rand(2, 1, 8, 8)) == []
     net.grow_units(1, 2)
@@ -93,7 +93,23 @@ def test_residual_sums_and_batchnorm_couple_units():
     bn = net.net.get_submodule("blocks.0.bn1")
     assert bn.running_var.shape == (7,) and bn.num_features == 7
     assert net.net.get_submodule("blocks.1.conv2").n_in == 3
-    assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    with pytest.raises(ValueError, match="fixed"):
+        net.grow_units(2, 1)  # a summed layer follows the stream's lead
+    serial = net.resize_serial
+    net.eval()
+    x = torch.rand(3, 1, 8, 8)
+    before = net(x)
+    net.grow_units(0, 3)  # the residual stream: every summed layer, norm and reader
+    assert net.hidden_sizes() == [9, 7, 9, 3, 9] and check_network(net, x) == []
+    assert net.net.fc.n_in == 9 and net.net.get_submodule("blocks.1.bn2").num_features == 9
+    assert [(r.layer, r.kind) for r in net.resizes_since(serial)] == [
+        (0, "grow"), (2, "grow"), (4, "grow")]
+    with torch.no_grad():
+        for c in net.units(0).consumers:  # silence the new units' outgoing synapses
+            net.plastic_layers[c.layer].weight[:, c.inputs(torch.arange(6, 9))] = 0.0
+    assert torch.allclose(net(x), before, atol=1e-6)
+    net.remove_units(0, torch.tensor([6, 7, 8]))
+    assert torch.allclose(net(x), before, atol=1e-6) and net.hidden_sizes()[::2] == [6, 6, 6]
 
 
 def test_compaction_of_unread_channels_keeps_the_outputs():
@@ -106,15 +122,16 @@ def test_compaction_of_unread_channels_keeps_the_outputs():
         net(torch.randn(8, 1, 8, 8))  # running statistics away from their init
     net.eval()
     x = torch.randn(4, 1, 8, 8)
-    for i, dead in ((1, torch.tensor([1, 4])), (3, torch.tensor([2]))):
+    for i, dead in ((0, torch.tensor([5])), (1, torch.tensor([1, 4])), (3, torch.tensor([2]))):
         for c in net.units(i).consumers:
             layer = net.plastic_layers[c.layer]
             cols = torch.zeros(layer.n_in, dtype=torch.bool)
             cols[c.inputs(dead)] = True
-            L.prune_synapses(layer, cols.view(1, -1, 1, 1).expand_as(layer.mask))
+            shape = (1, -1) + (1,) * (layer.weight.dim() - 2)
+            L.prune_synapses(layer, cols.view(shape).expand_as(layer.mask))
     masked = net(x)
-    assert net.compact() == [0, 2, 0, 1, 0]
-    assert net.hidden_sizes() == [6, 3, 6, 4, 6]
+    assert net.compact() == [1, 2, 0, 1, 0]
+    assert net.hidden_sizes() == [5, 3, 5, 4, 5]
     assert torch.allclose(net(x), masked, atol=1e-6)
 
 
@@ -168,6 +185,8 @@ def test_errors_name_the_module_and_the_reason():
 
     with pytest.raises(AdapterError, match="layer 'a' through cat"):
         adapt(Cat(), (4,))
+    net = adapt(Cat(), (4,), fixed=["a", "b"])  # declared fixed: nothing after them to follow
+    assert all(g.fixed for g in net.groups) and net(torch.rand(2, 4)).shape == (2, 2)
     with pytest.raises(AdapterError, match="no nn.Linear or nn.Conv2d"):
         adapt(nn.Sequential(nn.ReLU()), (4,))
     with pytest.raises(AdapterError, match="has 3 outputs; the benchmark needs 5"):
@@ -258,3 +277,47 @@ def _digits_mlp() -> nn.Module:
 
 def _factory(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, n_outputs))
+
+
+def test_nir_export_of_the_snntorch_network_reproduces_its_spikes(tmp_path):
+    """The adapted snnTorch network exported to NIR and read back as a built-in network fires
+    the same spikes in every hidden layer and gives the same outputs."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("nir")
+    from neurosculpt.export.nir import export_nir, from_nir
+
+    torch.manual_seed(0)
+    net = build_user_model(SNN, (1, 8, 8), 10, {"hidden": [20, 16], "steps": 6})
+    with torch.no_grad():
+        for layer in net.plastic_layers:
+            layer.weight.mul_(3.0)  # enough current for a few spikes per unit
+        L.prune_synapses(net.plastic_layers[1], torch.rand(16, 20) < 0.3)
+    net.eval()
+    export_nir(net, tmp_path / "snn.nir")
+    back = from_nir(tmp_path / "snn.nir").eval()
+    x = torch.rand(9, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net.record_activity = back.record_activity = True
+        expected, got = net(x), back(x)
+    rates = [float(a.mean()) for a in net.activity]
+    assert all(0.02 < r < 0.9 for r in rates), rates
+    for a, b in zip(net.activity, back.activity, strict=True):
+        assert torch.equal(a, b)
+    assert torch.allclose(expected, got, atol=1e-5)
+    assert back.config.steps == 6 and back.live_synapses() == net.live_synapses()
+
+
+def test_cli_runs_resumes_and_refuses_user_models(tmp_path, capsys):
+    from neurosculpt.cli import main
+
+    args = ["run", "-b", "split-digits", "--tasks", "2", "--steps", "3", "--samples-per-task",
+            "48", "--test-samples-per-task", "30", "--threads", "1", "--quiet",
+            "--model", RESNET, "--model-param", "channels=4", "--model-param", "inner=4"]
+    assert main([*args, "-s", "packnet", "--out", str(tmp_path / "r")]) == 0
+    assert "resnet_bn.py:factory" in capsys.readouterr().out
+    assert main(["run", "--resume", str(tmp_path / "r"), "--quiet"]) == 0
+    bad = tmp_path / "bad.py"
+    bad.write_text("def factory(shape):\n    return None\n")
+    assert main(["run", "-b", "split-digits", "--model", f"{bad}:factory", "--quiet"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be called as factory(input_shape, n_outputs" in err[0]

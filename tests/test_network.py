@@ -175,7 +175,7 @@ def test_strategies_run_on_a_network_written_against_the_interface(spec):
                                "dormant_max": 1.0, "log_every": 0},
               "cbp": {"replacement_rate": 0.05, "maturity": 2},
               "redo": {"every": 5, "tau": 10.0},
-              "dropin": {"every": 5, "grow": 2}}
+              "dropin": {"every": 5, "grow": 2, "dropout": 0.2}}
     names = spec.split("+")
     strategies = make_strategies(spec, {n: params.get(n, {}) for n in names})
     torch.manual_seed(0)
@@ -186,3 +186,39 @@ def test_strategies_run_on_a_network_written_against_the_interface(spec):
     assert len(result["accuracy_matrix"]) == 3
     assert check_network(net, torch.rand(2, 10)) == []
     assert net.hidden_sizes()[1:] == [6, 6]  # fixed units are never resized
+
+
+def test_unit_dropout_silences_a_unit_in_every_consumer():
+    """dropin's unit dropout works on any PlasticNetwork: the inputs a dropped unit feeds are
+    zero in every consumer, the others are scaled by 1 / (1 - p)."""
+    strategy = make_strategies("dropin", {"dropout": 0.5})[0]
+    torch.manual_seed(0)
+    net = TwoBranch()
+    strategy._install_dropout(net)
+    seen = {}
+    net.left.register_forward_pre_hook(lambda m, a: seen.__setitem__("left", a[0]))
+    net.right.register_forward_pre_hook(lambda m, a: seen.__setitem__("right", a[0]))
+    net.record_activity = True
+    net.train()
+    net(torch.rand(8, 10))
+    h = net.activity[0][0]
+    dropped = seen["left"] == 0
+    assert torch.equal(dropped & (h != 0), (seen["right"] == 0) & (h != 0))
+    assert 0 < int((dropped & (h != 0)).sum()) < int((h != 0).sum())
+    torch.testing.assert_close(seen["left"][~dropped], 2 * h[~dropped])
+    net.eval()
+    net(torch.rand(8, 10))
+    torch.testing.assert_close(seen["left"], net.activity[0][0])
+
+
+def test_journal_drops_reinitialisations_before_resizes():
+    """A long stream of renewals must not push out a growth that a strategy following only
+    shapes (once per task) has not seen yet."""
+    net = TwoBranch()
+    start = net.resize_serial
+    net.grow_units(0, 1)
+    for _ in range(300):
+        net.reinit_units(0, torch.tensor([0]))
+    since = net.resizes_since(start)
+    assert since[0].kind == "grow" and len(since) == 256
+    assert net.resize_serial == 301

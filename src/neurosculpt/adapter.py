@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from . import layers as L
-from .network import Consumer, Coupled, PlasticNetwork, Units
+from .network import Consumer, Coupled, PlasticNetwork, Units, reset_optimizer_state
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
@@ -166,9 +166,19 @@ class _Reach:
 
 
 def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plastic: set[str],
-            reach: _Reach, name: str) -> None:
+            reach: _Reach, name: str, fixed: bool = False) -> None:
     """Walk forward from ``start`` (an output of layer ``name``) through unit-preserving
-    operations, filling ``reach``."""
+    operations, filling ``reach``. An operation the walk cannot follow raises, unless the layer
+    is declared ``fixed`` (its units never change, so nothing after it needs following)."""
+
+    def cannot(what: str, node: fx.Node) -> None:
+        if fixed:
+            reach.fixed = reach.fixed or f"declared fixed; its units pass through {what}"
+            return
+        raise AdapterError(f"cannot follow the units of layer {name!r} through {what} (node "
+                           f"{node.name}); declare it fixed=[{name!r}] or leave it out of "
+                           "plastic=[...]")
+
     seen: set[fx.Node] = set()
     stack = [(start, True)]  # (node, still before the first nonlinearity)
     while stack:
@@ -231,9 +241,8 @@ def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plas
                 if fn in PASS_FUNCTIONS or fn in (torch.flatten, torch.sum, torch.mean):
                     stack.append((user, before))
                     continue
-                raise AdapterError(f"cannot follow the units of layer {name!r} through "
-                                   f"{getattr(fn, '__name__', fn)} (node {user.name}); declare "
-                                   f"it fixed=[{name!r}] or keep it a plain nn.Linear")
+                cannot(str(getattr(fn, "__name__", fn)), user)
+                continue
             if user.op == "call_method":
                 if user.target in ("flatten", "view", "reshape", "mean", "sum", "unsqueeze",
                                    "squeeze", "expand", "unflatten",
@@ -246,11 +255,9 @@ def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plas
                     continue
                 if user.target in ("size", "dim"):
                     continue
-                raise AdapterError(f"cannot follow the units of layer {name!r} through "
-                                   f".{user.target}() (node {user.name}); declare it "
-                                   f"fixed=[{name!r}] or keep it a plain nn.Linear")
-            raise AdapterError(f"cannot follow the units of layer {name!r} through {user.op} "
-                               f"{user.target} (node {user.name})")
+                cannot(f".{user.target}()", user)
+                continue
+            cannot(f"{user.op} {user.target}", user)
 
 
 def _plastic_sources(node: fx.Node, modules: dict[str, nn.Module],
@@ -306,9 +313,10 @@ def _union_groups(order: list[str], reaches: dict[str, _Reach]) -> list[list[str
 
 
 def traced_groups(module: nn.Module, plastic: Sequence[str],
-                  fixed: Sequence[str] = ()) -> tuple[list[UnitGroup], list[str]]:
+                  fixed: Sequence[str] = ()) -> tuple[list[UnitGroup], list[str], str | None]:
     """Unit groups of ``module`` (plastic layers swapped in already) found with ``torch.fx``,
-    and the plastic layers in the order the forward pass first calls them (output last)."""
+    the plastic layers in the order the forward pass first calls them (output last), and the
+    module after the output layer (its neurons or readout, if any)."""
     graph = trace(module)
     modules = dict(module.named_modules())
     names = set(plastic)
@@ -320,7 +328,7 @@ def traced_groups(module: nn.Module, plastic: Sequence[str],
             if name not in reaches:
                 reaches[name] = _Reach()
                 order.append(name)
-            _follow(graph, modules, node, names, reaches[name], name)
+            _follow(graph, modules, node, names, reaches[name], name, _matches(name, fixed))
     unused = sorted(names - set(order))
     if unused:
         raise AdapterError(f"layer(s) {unused} are never called by {type(module).__name__}."
@@ -341,7 +349,7 @@ def traced_groups(module: nn.Module, plastic: Sequence[str],
     groups = []
     for producers in _union_groups([n for n in order if n != out], reaches):
         groups.append(_group(producers, reaches, modules, taps, fixed))
-    return groups, [n for n in order if n != out] + [out]
+    return groups, [n for n in order if n != out] + [out], reaches[out].tap
 
 
 def _group(producers: list[str], reaches: dict[str, _Reach], modules: dict[str, nn.Module],
@@ -396,7 +404,8 @@ def _check_neuron(name: str, module: nn.Module, units: int) -> None:
                                "parameters are not resized by the adapter yet")
 
 
-def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGroup], list[str]]:
+def chain_groups(module: nn.Module, chain: Sequence[str]
+                 ) -> tuple[list[UnitGroup], list[str], str | None]:
     """Unit groups from a declared chain of module names: each plastic layer, then optionally
     its norm and its nonlinearity / neuron; the next plastic layer reads its units."""
     groups: list[UnitGroup] = []
@@ -421,7 +430,7 @@ def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGrou
     if not isinstance(module.get_submodule(layers[-1]), L.PlasticLinear):
         raise AdapterError(f"the chain's last layer {layers[-1]!r} must be an nn.Linear (the "
                            "task heads)")
-    groups.pop()  # the output layer
+    output_tap = groups.pop().tap  # the output layer's neurons or readout
     for group, nxt in zip(groups, layers[1:], strict=True):
         units = _layer_width(module.get_submodule(group.producers[0]))
         n_in = module.get_submodule(nxt).weight.shape[1]
@@ -433,7 +442,7 @@ def chain_groups(module: nn.Module, chain: Sequence[str]) -> tuple[list[UnitGrou
             raise AdapterError(f"chain: name the nonlinearity or neuron module after "
                                f"{group.producers[0]!r} (its units' activity)")
         _check_neuron(group.tap, module.get_submodule(group.tap), units)
-    return groups, layers
+    return groups, layers, output_tap
 
 
 # --- the adapted network -----------------------------------------------------------------------
@@ -471,15 +480,17 @@ def _sync_norm(norm: nn.Module, size: int) -> None:
 class AdaptedNetwork(PlasticNetwork):
     """A user's module as a :class:`~neurosculpt.network.PlasticNetwork` (see the module
     docstring). ``net`` is the user's module; its forward pass is unchanged. Hidden plastic
-    layer ``i`` is ``plastic_layers[i]``; the units of layers summed in a residual stream are
-    reported fixed (the interface resizes one layer's units at a time)."""
+    layer ``i`` is ``plastic_layers[i]``. Of the layers summed in a residual stream the first
+    leads: growing, removing or reinitialising its units does the same in the others, which
+    are reported fixed so that no strategy resizes them alone."""
 
     def __init__(self, net: nn.Module, groups: list[UnitGroup], layers: list[str],
                  input_shape: Sequence[int], spiking: bool | None = None,
-                 kind: str = "adapted") -> None:
+                 kind: str = "adapted", output_tap: str | None = None) -> None:
         super().__init__()
         self.net = net
         self.groups = groups
+        self.output_tap = output_tap
         self.layer_names = list(layers)
         self.group_of = {p: g for g, group in enumerate(groups) for p in group.producers}
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -490,7 +501,9 @@ class AdaptedNetwork(PlasticNetwork):
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
         self._tap_hooks: list[tuple[str, int]] = []
         self._register_taps()
-        self.spiking = self._probe_spiking() if spiking is None else spiking
+        self.time_steps = 1
+        probed = self._probe_spiking()
+        self.spiking = probed if spiking is None else spiking
         self._initial_widths = self.hidden_sizes()
         self.config = AdaptedConfig(kind=kind, spiking=self.spiking,
                                     hidden=tuple(self._initial_widths))
@@ -502,25 +515,70 @@ class AdaptedNetwork(PlasticNetwork):
         return [self.net.get_submodule(n) for n in self.layer_names]  # type: ignore[misc]
 
     def units(self, layer: int) -> Units:
-        group = self.groups[self.group_of[self.layer_names[layer]]]
+        """A group's units, as the interface sees them: the first layer of a residual sum leads
+        (its operations resize every summed layer, see :meth:`grow_units`), the others are
+        reported fixed so no strategy resizes them on their own."""
+        name = self.layer_names[layer]
+        group = self.groups[self.group_of[name]]
         consumers = tuple(Consumer(self.layer_names.index(c), f)
                           for c, f in group.consumers.items())
-        coupled = tuple(c for name in group.followers
-                        for c in _norm_tensors(self.net.get_submodule(name)))
-        return Units(consumers=consumers, coupled=coupled,
-                     fixed=bool(group.fixed) or len(group.producers) > 1)
+        if name != group.producers[0]:
+            return Units(consumers=consumers, fixed=True)
+        coupled = tuple(c for norm in group.followers
+                        for c in _norm_tensors(self.net.get_submodule(norm)))
+        return Units(consumers=consumers, coupled=coupled, fixed=bool(group.fixed))
+
+    def _partners(self, layer: int) -> list[int]:
+        """The other layers summed with ``layer`` (a residual stream's units live in each)."""
+        group = self.groups[self.group_of[self.layer_names[layer]]]
+        return [self.layer_names.index(p) for p in group.producers[1:]]
 
     def grow_units(self, layer: int, n: int,
                    optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        """The interface's growth, then the same units in every layer summed with ``layer``:
+        their new rows start at zero, so a residual branch adds nothing to a new unit until it
+        learns to (one journal entry per layer, so per-layer state follows each)."""
+        old = self.plastic_layers[layer].n_out
         new = super().grow_units(layer, n, optimizer)
+        source = torch.cat([torch.arange(old), torch.full((n,), -1, dtype=torch.long)])
+        for p in self._partners(layer):
+            partner = self.plastic_layers[p]
+            L.grow_outputs(partner, n, optimizer)
+            with torch.no_grad():
+                partner.weight[new] = 0.0
+                partner.bias[new] = 0.0
+            self._journal(p, "grow", source, new, Units(consumers=()))
         self._sync_norms(layer)
         return new
 
     def remove_units(self, layer: int, units: Tensor,
                      optimizer: torch.optim.Optimizer | None = None) -> Tensor:
+        n = self.plastic_layers[layer].n_out
         kept = super().remove_units(layer, units, optimizer)
+        removed = torch.ones(n, dtype=torch.bool)
+        removed[kept] = False
+        for p in self._partners(layer):
+            L.remove_outputs(self.plastic_layers[p], torch.nonzero(removed).flatten(), optimizer)
+            self._journal(p, "remove", kept, torch.zeros(0, dtype=torch.long),
+                          Units(consumers=()))
         self._sync_norms(layer)
         return kept
+
+    def reinit_units(self, layer: int, units: Tensor,
+                     optimizer: torch.optim.Optimizer | None = None,
+                     optimizer_reset: str = "first") -> None:
+        """The interface's reinitialisation; the units' rows in layers summed with ``layer``
+        restart at zero (a fresh unit carries only what ``layer`` gives it)."""
+        super().reinit_units(layer, units, optimizer, optimizer_reset)
+        units = torch.as_tensor(units, dtype=torch.long)
+        for p in self._partners(layer) if len(units) else ():
+            partner = self.plastic_layers[p]
+            with torch.no_grad():
+                partner.weight[units] = 0.0
+                partner.bias[units] = 0.0
+            reset_optimizer_state(optimizer, partner.weight, 0, units, optimizer_reset)
+            reset_optimizer_state(optimizer, partner.bias, 0, units, optimizer_reset)
+            self._journal(p, "reinit", torch.arange(partner.n_out), units, Units(consumers=()))
 
     def _sync_norms(self, layer: int) -> None:
         group = self.groups[self.group_of[self.layer_names[layer]]]
@@ -601,11 +659,13 @@ class AdaptedNetwork(PlasticNetwork):
         was_training, self.record_activity = self.training, True
         self.eval()
         try:
-            self(torch.rand(2, *self.input_shape, device=self.current_task.device))
+            device = next(self.net.parameters()).device
+            self(torch.rand(2, *self.input_shape, device=device))
         finally:
             self.record_activity = False
             self.train(was_training)
         activity, self.activity = self.activity, []
+        self.time_steps = int(activity[0].shape[0]) if activity else 1
         return bool(activity) and all(bool(((a == 0) | (a == 1)).all()) for a in activity)
 
     def __deepcopy__(self, memo: dict) -> AdaptedNetwork:
@@ -647,11 +707,11 @@ class AdaptedNetwork(PlasticNetwork):
             n = self.net.get_submodule(group.producers[0]).n_out
             reads = ", ".join(f"{c}" + (f" (x{f})" if f > 1 else "")
                               for c, f in group.consumers.items())
-            fixed = group.fixed or ("summed (residual)" if len(group.producers) > 1 else "")
-            lines.append(f"group {g}: {n} units of {'+'.join(group.producers)}"
+            lead = f" (led by {group.producers[0]})" if len(group.producers) > 1 else ""
+            lines.append(f"group {g}: {n} units of {'+'.join(group.producers)}{lead}"
                          + (f", norms {', '.join(group.followers)}" if group.followers else "")
                          + f", read by {reads or 'nothing'}, activity at {group.tap}"
-                         + (f", fixed: {fixed}" if fixed else ""))
+                         + (f", fixed: {group.fixed}" if group.fixed else ""))
         lines.append(f"output layer (task heads): {self.layer_names[-1]}")
         return "\n".join(lines)
 
@@ -676,11 +736,12 @@ def adapt(module: nn.Module, input_shape: Sequence[int], *, plastic: Sequence[st
         raise AdapterError(f"adapt needs an nn.Module, got {type(module).__name__}")
     if chain is not None:
         swap_layers(module, list(chain))
-        groups, layers = chain_groups(module, chain)
+        groups, layers, output_tap = chain_groups(module, chain)
     else:
         names = swap_layers(module, plastic)
-        groups, layers = traced_groups(module, names, fixed)
-    return AdaptedNetwork(module, groups, layers, input_shape, spiking=spiking, kind=kind)
+        groups, layers, output_tap = traced_groups(module, names, fixed)
+    return AdaptedNetwork(module, groups, layers, input_shape, spiking=spiking, kind=kind,
+                          output_tap=output_tap)
 
 
 def model_name(model: object) -> str:

@@ -63,7 +63,7 @@ class PlasticLayer(nn.Module):
         self.active_task: int | None = None
         self.training_task: int = 0
 
-    def reset_weights(self, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
+    def reinit_weights(self, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
         """Fresh He-uniform weights (and PyTorch-default biases) for the given rows/columns
         (index tensors)."""
         shape = self.weight.shape
@@ -168,7 +168,7 @@ class PlasticLinear(PlasticLayer):
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.bias = nn.Parameter(torch.empty(n_out))
         self._init_structure()
-        self.reset_weights(rows=torch.arange(n_out))
+        self.reinit_weights(rows=torch.arange(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, *self.effective_parameters())
@@ -189,7 +189,7 @@ class PlasticConv2d(PlasticLayer):
         self.weight = nn.Parameter(torch.empty(n_out, n_in, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(n_out))
         self._init_structure()
-        self.reset_weights(rows=torch.arange(n_out))
+        self.reinit_weights(rows=torch.arange(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = self.effective_parameters()
@@ -299,7 +299,7 @@ def grow_outputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer |
     kept = torch.arange(old)
     _resize(layer, 0, old + n, kept, kept, optimizer)
     new_rows = torch.arange(old, old + n)
-    layer.reset_weights(rows=new_rows)
+    layer.reinit_weights(rows=new_rows)
     return new_rows
 
 
@@ -315,7 +315,7 @@ def grow_inputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer | 
     kept = torch.arange(old)
     _resize(layer, 1, old + n, kept, kept, optimizer)
     new_cols = torch.arange(old, old + n)
-    layer.reset_weights(cols=new_cols)
+    layer.reinit_weights(cols=new_cols)
     return new_cols
 
 

@@ -36,7 +36,6 @@ from torch import Tensor, nn
 from . import layers as L
 
 RESIZE_JOURNAL = 256
-KINDS = ("grow", "remove", "reinit")
 OPTIMIZER_RESETS = ("first", "all", "none")
 SECOND_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq")
 
@@ -61,7 +60,8 @@ class Consumer:
         units = torch.as_tensor(units, dtype=torch.long)
         if self.width == 1:
             return units
-        return (units[:, None] * self.width + torch.arange(self.width)).flatten()
+        offsets = torch.arange(self.width, device=units.device)
+        return (units[:, None] * self.width + offsets).flatten()
 
     def source(self, units: Tensor) -> Tensor:
         """:func:`remap` index of the consumer's inputs from the units' (``-1``: new)."""
@@ -269,6 +269,8 @@ class PlasticNetwork(nn.Module):
         self.record_activity = False
         self.activity: list[Tensor] = []
         self.resizes: list[Resize] = []
+        self._resize_serial = 0
+        self._lost_resize = 0
         self._initial_widths: list[int] | None = None
         # the task being trained, in the state_dict so a checkpoint restores the task masks
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
@@ -391,7 +393,7 @@ class PlasticNetwork(nn.Module):
             return
         layers = self.plastic_layers
         cur = layers[layer]
-        cur.reset_weights(rows=units)
+        cur.reinit_weights(rows=units)
         with torch.no_grad():
             cur.weight[units] *= cur.mask[units]
             cur.bias[units] = 0.0
@@ -428,21 +430,35 @@ class PlasticNetwork(nn.Module):
                 moves[_join(names.get(id(layers[c.layer]), ""), "weight")] = (1, inputs[c.layer])
             for c in units.coupled:
                 moves[_join(names.get(id(c.module), ""), c.name)] = (c.dim, source)
-        serial = self.resizes[-1].serial + 1 if self.resizes else 1
+        serial = self.resize_serial + 1
         self.resizes.append(Resize(serial, layer, kind, source, reset, inputs, moves))
-        del self.resizes[:-RESIZE_JOURNAL]
+        self._resize_serial = serial
+        if len(self.resizes) > RESIZE_JOURNAL:
+            # the oldest reinit goes first: a stream of renewals must not push out a resize
+            # that a strategy following only shape changes has not seen yet
+            drop = next((k for k, r in enumerate(self.resizes) if r.kind == "reinit"), 0)
+            lost = self.resizes.pop(drop)
+            if lost.kind != "reinit":
+                self._lost_resize = lost.serial
 
     def resizes_since(self, serial: int) -> list[Resize]:
-        """Journal entries after the one numbered ``serial`` (0: all kept), oldest first."""
-        if self.resizes and serial < self.resizes[0].serial - 1:
-            raise RuntimeError(f"resize {serial + 1} is no longer in the journal; follow the "
-                               "model's resizes at least once per step")
+        """Journal entries after the one numbered ``serial`` (0: all kept), oldest first.
+
+        The journal keeps the latest ``RESIZE_JOURNAL`` entries, dropping reinitialisations
+        before grow / remove entries: state that follows shapes may follow rarely (once per
+        task), state that follows reinitialisations should follow every few steps.
+        """
+        if serial < self._lost_resize:
+            raise RuntimeError(f"resize {self._lost_resize} is no longer in the journal; "
+                               "follow the model's resizes more often")
+        if serial >= self._resize_serial:
+            return []
         return [r for r in self.resizes if r.serial > serial]
 
     @property
     def resize_serial(self) -> int:
         """Number of the latest journal entry (0: none yet)."""
-        return self.resizes[-1].serial if self.resizes else 0
+        return self._resize_serial
 
 
 def _join(prefix: str, name: str) -> str:
@@ -469,13 +485,6 @@ def _keep_coupled(c: Coupled, kept: Tensor, optimizer: torch.optim.Optimizer | N
                             torch.arange(len(kept)))
     else:
         setattr(c.module, c.name, data)
-
-
-def hidden_layers(model: PlasticNetwork, resizable: bool = False) -> list[int]:
-    """Indices of the hidden plastic layers (``resizable``: only those whose units may be
-    grown, removed and reinitialised)."""
-    n = len(model.plastic_layers) - 1
-    return [i for i in range(n) if not (resizable and model.units(i).fixed)]
 
 
 def check_network(model: nn.Module, example: Tensor | None = None) -> list[str]:

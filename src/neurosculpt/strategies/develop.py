@@ -334,12 +334,17 @@ class Develop(Strategy):
         """
         if self.budget >= 1.0:
             return [None] * len(caps)
-        layers = ctx.model.plastic_layers
+        model = ctx.model
+        layers = model.plastic_layers
+        # the hidden layer whose units a layer reads: its fan-in at full capacity scales with it
+        producer = {c.layer: k for k in range(len(layers) - 1)
+                    for c in model.units(k).consumers}
         out: list[int | None] = []
         for index, layer in enumerate(layers[:-1]):
             row = layer.weight[0].numel()
-            if index > 0:
-                row = row * caps[index - 1] // max(layers[index - 1].n_out, 1)
+            k = producer.get(index)
+            if k is not None:
+                row = row * caps[k] // max(layers[k].n_out, 1)
             owned = int((layer.mask & (layer.owner != L.FREE)).sum())
             left = max(0, round(self.budget * row * caps[index]) - owned)
             pool = int((layer.owner == L.FREE).sum())

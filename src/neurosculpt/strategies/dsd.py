@@ -68,6 +68,7 @@ class DSD(Strategy):
     """
 
     name = "dsd"
+    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
 
     def __init__(self, init_fraction: float = 0.3, grow_fraction: float = 0.15,
                  rounds: int = 10, max_neurons: int | list | None = None,

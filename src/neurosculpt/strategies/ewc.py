@@ -72,6 +72,10 @@ class ParameterPenalty(Strategy):
     Every record follows the model's resize journal (:meth:`follow`).
     """
 
+    # where the records stand in the model's journal; a resumed run starts from the model as
+    # loaded (its journal starts empty), so this need not survive a checkpoint
+    transient: tuple[str, ...] = ("_serial",)
+
     def __init__(self) -> None:
         super().__init__()
         self._serial: int | None = None

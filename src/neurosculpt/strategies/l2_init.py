@@ -26,6 +26,7 @@ class L2Init(MonitoredStrategy):
     """Regenerative regularisation towards the initial parameters."""
 
     name = "l2-init"
+    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
 
     def __init__(self, lam: float = 1e-3, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
