@@ -29,10 +29,11 @@ breaks on stateful spiking neurons (their state is a buffer reassigned each step
 adapter needs from the graph is small (which layers read which units, and what sits between),
 and ``torch.fx`` gives it with no new dependency.
 
-Units of a group become **fixed** (still plastic synapses, but no growth or removal) when
-changing them would change something the adapter does not own: the group's output is added to
-something other than plastic layers (e.g. the input or a plain ``nn.Linear``), or is read by a
-layer left as a plain ``nn.Linear``. The layer whose units are the network's output is the
+Of the layers summed in a residual stream the first leads: its unit operations resize all of
+them (:meth:`AdaptedNetwork.grow_units`). Units of a group become **fixed** (still plastic
+synapses, but no growth or removal) when changing them would change something the adapter does
+not own: the group's output is added to something other than plastic layers (e.g. the input or
+a plain ``nn.Linear``), or is read by a layer left as a plain ``nn.Linear``. The layer whose units are the network's output is the
 output layer: its rows are the task heads. Everything else the adapter cannot follow raises
 :class:`AdapterError` with a one-line reason.
 """
