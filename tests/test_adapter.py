@@ -321,3 +321,12 @@ def test_cli_runs_resumes_and_refuses_user_models(tmp_path, capsys):
     assert main(["run", "-b", "split-digits", "--model", f"{bad}:factory", "--quiet"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be called as factory(input_shape, n_outputs" in err[0]
+
+
+def test_layernorm_after_a_layer_follows_its_units():
+    net = adapt(nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.GELU(), nn.Linear(6, 2)), (4,))
+    assert net.groups[0].followers == ["1"] and net.groups[0].tap == "2"
+    net.grow_units(0, 3)
+    assert net.net[1].normalized_shape == (9,) and net.net[1].weight.shape == (9,)
+    net.remove_units(0, torch.tensor([0, 8]))
+    assert net.net[1].normalized_shape == (7,) and net(torch.rand(3, 4)).shape == (3, 2)
