@@ -211,6 +211,14 @@ def test_every_strategy_runs_on_the_snntorch_network(strategy, tiny_user_run):
     assert isinstance(result.model, AdaptedNetwork)
 
 
+@pytest.mark.parametrize("strategy", available())
+def test_every_strategy_runs_on_the_residual_network(strategy, tiny_user_run):
+    result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 2,
+                       "model_params": {"channels": 4, "inner": 4, "blocks": 2}})
+    assert result.results["status"] == "complete"
+    assert check_network(result.model, torch.rand(2, 1, 8, 8)) == []
+
+
 def test_develop_removes_units_and_synapses_of_the_snntorch_network(tiny_user_run):
     pytest.importorskip("snntorch")
     result = runs.run({**tiny_user_run, "strategy": "develop", "model": SNN, "steps": 12,
