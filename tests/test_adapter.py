@@ -54,6 +54,7 @@ def test_adapt_keeps_weights_and_outputs():
     net = adapt(module, (4, 4))
     assert isinstance(net.net.l1, L.PlasticLinear) and net.layer_names == ["l1", "l2", "out"]
     assert torch.allclose(net(x), before)
+    assert adapt(module, (4, 4)).layer_names == net.layer_names  # a module adapted before
     assert [g.producers for g in net.groups] == [["l1"], ["l2"]] and not net.config.spiking
     net.record_activity = True
     net(x)

@@ -121,7 +121,9 @@ def swap_layers(module: nn.Module, plastic: Sequence[str] | None = None) -> list
     in registration order."""
     names = []
     for name, sub in list(module.named_modules()):
-        if type(sub) in (nn.Linear, nn.Conv2d) and _matches(name, plastic):
+        if isinstance(sub, L.PlasticLayer) and _matches(name, plastic):
+            names.append(name)  # swapped already (a module adapted before)
+        elif type(sub) in (nn.Linear, nn.Conv2d) and _matches(name, plastic):
             parent_name, _, attr = name.rpartition(".")
             parent = module.get_submodule(parent_name) if parent_name else module
             setattr(parent, attr, to_plastic(sub))
