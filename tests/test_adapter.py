@@ -54,6 +54,7 @@ def test_adapt_keeps_weights_and_outputs():
     net = adapt(module, (4, 4))
     assert isinstance(net.net.l1, L.PlasticLinear) and net.layer_names == ["l1", "l2", "out"]
     assert torch.allclose(net(x), before)
+    assert adapt(module, (4, 4)).layer_names == net.layer_names  # a module adapted before
     assert [g.producers for g in net.groups] == [["l1"], ["l2"]] and not net.config.spiking
     net.record_activity = True
     net(x)
@@ -211,6 +212,14 @@ def test_every_strategy_runs_on_the_snntorch_network(strategy, tiny_user_run):
     assert isinstance(result.model, AdaptedNetwork)
 
 
+@pytest.mark.parametrize("strategy", available())
+def test_every_strategy_runs_on_the_residual_network(strategy, tiny_user_run):
+    result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 2,
+                       "model_params": {"channels": 4, "inner": 4, "blocks": 2}})
+    assert result.results["status"] == "complete"
+    assert check_network(result.model, torch.rand(2, 1, 8, 8)) == []
+
+
 def test_develop_removes_units_and_synapses_of_the_snntorch_network(tiny_user_run):
     pytest.importorskip("snntorch")
     result = runs.run({**tiny_user_run, "strategy": "develop", "model": SNN, "steps": 12,
@@ -321,3 +330,12 @@ def test_cli_runs_resumes_and_refuses_user_models(tmp_path, capsys):
     assert main(["run", "-b", "split-digits", "--model", f"{bad}:factory", "--quiet"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be called as factory(input_shape, n_outputs" in err[0]
+
+
+def test_layernorm_after_a_layer_follows_its_units():
+    net = adapt(nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.GELU(), nn.Linear(6, 2)), (4,))
+    assert net.groups[0].followers == ["1"] and net.groups[0].tap == "2"
+    net.grow_units(0, 3)
+    assert net.net[1].normalized_shape == (9,) and net.net[1].weight.shape == (9,)
+    net.remove_units(0, torch.tensor([0, 8]))
+    assert net.net[1].normalized_shape == (7,) and net(torch.rand(3, 4)).shape == (3, 2)

@@ -21,20 +21,23 @@ and the adapter follows each plastic layer's output through unit-preserving oper
 module cannot be traced (data-dependent control flow), ``chain=[...]`` declares the order of
 layers and the modules after them instead.
 
-Why not torch-pruning's DepGraph (Fang et al. 2023): it finds exactly these coupled groups, but
-it prunes by editing ``nn.Linear``/``nn.Conv2d`` in place and knows nothing of per-synapse
-masks, owners, frozen values, growth or optimizer state, so every operation would still have to
-be redone on plastic layers; it also traces through ``torch.jit``-style autograd graphs, which
-breaks on stateful spiking neurons (their state is a buffer reassigned each step). What the
-adapter needs from the graph is small (which layers read which units, and what sits between),
-and ``torch.fx`` gives it with no new dependency.
+Why not torch-pruning's DepGraph (Fang et al. 2023, "DepGraph: Towards Any Structural
+Pruning"): tried (torch-pruning 1.6.1) on both examples, it finds the same coupled groups as the
+adapter (the residual stream with its BatchNorms and the classifier; each block's inner
+channels; ``fc1 -> fc2`` through the snnTorch time loop), from the autograd graph of an example
+forward pass. But what it gives is pruning indices for editing ``nn.Linear`` / ``nn.Conv2d`` in
+place: no growth, nothing of per-synapse masks, owners, frozen values, optimizer state or a
+journal, and no answer to where each group's activity is (its graph holds autograd functions,
+not the modules to hook). The adapter would use a small part of it and redo the rest, for a new
+dependency; ``torch.fx`` gives that part with modules attached and nothing to install.
 
-Units of a group become **fixed** (still plastic synapses, but no growth or removal) when
-changing them would change something the adapter does not own: the group's output is added to
-something other than plastic layers (e.g. the input or a plain ``nn.Linear``), or is read by a
-layer left as a plain ``nn.Linear``. The layer whose units are the network's output is the
-output layer: its rows are the task heads. Everything else the adapter cannot follow raises
-:class:`AdapterError` with a one-line reason.
+Of the layers summed in a residual stream the first leads: its unit operations resize all of
+them (:meth:`AdaptedNetwork.grow_units`). Units of a group become **fixed** (still plastic
+synapses, but no growth or removal) when changing them would change something the adapter does
+not own: the group's output is added to something other than plastic layers (e.g. the input or
+a plain ``nn.Linear``), or is read by a layer left as a plain ``nn.Linear``. The layer whose
+units are the network's output is the output layer: its rows are the task heads. Everything
+else the adapter cannot follow raises :class:`AdapterError` with a one-line reason.
 """
 
 from __future__ import annotations
@@ -118,7 +121,9 @@ def swap_layers(module: nn.Module, plastic: Sequence[str] | None = None) -> list
     in registration order."""
     names = []
     for name, sub in list(module.named_modules()):
-        if type(sub) in (nn.Linear, nn.Conv2d) and _matches(name, plastic):
+        if isinstance(sub, L.PlasticLayer) and _matches(name, plastic):
+            names.append(name)  # swapped already (a module adapted before)
+        elif type(sub) in (nn.Linear, nn.Conv2d) and _matches(name, plastic):
             parent_name, _, attr = name.rpartition(".")
             parent = module.get_submodule(parent_name) if parent_name else module
             setattr(parent, attr, to_plastic(sub))
@@ -165,8 +170,8 @@ class _Reach:
     output: bool = False
 
 
-def _follow(graph: fx.Graph, modules: dict[str, nn.Module], start: fx.Node, plastic: set[str],
-            reach: _Reach, name: str, fixed: bool = False) -> None:
+def _follow(modules: dict[str, nn.Module], start: fx.Node, plastic: set[str], reach: _Reach,
+            name: str, fixed: bool = False) -> None:
     """Walk forward from ``start`` (an output of layer ``name``) through unit-preserving
     operations, filling ``reach``. An operation the walk cannot follow raises, unless the layer
     is declared ``fixed`` (its units never change, so nothing after it needs following)."""
@@ -328,7 +333,7 @@ def traced_groups(module: nn.Module, plastic: Sequence[str],
             if name not in reaches:
                 reaches[name] = _Reach()
                 order.append(name)
-            _follow(graph, modules, node, names, reaches[name], name, _matches(name, fixed))
+            _follow(modules, node, names, reaches[name], name, _matches(name, fixed))
     unused = sorted(names - set(order))
     if unused:
         raise AdapterError(f"layer(s) {unused} are never called by {type(module).__name__}."
