@@ -32,6 +32,7 @@ metadata. What NIR cannot express (reset by subtraction, non-spiking models) rai
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class NIRImportError(ValueError):
 
 def _require_nir() -> None:
     if nir is None:
-        raise RuntimeError("NIR export/import needs the nir package: pip install nir")
+        raise NIRImportError("NIR export/import needs the nir package: pip install nir")
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -336,6 +337,102 @@ def _meta(graph: nir.NIRGraph, key: str) -> object:
 
 WEIGHT_NODES = ("Affine", "Linear", "Conv2d")
 
+MAX_GRAPH_BYTES = 2**30
+"""Largest total size of the arrays a NIR file may declare before :func:`read_graph` refuses it
+(1 GiB: a 16,000 x 16,000 float32 weight). Checked on the HDF5 headers, before reading."""
+MAX_TIME_STEPS = 100_000
+"""Largest ``time_steps`` accepted from a graph or ``--steps`` (each step is one pass)."""
+
+
+def _known_node_types() -> set[str]:
+    found, todo = set(), [nir.NIRNode]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def read_graph(path: str | Path, max_bytes: int = MAX_GRAPH_BYTES) -> nir.NIRGraph:
+    """``nir.read`` of ``path`` after checking, on the HDF5 headers alone, that it is a NIR file
+    of known node types whose arrays fit in ``max_bytes``: a garbage file or one declaring a
+    huge weight is refused with its name instead of failing inside h5py or allocating."""
+    _require_nir()
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise NIRImportError(f"{path} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise NIRImportError(f"{path} is empty (0 bytes); a NIR file is an HDF5 file")
+    if not h5py.is_hdf5(str(path)):
+        head = path.read_bytes()[:8]
+        raise NIRImportError(f"{path} is not a NIR file: not HDF5 (it starts with {head!r})")
+    sizes: list[tuple[int, str, tuple[int, ...]]] = []
+    types: list[tuple[str, str]] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            shape = tuple(int(d) for d in (obj.shape or ()))
+            sizes.append((math.prod(shape) * obj.dtype.itemsize, name, shape))
+            if name.rsplit("/", 1)[-1] == "type" and shape == ():
+                value = obj[()]
+                types.append((name, value.decode() if isinstance(value, bytes) else str(value)))
+
+    try:
+        with h5py.File(str(path), "r") as f:
+            f.visititems(visit)
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise NIRImportError(f"{path} is not a readable NIR file ({exc})") from exc
+    total = sum(s for s, _, _ in sizes)
+    if total > max_bytes:
+        size, name, shape = max(sizes)
+        raise NIRImportError(f"{path} declares {total / 2**30:.1f} GiB of arrays (largest: "
+                             f"{name} of shape {shape}); refusing to load more than "
+                             f"{max_bytes / 2**30:.1f} GiB")
+    known = _known_node_types()
+    unknown = [(name, kind) for name, kind in types if kind not in known]
+    if unknown:
+        name, kind = unknown[0]
+        raise NIRImportError(f"{path}: node {name.rsplit('/', 1)[0]!r} has type {kind!r}, which "
+                             f"nir {getattr(nir, '__version__', '')} does not define")
+    try:
+        return nir.read(str(path))
+    except Exception as exc:  # noqa: BLE001 - nir/h5py raise many kinds; all mean a bad file
+        raise NIRImportError(f"{path} is not a valid NIR graph ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+
+def check_graph(graph: nir.NIRGraph) -> None:
+    """Refuse non-finite numbers in any node's parameters, naming the node and field."""
+    for name, node in graph.nodes.items():
+        for key, value in vars(node).items():
+            if isinstance(value, (dict, str, bytes)) or value is None:
+                continue
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            if array.size and not np.all(np.isfinite(array)):
+                bad = int(np.size(array) - np.isfinite(array).sum())
+                raise NIRImportError(f"node {name!r} has {bad} non-finite value(s) (NaN or "
+                                     f"infinite) in {key}")
+
+
+def _checked_number(what: str, value: object, low: float, high: float,
+                    integer: bool = False) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise NIRImportError(f"{what} = {value!r} is not a number") from None
+    above = number > low if low == 0.0 else number >= low
+    if not (math.isfinite(number) and above and number <= high):
+        raise NIRImportError(f"{what} = {value!r} is out of range ({'>' if low == 0 else '>='} "
+                             f"{low:g} and <= {high:g})")
+    if integer and number != int(number):
+        raise NIRImportError(f"{what} = {value!r} is not a whole number")
+    return number
+
 
 def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
              steps: int | None = None, encoder: str | None = None) -> Network:
@@ -350,8 +447,14 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     """
     _require_nir()
     if isinstance(graph, (str, Path)):
-        graph = nir.read(str(graph))
-    dt = float(dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT))
+        graph = read_graph(graph)
+    check_graph(graph)
+    dt = _checked_number("dt", dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT),
+                         0.0, math.inf)
+    if steps is not None or _meta(graph, "time_steps") is not None:
+        steps = int(_checked_number("time_steps", steps if steps is not None
+                                    else _meta(graph, "time_steps"), 1, MAX_TIME_STEPS,
+                                    integer=True))
     chain = _chain(graph)[1:-1]
     weights: list[tuple[np.ndarray, np.ndarray]] = []
     neurons: list[tuple[str, float, float, float]] = []
