@@ -48,6 +48,7 @@ from .validation import (
     read_json,
     read_toml,
     remove_temporary_files,
+    torch_load_reason,
     warn,
 )
 
@@ -153,7 +154,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = torch_load_reason(exc)
         raise UserError(f"checkpoint {path} cannot be read; delete it to resume from the "
                         f"previous one ({reason})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

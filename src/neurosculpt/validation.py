@@ -212,6 +212,18 @@ def read_toml(path: str | Path) -> dict:
         raise UserError(f"config file {path} is not a text (TOML) file{hint}") from exc
 
 
+def torch_load_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words (torch's own message advises
+    loading without ``weights_only``, which would run any code the file holds)."""
+    text = str(exc)
+    if isinstance(exc, EOFError) or not text.strip():
+        return "the file is empty or cut short"
+    if "WeightsUnpickler error" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip()
+        return f"not a torch file of tensors ({detail}); code in a file is never run"
+    return text.strip().splitlines()[0][:200]
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for a file-system error: what failed, on which path."""
     reason = exc.strerror or str(exc) or type(exc).__name__
@@ -362,16 +374,21 @@ def config_differences(saved: dict, current: dict, ignore: Sequence[str] = ()) -
 # --- training that learns nothing --------------------------------------------------------------
 
 
+CHANCE_MIN_STEPS = 20
+"""Tasks trained for fewer optimizer steps are not judged by :func:`chance_warning`."""
+
+
 def chance_warning(record: dict, allowed_outputs: int, n_test: int) -> str | None:
     """A warning when task ``record`` ended at chance level: the last training phase's accuracy
-    and the test accuracy both within noise of ``1 / allowed_outputs``."""
+    and the test accuracy both within noise of ``1 / allowed_outputs`` after at least
+    ``CHANCE_MIN_STEPS`` steps (a learning rate far too high trains to chance without a NaN)."""
     if allowed_outputs < 2 or record.get("accuracy") is None or not record.get("train"):
         return None
     chance = 1.0 / allowed_outputs
     noise = 2.0 * math.sqrt(chance * (1.0 - chance) / max(n_test, 1))
     train = record["train"][-1]
-    if train.get("steps", 0) == 0:
-        return None
+    if sum(phase.get("steps", 0) for phase in record["train"]) < CHANCE_MIN_STEPS:
+        return None  # too short to tell
     if record["accuracy"] > chance + max(noise, 0.02) or train["train_acc"] > chance + 0.05:
         return None
     loss = train["loss"]

@@ -22,7 +22,7 @@ from ..runs import (
     load_state_resizing,
     write_json,
 )
-from ..validation import UserError, read_json
+from ..validation import UserError, read_json, torch_load_reason
 
 MODEL_FORMAT = 1
 
@@ -63,7 +63,7 @@ def load_model(folder: str | Path) -> Network:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = torch_load_reason(exc)
         raise UserError(f"model weights {weights} cannot be read ({reason})") from exc
     if not isinstance(state, dict):
         raise UserError(f"model weights {weights} hold {type(state).__name__}, not a state_dict")
