@@ -47,8 +47,8 @@ def _run_config(args: argparse.Namespace):
     from .runs import RunConfig, load_toml
 
     values: dict = load_toml(args.config) if args.config else {}
-    source = str(args.config) if args.config else "arguments"
-    RunConfig.from_dict(values, source=source)
+    RunConfig.from_dict(values, source=str(args.config))
+    source = f"the command line or {args.config}" if args.config else "the command line"
     flags = {
         "benchmark": args.benchmark, "strategy": args.strategy, "model": args.model,
         "scenario": args.scenario, "tasks": args.tasks, "epochs": args.epochs,

@@ -424,9 +424,15 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
     if out is None:
         return Run(config, None, log).execute()
     out = Path(out)
-    with lock_run_folder(out):
-        prepare_out(out, overwrite)
-        return Run(config, out, log).execute()
+    created = not out.exists()
+    try:
+        with lock_run_folder(out):
+            prepare_out(out, overwrite)
+            return Run(config, out, log).execute()
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before writing anything: leave no empty folder behind
+        raise
 
 
 def latest_checkpoint(path: Path) -> Path | None:

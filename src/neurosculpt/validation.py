@@ -58,7 +58,7 @@ def unknown_name(kind: str, name: str, valid: Sequence[str]) -> UserError:
 
 _LIMITS: dict[str, tuple[float, float | None]] = {
     # key: (smallest allowed, largest allowed or None); checked for int and float fields
-    "epochs": (0, None), "steps": (1, None), "batch_size": (1, None),
+    "epochs": (1, None), "steps": (1, None), "batch_size": (1, None),
     "eval_batch_size": (1, None), "energy_samples": (0, None), "tasks": (1, None),
     "samples_per_task": (1, None), "test_samples_per_task": (1, None), "threads": (1, None),
     "seed": (0, 2**63 - 1), "weight_decay": (0, None), "momentum": (0, None),
@@ -138,7 +138,8 @@ def _describe(hint: object) -> str:
         return "nothing (omit the key)"
     if origin in (tuple, list):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return f"a list of {_describe(args[0])}s" if args else "a list"
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(args[0], 'values')}" if args else "a list"
     if origin is dict or hint is dict:
         return "a table (key = value pairs)"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
@@ -365,10 +366,16 @@ def check_run_folders(outs: Sequence[Path], overwrite: bool) -> None:
 
 
 def config_differences(saved: dict, current: dict, ignore: Sequence[str] = ()) -> list[str]:
-    """``key: saved -> current`` for every key whose value differs between two configs."""
-    keys = sorted((set(saved) | set(current)) - set(ignore))
-    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys
-            if saved.get(k) != current.get(k)]
+    """``key: saved -> current`` for every key whose value differs between two configs (nested
+    tables by dotted key: ``model_params.hidden``)."""
+    out = []
+    for k in sorted((set(saved) | set(current)) - set(ignore)):
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{d}" for d in config_differences(a, b)]
+        elif a != b:
+            out.append(f"{k}: {a!r} -> {b!r}")
+    return out
 
 
 # --- training that learns nothing --------------------------------------------------------------

@@ -447,14 +447,22 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     """
     _require_nir()
     if isinstance(graph, (str, Path)):
-        graph = read_graph(graph)
+        path = Path(graph)
+        try:
+            return from_nir(read_graph(path), dt=dt, steps=steps, encoder=encoder)
+        except NIRImportError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise NIRImportError(f"{path}: {exc}") from exc
     check_graph(graph)
-    dt = _checked_number("dt", dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT),
+    dt = _checked_number("dt" if dt is not None else "metadata dt",
+                         dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT),
                          0.0, math.inf)
     if steps is not None or _meta(graph, "time_steps") is not None:
-        steps = int(_checked_number("time_steps", steps if steps is not None
-                                    else _meta(graph, "time_steps"), 1, MAX_TIME_STEPS,
-                                    integer=True))
+        steps = int(_checked_number(
+            "steps" if steps is not None else "metadata time_steps",
+            steps if steps is not None else _meta(graph, "time_steps"), 1, MAX_TIME_STEPS,
+            integer=True))
     chain = _chain(graph)[1:-1]
     weights: list[tuple[np.ndarray, np.ndarray]] = []
     neurons: list[tuple[str, float, float, float]] = []
