@@ -26,7 +26,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     model, _ = _load(args.run)
     out = Path(args.out) if args.out else Path(args.run) / (
         "model.nir" if args.task is None else f"model_task{args.task}.nir")
-    graph = export_nir(model, out, args.task, dt=args.dt, pooling=args.pooling)
+    graph = export_nir(model, out, args.task, dt=args.dt, pooling=args.pooling,
+                       readout=args.readout)
     scope = "all live synapses" if args.task is None else f"task {args.task}'s subnetwork"
     print(f"wrote {out} ({scope}, {model.live_synapses()} live synapses in the model)")
     print("\n".join(describe(graph)))
@@ -83,6 +84,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="time step stored in the graph (default 1e-4, what snnTorch assumes)")
     p.add_argument("--pooling", choices=["avg", "sum"], default="avg",
                    help="pooling node for snn-conv (sum: for importers without AvgPool2d)")
+    p.add_argument("--readout", choices=["li", "affine"], default="li",
+                   help="membrane readout as Affine + NIR LI (default; neurosculpt reads it), or "
+                        "as the output Affine alone with the LI's mean as readout_weights in the "
+                        "metadata (snnTorch and Norse load the whole graph)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("import", help="read a NIR graph as a neurosculpt model folder",
                        description="Build a neurosculpt network from a NIR file and save it as "

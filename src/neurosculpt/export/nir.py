@@ -119,12 +119,41 @@ def _weights(layer: PlasticLayer, scale: float) -> tuple[np.ndarray, np.ndarray]
     return w, b
 
 
-def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict:
+READOUTS = ("li", "affine")
+"""How a membrane readout is written: ``li`` (``Affine`` + NIR ``LI``: the readout itself, read
+by neurosculpt; snnTorch's importer rejects ``LI`` and Norse's drops it) or ``affine`` (the
+graph ends in the output ``Affine``, whose per-step output is the readout's input current;
+class scores = the sum over steps of ``readout_weights[t]`` times that output, the closed form
+of the leaky integrator's mean, so snnTorch and Norse load the whole graph and give the same
+scores)."""
+
+
+def readout_weights(beta: float, steps: int) -> list[float]:
+    """Weight of step ``s``'s current in the mean over ``steps`` of ``v = beta*v + I``:
+    ``sum_{t>=s} beta^(t-s) / steps``."""
+    return [sum(beta ** k for k in range(steps - s)) / steps for s in range(steps)]
+
+
+def _metadata(model: Network, task: int | None, dt: float, pooling: str,
+              readout_form: str = "li") -> dict:
     cfg = model.config
     encoder = "sequence" if model.sequence else cfg.encoder
     steps = int(model.input_shape[0]) if model.sequence else cfg.steps
     readout = "spike-count" if cfg.readout == "spikes" else "membrane-mean"
-    return {
+    extra: dict = {}
+    if readout == "membrane-mean" and readout_form == "affine":
+        beta = float(model.readout.beta.detach().clamp(0.0, 1.0))
+        readout = "weighted-sum"
+        extra = {"readout_beta": beta,
+                 "readout_weights": json.dumps(readout_weights(beta, steps))}
+    notes = {
+        "spike-count": "class scores = sum over time_steps of the output spikes",
+        "membrane-mean": "class scores = mean over time_steps of the output LI membrane",
+        "weighted-sum": "class scores = sum over time_steps t of readout_weights[t] times the "
+                        "graph output at step t (the mean of a leaky integrator with decay "
+                        "readout_beta fed by it)",
+    }
+    return {**extra,
         "producer": f"neurosculpt {__version__}",
         "dt": float(dt),
         "time_steps": steps,
@@ -134,10 +163,7 @@ def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict
         "input_flattened": int(not cfg.conv),
         "sequence": int(model.sequence),
         "readout": readout,
-        "readout_note": (
-            "class scores = sum over time_steps of the output spikes" if readout == "spike-count"
-            else "class scores = mean over time_steps of the output LI membrane"
-        ),
+        "readout_note": notes[readout],
         "weight_scaling": (
             "Affine/Conv2d weights and biases feeding LIF and LI nodes are neurosculpt's times "
             "tau/dt (r = 1), so forward Euler with dt gives v = beta*v + I exactly"
@@ -149,11 +175,12 @@ def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict
 
 
 def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
-           pooling: str = "avg") -> nir.NIRGraph:
+           pooling: str = "avg", readout: str = "li") -> nir.NIRGraph:
     """NIR graph of ``model``, or of ``task``'s subnetwork (``model.set_task(task)``).
 
     ``dt`` only sets the physical time constants (``tau = dt / (1 - beta)``); the discrete
-    dynamics are the same for any ``dt``. ``pooling`` is ``"avg"`` or ``"sum"`` (see module doc).
+    dynamics are the same for any ``dt``. ``pooling`` is ``"avg"`` or ``"sum"`` (see module doc);
+    ``readout`` is ``"li"`` or ``"affine"`` (see :data:`READOUTS`).
     """
     _require_nir()
     if not model.config.spiking:
@@ -165,20 +192,27 @@ def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
         raise ValueError(f"pooling must be 'avg' or 'sum', got {pooling!r}")
     if not dt > 0.0:
         raise ValueError(f"dt must be > 0, got {dt}")
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+    if readout == "affine" and model.config.readout == "spikes":
+        raise NIRExportError("the model's readout is spiking (an output LIF population, which "
+                             "snnTorch and Norse load); readout='affine' is for membrane "
+                             "readouts")
     previous = model.layers[0].active_task
     model.set_task(task)
     try:
         with torch.no_grad():
-            nodes = _export_nodes(model, dt, pooling)
+            nodes = _export_nodes(model, dt, pooling, readout)
     finally:
         model.set_task(previous)
     names = list(nodes)
     edges = list(zip(names[:-1], names[1:], strict=True))
     return nir.NIRGraph(nodes=nodes, edges=edges,
-                        metadata=_metadata(model, task, dt, pooling))
+                        metadata=_metadata(model, task, dt, pooling, readout))
 
 
-def _export_nodes(model: Network, dt: float, pooling: str) -> dict[str, nir.NIRNode]:
+def _export_nodes(model: Network, dt: float, pooling: str, readout: str = "li"
+                  ) -> dict[str, nir.NIRNode]:
     cfg = model.config
     shape = [int(d) for d in model.input_shape] if cfg.conv else [model.layers[0].n_in]
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
@@ -216,19 +250,23 @@ def _export_nodes(model: Network, dt: float, pooling: str) -> dict[str, nir.NIRN
     if cfg.readout == "spikes":
         node, scale = _neuron_node(_check_neuron(model.output_neurons, "output neurons"),
                                    [last.n_out], dt)
+    elif readout == "affine":  # the readout's input current; its mean is readout_weights
+        node, scale = None, 1.0
     else:
         node, scale = _readout_node(model.readout, last.n_out, dt)
     w, b = _weights(last, scale)
     nodes["fc_out"] = nir.Affine(weight=w * carry, bias=b)
-    nodes["readout"] = node
+    if node is not None:
+        nodes["readout"] = node
     nodes["output"] = nir.Output(output_type=np.array([last.n_out]))
     return nodes
 
 
 def export_nir(model: Network, path: str | Path, task: int | None = None, *,
-               dt: float = DEFAULT_DT, pooling: str = "avg") -> nir.NIRGraph:
+               dt: float = DEFAULT_DT, pooling: str = "avg", readout: str = "li"
+               ) -> nir.NIRGraph:
     """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``; return the graph."""
-    graph = to_nir(model, task, dt=dt, pooling=pooling)
+    graph = to_nir(model, task, dt=dt, pooling=pooling, readout=readout)
     nir.write(str(path), graph)
     return graph
 
@@ -420,14 +458,15 @@ def check_graph(graph: nir.NIRGraph) -> None:
 
 
 def _checked_number(what: str, value: object, low: float, high: float,
-                    integer: bool = False) -> float:
+                    integer: bool = False, open_low: bool = False) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` if ``open_low``)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise NIRImportError(f"{what} = {value!r} is not a number") from None
-    above = number > low if low == 0.0 else number >= low
+    above = number > low if open_low else number >= low
     if not (math.isfinite(number) and above and number <= high):
-        raise NIRImportError(f"{what} = {value!r} is out of range ({'>' if low == 0 else '>='} "
+        raise NIRImportError(f"{what} = {value!r} is out of range ({'>' if open_low else '>='} "
                              f"{low:g} and <= {high:g})")
     if integer and number != int(number):
         raise NIRImportError(f"{what} = {value!r} is not a whole number")
@@ -457,7 +496,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     check_graph(graph)
     dt = _checked_number("dt" if dt is not None else "metadata dt",
                          dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT),
-                         0.0, math.inf)
+                         0.0, math.inf, open_low=True)
     if steps is not None or _meta(graph, "time_steps") is not None:
         steps = int(_checked_number(
             "steps" if steps is not None else "metadata time_steps",
@@ -467,7 +506,10 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     weights: list[tuple[np.ndarray, np.ndarray]] = []
     neurons: list[tuple[str, float, float, float]] = []
     channels: list[int] = []
-    readout, readout_beta, carry, pos = "membrane", 0.0, 1.0, 0
+    meta_beta = _meta(graph, "readout_beta")  # written with readout="affine"
+    readout_beta = 0.0 if meta_beta is None else _checked_number("metadata readout_beta",
+                                                                 meta_beta, 0.0, 1.0)
+    readout, carry, pos = "membrane", 1.0, 0
     while pos < len(chain):
         name, node = chain[pos]
         w, b = _layer_weights(node, name)
