@@ -133,3 +133,20 @@ def test_energy_counts_what_neurobench_counts_for_zero_weights():
     fan_out = (layer.effective_weight() != 0).sum(0).double()
     assert row["acs"] == pytest.approx(float((spikes.double() @ fan_out).sum()) / len(x))
     assert row["acs"] < before["layers"][1]["acs"]
+
+
+def test_legacy_nir_file_has_no_v_reset_and_round_trips(tmp_path):
+    nir = pytest.importorskip("nir")
+    h5py = pytest.importorskip("h5py")
+    from neurosculpt.export.nir import export_nir, from_nir
+
+    model = _model(neuron="lif")
+    path = tmp_path / "old.nir"
+    export_nir(model, path, nir_version="1.0.4")
+    with h5py.File(path, "r") as f:
+        assert f["version"][()].decode() == "1.0.4"
+        assert [n for n, g in f["node/nodes"].items() if "v_reset" in g] == []
+        assert "v_threshold" in f["node/nodes/lif0"]
+    back = from_nir(nir.read(str(path)))
+    with torch.no_grad():
+        assert torch.equal(back(_inputs()), model(_inputs()))

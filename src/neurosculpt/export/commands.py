@@ -27,7 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / (
         "model.nir" if args.task is None else f"model_task{args.task}.nir")
     graph = export_nir(model, out, args.task, dt=args.dt, pooling=args.pooling,
-                       readout=args.readout)
+                       readout=args.readout, nir_version=args.nir_version)
     scope = "all live synapses" if args.task is None else f"task {args.task}'s subnetwork"
     print(f"wrote {out} ({scope}, {model.live_synapses()} live synapses in the model)")
     print("\n".join(describe(graph)))
@@ -88,6 +88,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="membrane readout as Affine + NIR LI (default; neurosculpt reads it), or "
                         "as the output Affine alone with the LI's mean as readout_weights in the "
                         "metadata (snnTorch and Norse load the whole graph)")
+    p.add_argument("--nir-version", metavar="VERSION",
+                   help="write for this nir release (e.g. 1.0.4: no v_reset fields, for sinabs "
+                        "and rockpool, which pin nir <= 1.0.4); default: the installed nir's")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("import", help="read a NIR graph as a neurosculpt model folder",
                        description="Build a neurosculpt network from a NIR file and save it as "

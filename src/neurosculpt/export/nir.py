@@ -262,13 +262,49 @@ def _export_nodes(model: Network, dt: float, pooling: str, readout: str = "li"
     return nodes
 
 
+LEGACY_NIR = "1.0.4"
+"""The last nir release without ``v_reset`` on ``LIF``/``IF``/``CubaLIF`` (its reader rejects any
+field it does not know); sinabs 3.1.3 and rockpool 3.1.0 pin ``nir <= 1.0.4``."""
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(".")[:3])
+    except ValueError:
+        raise ValueError(f"nir version {text!r}: expected numbers such as 1.0.4") from None
+
+
 def export_nir(model: Network, path: str | Path, task: int | None = None, *,
-               dt: float = DEFAULT_DT, pooling: str = "avg", readout: str = "li"
-               ) -> nir.NIRGraph:
-    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``; return the graph."""
+               dt: float = DEFAULT_DT, pooling: str = "avg", readout: str = "li",
+               nir_version: str | None = None) -> nir.NIRGraph:
+    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``; return the graph.
+
+    ``nir_version`` (default: the installed nir's format) at or below :data:`LEGACY_NIR`
+    writes a file that nir <= 1.0.4 reads: without the ``v_reset`` fields (all 0 here, which
+    is also how those readers reset, see docs/deployment.md) and with that version recorded.
+    """
+    legacy = nir_version is not None and _version_tuple(nir_version) <= \
+        _version_tuple(LEGACY_NIR)
     graph = to_nir(model, task, dt=dt, pooling=pooling, readout=readout)
     nir.write(str(path), graph)
+    if legacy:
+        _write_legacy(Path(path), nir_version)
     return graph
+
+
+def _write_legacy(path: Path, version: str) -> None:
+    """Remove the fields nir <= 1.0.4 does not know from a file ``nir.write`` wrote."""
+    import h5py
+
+    with h5py.File(str(path), "r+") as f:
+        for name, group in f["node/nodes"].items():
+            if "v_reset" in group:
+                if np.any(np.asarray(group["v_reset"][()]) != 0):
+                    raise NIRExportError(f"{name}: v_reset != 0 has no form in nir "
+                                         f"{version} files")
+                del group["v_reset"]
+        del f["version"]
+        f.create_dataset("version", data=version)
 
 
 # --- import ------------------------------------------------------------------------------------
