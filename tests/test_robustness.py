@@ -142,6 +142,13 @@ def _broken_checkpoint(run: Path, dst: Path) -> str:
     return str(dst)
 
 
+def _spiking_readout_run(tmp: Path) -> Path:
+    out = tmp / "spikes"
+    assert main(["run", *TINY_SNN, "--model-param", "readout=spikes", "--tasks", "1",
+                 "-o", str(out)]) == 0
+    return out
+
+
 def _model_folder(nir_path: Path, dst: Path, weights: bytes) -> Path:
     assert main(["import", str(nir_path), "-o", str(dst)]) == 0
     (dst / "model.pt").write_bytes(weights)
@@ -322,6 +329,18 @@ CASES: list[tuple[str, Callable[[Path, Path, Path], list[str]], str]] = [
     ("energy, model.pt garbage", lambda t, r, n: [
         "energy", str(_model_folder(n, t / "m", b"garbage"))],
      r"model weights .*model\.pt cannot be read"),
+    ("export --task 99", lambda t, r, n: ["export", str(r), "--task", "99", "-o", f"{t}/x.nir"],
+     r"--task 99: .* holds tasks 0-1"),
+    ("export -o under /proc", lambda t, r, n: ["export", str(r), "-o", "/proc/x/m.nir"],
+     r"cannot write /proc/x/m\.nir: No such file or directory"),
+    ("export --nir-version abc", lambda t, r, n: [
+        "export", str(r), "--nir-version", "abc", "-o", f"{t}/x.nir"],
+     r"nir version 'abc': expected numbers such as 1\.0\.4"),
+    ("export --readout affine of a spike readout", lambda t, r, n: [
+        "export", str(_spiking_readout_run(t)), "--readout", "affine", "-o", f"{t}/x.nir"],
+     r"readout='affine' is for membrane readouts"),
+    ("energy --max-samples 0", lambda t, r, n: ["energy", str(r), "--max-samples", "0"],
+     r"--max-samples 0: must be >= 1"),
     ("export, checkpoint garbage", lambda t, r, n: [
         "export", _broken_checkpoint(r, t / "r"), "-o", f"{t}/x.nir"],
      r"checkpoint .*task_001\.pt cannot be read"),

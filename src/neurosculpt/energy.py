@@ -118,6 +118,8 @@ def measure_energy(model: Network, split_or_batches: object, max_samples: int = 
     input tensors or ``(x, y)`` pairs; at most ``max_samples`` samples are used. ``task`` selects
     a subnetwork for the measurement (default: keep the model's current selection).
     """
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
     layers = model.plastic_layers
     previous = layers[0].active_task
     if task != "current":

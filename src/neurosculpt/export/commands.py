@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..models import Network
+from ..validation import UserError
 
 
 def _load(source: str) -> tuple[Network, object]:
@@ -24,6 +25,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .nir import describe, export_nir
 
     model, _ = _load(args.run)
+    last = int(model.current_task)
+    if args.task is not None and not 0 <= args.task <= last:
+        raise UserError(f"--task {args.task}: {args.run} holds tasks 0-{last}")
     out = Path(args.out) if args.out else Path(args.run) / (
         "model.nir" if args.task is None else f"model_task{args.task}.nir")
     graph = export_nir(model, out, args.task, dt=args.dt, pooling=args.pooling,
@@ -55,6 +59,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_energy(args: argparse.Namespace) -> int:
     from ..energy import format_energy, measure_energy
 
+    if args.max_samples < 1:
+        raise UserError(f"--max-samples {args.max_samples}: must be >= 1")
     model, benchmark = _load(args.run)
     if benchmark is None:
         raise ValueError(f"{args.run} is a model folder: energy needs a run folder for test data")

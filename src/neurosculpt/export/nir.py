@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -286,7 +287,13 @@ def export_nir(model: Network, path: str | Path, task: int | None = None, *,
     legacy = nir_version is not None and _version_tuple(nir_version) <= \
         _version_tuple(LEGACY_NIR)
     graph = to_nir(model, task, dt=dt, pooling=pooling, readout=readout)
-    nir.write(str(path), graph)
+    try:
+        nir.write(str(path), graph)
+    except OSError as exc:
+        text = str(exc.strerror or exc)
+        found = re.search(r"error message = '([^']*)'", text)  # h5py's wording
+        raise NIRExportError(f"cannot write {path}: {found.group(1) if found else text}"
+                             ) from exc
     if legacy:
         _write_legacy(Path(path), nir_version)
     return graph
