@@ -54,6 +54,7 @@ from torch import Tensor, fx, nn
 
 from . import layers as L
 from .network import Consumer, Coupled, PlasticNetwork, Units, reset_optimizer_state
+from .validation import UserError
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
@@ -66,7 +67,7 @@ ADDS = {operator.add, torch.add, operator.iadd}
 SCALE = {operator.mul, operator.truediv, torch.mul, operator.neg}
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError):
     """A module the adapter cannot turn into a plastic network (the message says which, why)."""
 
 
