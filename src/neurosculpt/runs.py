@@ -26,18 +26,20 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import __version__
-from .benchmarks import Benchmark, make_benchmark
+from .benchmarks import BENCHMARKS, Benchmark, make_benchmark
+from .devices import resolve_device
+from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
-from .strategies import hyper_parameters, make_strategies
-from .strategies.base import Strategy
+from .strategies import hyper_parameters, load_plugin, make_strategies
+from .strategies.base import Strategy, state_lost_in_checkpoint
 
 CHECKPOINT_FORMAT = 1
 
@@ -45,7 +47,14 @@ CHECKPOINT_FORMAT = 1
 @dataclass
 class RunConfig(TrainConfig):
     """Everything that defines a run: the optimisation settings of :class:`TrainConfig` plus
-    what to build. Keys of a ``run.toml`` are these field names."""
+    what to build. Keys of a ``run.toml`` are these field names.
+
+    ``benchmark``: a name of :data:`BENCHMARKS`, ``path/file.py:factory`` /
+    ``package.module:factory`` (a function returning a :class:`Benchmark`), or, for a
+    ``Benchmark`` object given to :func:`run`, that object's name. ``plugins``: strategy
+    plugins to import first (:func:`neurosculpt.strategies.load_plugin`). ``device``: ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``.
+    """
 
     benchmark: str = "split-digits"
     strategy: str = "naive"
@@ -58,6 +67,8 @@ class RunConfig(TrainConfig):
     validation: bool = False
     threads: int | None = None
     keep_checkpoints: bool = False
+    device: str = "cpu"
+    plugins: list = field(default_factory=list)
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
 
@@ -146,9 +157,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
     _atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint's state with every tensor on ``device`` (the run's, whatever the device the
+    checkpoint was written on)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=torch.device(device), weights_only=True)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RuntimeError(f"checkpoint {path} cannot be read; delete it to resume from the "
@@ -234,23 +247,33 @@ class Run:
     """Builds everything a config names and drives the learner, writing the run folder."""
 
     def __init__(self, config: RunConfig, out: Path | None,
-                 log=None) -> None:
+                 log=None, benchmark: Benchmark | None = None) -> None:
         self.config = config
         self.out = out
         self.log = log or (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.benchmark = make_benchmark(
-            config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
-            data_root=config.data_root, validation=config.validation,
-            samples_per_task=config.samples_per_task,
-            test_samples_per_task=config.test_samples_per_task,
-        )
+        self.device = resolve_device(config.device)
+        for plugin in config.plugins:
+            load_plugin(plugin)
+        if benchmark is not None:
+            self.benchmark, self.benchmark_source = benchmark, "python"
+        else:
+            self.benchmark = make_benchmark(
+                config.benchmark, n_tasks=config.tasks, scenario=config.scenario,
+                seed=config.seed, data_root=config.data_root, validation=config.validation,
+                samples_per_task=config.samples_per_task,
+                test_samples_per_task=config.test_samples_per_task,
+            )
+            self.benchmark_source = "factory" if is_spec(config.benchmark) else "named"
         self.model_config = config.model_config()
-        self.strategies = make_strategies(config.strategy, config.strategy_params)
+        self.strategies = make_strategies(config.strategy, config.strategy_params, log=self.log)
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config, self.benchmark.input_shape,
                                  self.benchmark.n_outputs, sequence=self.benchmark.sequence)
+        self.model.to(self.device)
+        for strategy in self.strategies:
+            strategy.to(self.device)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
                                config.train_config(), log=self.log)
         self.clock = RunClock()
@@ -269,7 +292,7 @@ class Run:
             "status": self.status,
             "error": self.error,
             "config": self.resolved_config(),
-            "benchmark": self.benchmark.describe(),
+            "benchmark": {**self.benchmark.describe(), "source": self.benchmark_source},
             **summary,
             "wall_time_s": self.clock.wall(),
             "cpu_time_s": self.clock.cpu(),
@@ -293,12 +316,21 @@ class Run:
         if self.out is None:
             return
         k = len(learner.accuracy) - 1
+        strategy_states = [s.state_dict() for s in self.strategies]
+        for strategy, state in zip(self.strategies, strategy_states, strict=True):
+            lost = state_lost_in_checkpoint(strategy, state, self.model)
+            if lost:
+                raise RuntimeError(
+                    f"strategy {strategy.name!r} keeps state in {', '.join(lost)}, which a "
+                    "checkpoint does not hold, so a resumed run would differ: keep it in a "
+                    "buffer (set_buffer), in get_extra_state/set_extra_state, or name it in "
+                    "the class's `transient` if before_task rebuilds it (docs/strategies.md)")
         save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
             "format": CHECKPOINT_FORMAT,
             "task": k,
             "model": self.model.state_dict(),
             "optimizer": learner.ctx.optimizer.state_dict(),
-            "strategies": [s.state_dict() for s in self.strategies],
+            "strategies": strategy_states,
             "learner": learner.state(),
             "elapsed": self.clock.wall(),
             "cpu_elapsed": self.clock.cpu(),
@@ -343,13 +375,58 @@ class Run:
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
-    return Path("runs") / name
+    bench = config.benchmark.rpartition(":")[2] if is_spec(config.benchmark) else config.benchmark
+    name = f"{bench}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+    return Path("runs") / name.replace("/", "_")
+
+
+def _absolute_spec(spec: str) -> str:
+    """A ``file.py:name`` spec with the file made absolute, so resume works from anywhere."""
+    source, _, attr = spec.rpartition(":")
+    if source.endswith(".py") or "/" in source:
+        return f"{Path(source).expanduser().resolve()}:{attr}"
+    return spec
+
+
+def _absolute_plugin(spec: str) -> str:
+    source, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if source.endswith(".py") or "/" in source:
+        return f"{Path(source).expanduser().resolve()}{sep}{attr}"
+    return spec
+
+
+def _with_benchmark(config: RunConfig, benchmark: Benchmark) -> RunConfig:
+    """``config`` for a run on a ``Benchmark`` object: named after it; options that build a
+    stream (tasks, sizes, validation, data) cannot apply to a stream already built."""
+    options = ("tasks", "samples_per_task", "test_samples_per_task", "data_root")
+    given = [k for k in options if getattr(config, k) is not None] + (
+        ["validation"] if config.validation else [])
+    if given:
+        raise ValueError(f"{', '.join(given)} cannot apply to a Benchmark object (it is already "
+                         "built); build the stream with them instead")
+    if config.scenario not in (None, benchmark.scenario):
+        raise ValueError(f"scenario {config.scenario!r} given, but the benchmark is a "
+                         f"{benchmark.scenario!r} stream")
+    return RunConfig.from_dict({**asdict(config), "benchmark": benchmark.name,
+                                "scenario": benchmark.scenario})
+
+
+def _prepared(config: RunConfig) -> RunConfig:
+    """Specs of user files made absolute (config.json must rebuild the run from anywhere)."""
+    changes: dict = {}
+    if is_spec(config.benchmark):
+        changes["benchmark"] = _absolute_spec(config.benchmark)
+    if config.plugins:
+        changes["plugins"] = [_absolute_plugin(p) for p in config.plugins]
+    return RunConfig.from_dict({**asdict(config), **changes}) if changes else config
 
 
 def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
         log=None, **overrides) -> RunResult:
     """Run a continual-learning experiment; the Python twin of ``neurosculpt run``.
+
+    ``benchmark`` may be a :class:`Benchmark` object (e.g. from :func:`from_tensors`): the run
+    folder records its name, and :func:`resume` continues it given the same object.
 
     >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
     >>> result.metrics["acc"]  # doctest: +SKIP
@@ -357,10 +434,25 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
     if config is None:
         config = RunConfig()
     if isinstance(config, dict):
+        config = dict(config)
+        if isinstance(config.get("benchmark"), Benchmark):
+            overrides.setdefault("benchmark", config.pop("benchmark"))
         config = RunConfig.from_dict(config)
+    if isinstance(config.benchmark, Benchmark):  # RunConfig(benchmark=<Benchmark>)
+        overrides.setdefault("benchmark", config.benchmark)
+        config = replace(config, benchmark=config.benchmark.name)
+    benchmark = overrides.pop("benchmark", None)
+    if benchmark is not None and not isinstance(benchmark, Benchmark):
+        if not isinstance(benchmark, str):
+            raise ValueError(f"benchmark must be a name, a 'file.py:factory' spec or a "
+                             f"neurosculpt.Benchmark, got {type(benchmark).__name__}")
+        overrides["benchmark"], benchmark = benchmark, None
     if overrides:
         config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
-    return Run(config, Path(out) if out is not None else None, log).execute()
+    if benchmark is not None:
+        config = _with_benchmark(config, benchmark)
+    return Run(_prepared(config), Path(out) if out is not None else None, log,
+               benchmark=benchmark).execute()
 
 
 def latest_checkpoint(path: Path) -> Path | None:
@@ -381,13 +473,38 @@ def config_from_folder(path: str | Path) -> RunConfig:
     return RunConfig.from_dict({**resolved, "model_params": model_params})
 
 
-def resume(path: str | Path, log=None) -> RunResult:
-    """Continue a run that stopped; finished runs are returned as they are."""
+def resume(path: str | Path, log=None, benchmark: Benchmark | None = None,
+           device: str | None = None) -> RunResult:
+    """Continue a run that stopped; finished runs are returned as they are.
+
+    A run on a ``Benchmark`` object (not a name or a ``file.py:factory``) needs that object
+    again: ``benchmark``. ``device`` moves the run to another device (checkpoints load there).
+    """
     path = Path(path)
-    runner = Run(config_from_folder(path), path, log)
+    config = config_from_folder(path)
+    if device is not None:
+        config = RunConfig.from_dict({**asdict(config), "device": device})
+    recorded = read_results(path).get("benchmark", {}) if (path / "results.json").is_file() \
+        else {}
+    if benchmark is not None:
+        if benchmark.name != config.benchmark:
+            raise ValueError(f"{path} was run on benchmark {config.benchmark!r}, not "
+                             f"{benchmark.name!r}")
+        described = benchmark.describe()
+        changed = sorted(k for k in described if k in recorded and recorded[k] != described[k])
+        if changed:
+            raise ValueError(f"the benchmark given differs from the one {path} was run on in "
+                             f"{', '.join(changed)}")
+    elif recorded.get("source") == "python" or (
+            not is_spec(config.benchmark) and config.benchmark not in BENCHMARKS):
+        raise ValueError(
+            f"{path} was run on the in-memory benchmark {config.benchmark!r}: resume it from "
+            "Python with neurosculpt.resume(path, benchmark=<the same Benchmark>), or run it "
+            "from a 'file.py:factory' spec, which the CLI can resume")
+    runner = Run(config, path, log, benchmark=benchmark)
     checkpoint = latest_checkpoint(path)
     if checkpoint is not None:
-        runner.restore(load_checkpoint(checkpoint))
+        runner.restore(load_checkpoint(checkpoint, runner.device))
     return runner.execute()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,9 +21,17 @@ from ..loop import Context
 
 
 class Strategy(nn.Module):
-    """No-op hooks. Subclasses override the ones they need and set ``name``."""
+    """No-op hooks. Subclasses override the ones they need and set ``name``.
+
+    State that must survive a checkpoint lives in parameters, buffers (:meth:`set_buffer`) or
+    ``get_extra_state`` / ``set_extra_state`` (JSON-like values). ``transient`` names plain
+    attributes that do not need to (working state that ``before_task`` rebuilds); any other
+    attribute that a checkpoint would lose stops the run at that checkpoint
+    (:func:`state_lost_in_checkpoint`).
+    """
 
     name = "base"
+    transient: tuple[str, ...] = ()
 
     def set_buffer(self, name: str, value: Tensor) -> None:
         """Create or replace a buffer (any shape), kept in ``state_dict``."""
@@ -122,6 +131,69 @@ class Naive(Strategy):
     """Plain fine-tuning on each task in turn: the lower bound that forgets."""
 
     name = "naive"
+
+
+_MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+
+
+def state_lost_in_checkpoint(strategy: Strategy, state: dict, model: nn.Module) -> list[str]:
+    """Attributes of ``strategy`` (and of its submodules) that differ in a strategy rebuilt from
+    its recorded parameters and loaded from ``state``: what a resumed run would not get back.
+
+    Raises ``RuntimeError`` when the strategy cannot be rebuilt from ``hparams`` at all.
+    """
+    params = dict(getattr(strategy, "hparams", {}))
+    try:
+        fresh = type(strategy)(**params)
+    except TypeError as err:
+        raise RuntimeError(
+            f"strategy {strategy.name!r} cannot be rebuilt from its recorded parameters {params} "
+            f"({err}), so a run with it cannot resume: set self.hparams to its constructor's "
+            "keyword arguments") from None
+    if not hasattr(fresh, "hparams"):
+        fresh.hparams = params
+    fresh.load_checkpoint_state(state, model)
+    old_modules = dict(strategy.named_modules())
+    lost = []
+    for prefix, new in fresh.named_modules():
+        old = old_modules.get(prefix)
+        if old is None:
+            continue
+        skip = _MODULE_ATTRIBUTES | set(getattr(old, "transient", ()))
+        for key, value in vars(old).items():
+            if key not in skip and not _same(value, vars(new).get(key, _MISSING)):
+                lost.append(f"{prefix}.{key}" if prefix else key)
+    return lost
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any, depth: int = 0) -> bool:
+    """Value equality for what strategies keep in attributes (tensors, containers, numbers,
+    plain objects); modules are compared through their own attributes and ``state_dict``."""
+    if a is b or isinstance(a, nn.Module) or isinstance(b, nn.Module):
+        return True
+    if torch.is_tensor(a):
+        return (torch.is_tensor(b) and a.shape == b.shape and a.dtype == b.dtype
+                and bool(torch.equal(a.detach().cpu(), b.detach().cpu())))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], depth) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y, depth) for x, y in zip(a, b, strict=False))
+    if callable(a):
+        return getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
+    if hasattr(a, "__dict__") and depth < 3:
+        va, vb = vars(a), vars(b)
+        return va.keys() == vb.keys() and all(_same(va[k], vb[k], depth + 1) for k in va)
+    try:
+        return bool(a == b)
+    except Exception:  # values without a usable equality cannot be checked
+        return True
 
 
 def hyper_parameters(strategies: Sequence[Strategy]) -> dict:
