@@ -563,8 +563,9 @@ def load_benchmark(spec: str, **options: object) -> Benchmark:
     ``package.module:factory`` (:func:`neurosculpt.loading.load_object`).
 
     The factory receives those of the run's options (``seed``, ``tasks``, ``scenario``,
-    ``data_root``, ``validation``, ``samples_per_task``, ``test_samples_per_task``) that its
-    signature names; an option that is set but not taken is an error rather than ignored.
+    ``data_root``, ``validation``, ``samples_per_task``, ``test_samples_per_task``) that are set
+    and that its signature names (its own defaults hold otherwise); an option that is set but
+    not taken is an error rather than ignored.
     """
     from .loading import load_object
 
@@ -574,8 +575,13 @@ def load_benchmark(spec: str, **options: object) -> Benchmark:
     elif callable(factory):
         params = inspect.signature(factory).parameters
         takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        taken = {k for k in options if takes_all or k in params}
-        made = factory(**{k: options[k] for k in taken})
+        taken = {k for k, v in options.items()
+                 if (takes_all or k in params) and v is not None}
+        try:
+            made = factory(**{k: options[k] for k in taken})
+        except Exception as err:
+            raise ValueError(f"benchmark factory {spec!r} failed: {type(err).__name__}: "
+                             f"{err}") from err
     else:
         raise ValueError(f"benchmark factory {spec!r} is a {type(factory).__name__}, not a "
                          "function returning a neurosculpt.Benchmark")

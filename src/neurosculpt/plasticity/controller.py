@@ -293,6 +293,8 @@ class Controller(nn.Module):
     running statistics follow (see :class:`~neurosculpt.plasticity.signals.UnitStats`).
     """
 
+    transient = ("renewed",)  # units renewed since the last log entry; reset by before_task
+
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.025,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,

@@ -448,6 +448,8 @@ class Monitor(nn.Module):
     A task that ends on a due step has only its end-of-task snapshot, which would repeat it.
     """
 
+    transient = ("budget",)  # set by the owning strategy in every before_task
+
     def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 1000,
                  probe: int = 256, every: int = 1, grad_every: int = 50,
                  utility: str = "contribution", out_every: int = 10, plateau_window: int = 100,

@@ -137,8 +137,11 @@ _MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
 
 
 def state_lost_in_checkpoint(strategy: Strategy, state: dict, model: nn.Module) -> list[str]:
-    """Attributes of ``strategy`` (and of its submodules) that differ in a strategy rebuilt from
-    its recorded parameters and loaded from ``state``: what a resumed run would not get back.
+    """Attributes of ``strategy`` that differ in a strategy rebuilt from its recorded
+    parameters and loaded from ``state``: what a resumed run would not get back.
+
+    Every attribute of the strategy itself counts (but those in its ``transient``); of its
+    submodules and helper objects, the public ones (private ones are their caches).
 
     Raises ``RuntimeError`` when the strategy cannot be rebuilt from ``hparams`` at all.
     """
@@ -161,7 +164,9 @@ def state_lost_in_checkpoint(strategy: Strategy, state: dict, model: nn.Module) 
             continue
         skip = _MODULE_ATTRIBUTES | set(getattr(old, "transient", ()))
         for key, value in vars(old).items():
-            if key not in skip and not _same(value, vars(new).get(key, _MISSING)):
+            if key in skip or (prefix and key.startswith("_")):  # parts' private caches
+                continue
+            if not _same(value, vars(new).get(key, _MISSING)):
                 lost.append(f"{prefix}.{key}" if prefix else key)
     return lost
 
@@ -187,9 +192,10 @@ def _same(a: Any, b: Any, depth: int = 0) -> bool:
         return len(a) == len(b) and all(_same(x, y, depth) for x, y in zip(a, b, strict=False))
     if callable(a):
         return getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
-    if hasattr(a, "__dict__") and depth < 3:
+    if hasattr(a, "__dict__") and depth < 3:  # a plain helper object: its public attributes
         va, vb = vars(a), vars(b)
-        return va.keys() == vb.keys() and all(_same(va[k], vb[k], depth + 1) for k in va)
+        return all(_same(v, vb.get(k, _MISSING), depth + 1) for k, v in va.items()
+                   if not k.startswith("_"))
     try:
         return bool(a == b)
     except Exception:  # values without a usable equality cannot be checked

@@ -29,6 +29,7 @@ class ContinualBackprop(MonitoredStrategy):
     """
 
     name = "cbp"
+    transient = ("replaced",)  # per-task counts, reset by before_task
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
                  utility: str = "contribution", bias_correction: bool = True,

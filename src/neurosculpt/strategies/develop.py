@@ -318,6 +318,8 @@ class Develop(Strategy):
     """
 
     name = "develop"
+    transient = ("_stats", "_structure", "_pool", "_target", "_serial", "_new", "_rounds",
+                 "_step", "_pruned", "_removed")
 
     def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,

@@ -68,6 +68,7 @@ class DSD(Strategy):
     """
 
     name = "dsd"
+    transient = ("_accumulated", "_schedule", "_step", "_pruned", "_structure")  # per task
 
     def __init__(self, init_fraction: float = 0.3, grow_fraction: float = 0.15,
                  rounds: int = 10, max_neurons: int | list | None = None,

@@ -32,6 +32,7 @@ class Replay(Strategy):
     """
 
     name = "replay"
+    transient = ("_first_pass",)
 
     def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None) -> None:
         super().__init__()
