@@ -367,6 +367,9 @@ class Run:
         except KeyboardInterrupt:
             self.status, self.error = "interrupted", "interrupted by the user"
             raise
+        except Exception as exc:  # e.g. a strategy whose state a checkpoint would lose
+            self.status, self.error = "failed", str(exc)
+            raise
         finally:
             results = self.results()  # once: the file and the returned result agree exactly
             self.write(results)

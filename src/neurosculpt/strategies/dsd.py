@@ -65,6 +65,17 @@ class DSD(Strategy):
     ``c_linear``/``c_conv``: the pruning offsets ``c`` for (first task, later tasks);
     ``start``, ``bonus``, ``decay``: the accumulator's initial value, positive-score bonus and
     per-round decay (Han et al. 2023; see the module docstring).
+
+    Args:
+        init_fraction: fraction of the capacity the first task starts with.
+        grow_fraction: fraction of the capacity grown for every later task.
+        rounds: pruning rounds during a task.
+        max_neurons: capacity per hidden layer (None: the widths the model was built with).
+        c_linear: pruning offsets ``c`` of linear layers for (first task, later tasks).
+        c_conv: pruning offsets ``c`` of convolutional layers for (first task, later tasks).
+        start: initial value of each neuron's accumulated score.
+        bonus: added to the accumulator when a neuron's score is positive.
+        decay: per-round decay of the accumulator.
     """
 
     name = "dsd"

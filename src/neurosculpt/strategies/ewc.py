@@ -144,6 +144,10 @@ class EWC(ParameterPenalty):
     samples of the task, masked logits of the task's scenario) rather than the model's
     predictive distribution. Memory grows with the number of tasks (two copies of the
     parameters per task); ``online-ewc`` keeps one.
+
+    Args:
+        lam: strength of the penalty (``lam / 2`` per Fisher-weighted squared deviation).
+        fisher_samples: training samples of the task whose per-sample gradients estimate the Fisher.
     """
 
     name = "ewc"
@@ -182,6 +186,11 @@ class OnlineEWC(ParameterPenalty):
     penalty by ``gamma`` once more (``||.||^2_{gamma F*}``); here ``gamma`` only decays the old
     Fisher, as in EWC++, so ``gamma = 1`` sums the Fishers of all tasks. The Fisher is the same
     empirical per-sample estimate as :class:`EWC`.
+
+    Args:
+        lam: strength of the penalty on the running Fisher.
+        gamma: decay of the old Fisher at every task, in [0, 1] (1: sum over all tasks).
+        fisher_samples: training samples of the task whose per-sample gradients estimate the Fisher.
     """
 
     name = "online-ewc"

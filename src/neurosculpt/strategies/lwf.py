@@ -52,6 +52,10 @@ class LwF(Strategy):
 
     The frozen copy is a submodule, so its tensors travel in this strategy's ``state_dict``;
     :meth:`load_checkpoint_state` rebuilds it before loading.
+
+    Args:
+        alpha: weight ``lambda_o`` of the distillation loss on old outputs.
+        temperature: softmax temperature ``T`` of the distillation.
     """
 
     name = "lwf"

@@ -29,6 +29,10 @@ class Replay(Strategy):
     ``replay_batch_size`` samples are appended per batch (default: the training batch size).
     The memory lives in buffers (``memory_x``, ``memory_y``, ``memory_task``, ``seen``), so it
     goes through checkpoints; sampling uses torch's global RNG, which the loop seeds per task.
+
+    Args:
+        buffer_size: samples the reservoir memory holds.
+        replay_batch_size: replayed samples appended to every batch (None: the training batch size).
     """
 
     name = "replay"

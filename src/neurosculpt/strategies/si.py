@@ -24,6 +24,10 @@ class SI(ParameterPenalty):
     subtracted; penalties of other composed strategies stay in), and ``Omega`` is clipped at
     zero after each update so the penalty stays convex when parameters moved uphill (momentum,
     Adam). Parameters that grow mid-task start their path integral from zero.
+
+    Args:
+        c: strength of the penalty (Eq. 4).
+        xi: damping ``xi`` of Eq. 5, keeps the importance finite for parameters that hardly moved.
     """
 
     name = "si"
