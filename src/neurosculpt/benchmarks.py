@@ -149,7 +149,7 @@ class Benchmark:
         """Boolean ``[tasks, n_outputs]``: each task's outputs (one copy per device)."""
         key = f"_class_table_{device}"
         if key not in self.info:
-            table = torch.zeros(len(self.tasks), self.n_outputs, dtype=torch.bool)
+            table = torch.zeros(len(self.tasks), self.n_outputs, dtype=torch.bool, device="cpu")
             for task in self.tasks:
                 table[task.id, task.classes] = True
             self.info[key] = table.to(device)

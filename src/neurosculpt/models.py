@@ -223,7 +223,7 @@ class Network(nn.Module):
         """Input positions of the next layer fed by ``neurons`` of layer ``layer_index``."""
         if layer_index == self.n_conv - 1 and self.flatten_factor > 1:
             f = self.flatten_factor
-            return (neurons[:, None] * f + torch.arange(f)).flatten()
+            return (neurons[:, None] * f + torch.arange(f, device=neurons.device)).flatten()
         return neurons
 
     def grow_neurons(self, layer_index: int, n: int,
@@ -234,13 +234,14 @@ class Network(nn.Module):
         new = L.grow_outputs(self.layers[layer_index], n, optimizer)
         fan = n * (self.flatten_factor if layer_index == self.n_conv - 1 else 1)
         L.grow_inputs(self.layers[layer_index + 1], fan, optimizer)
-        self._journal(layer_index, torch.arange(n), fan)
+        self._journal(layer_index, torch.arange(n, device=new.device), fan)
         return new
 
     def keep_neurons(self, layer_index: int, keep: Tensor,
                      optimizer: torch.optim.Optimizer | None = None) -> None:
         """Compact hidden layer ``layer_index`` to neurons ``keep`` (apoptosis of the rest)."""
-        keep = torch.as_tensor(keep, dtype=torch.long).sort().values
+        device = self.layers[layer_index].weight.device
+        keep = torch.as_tensor(keep, dtype=torch.long, device=device).sort().values
         inputs = self._input_index(layer_index, keep)
         L.keep_neurons(self.layers[layer_index], keep, optimizer)
         L.keep_inputs(self.layers[layer_index + 1], inputs, optimizer)

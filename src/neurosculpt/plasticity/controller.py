@@ -95,7 +95,7 @@ def reinit_units(model: Network, layer: int, units: Tensor,
     With ``mean_act`` (the units' mean activity) their mean contribution first moves into the
     next layer's bias.
     """
-    units = torch.as_tensor(units, dtype=torch.long)
+    units = torch.as_tensor(units, dtype=torch.long, device=model.layers[layer].weight.device)
     if len(units) == 0:
         return
     if mean_act is not None:
@@ -121,9 +121,10 @@ def remove_units(model: Network, layer: int, units: Tensor,
                  optimizer: torch.optim.Optimizer | None,
                  mean_act: Tensor | None = None) -> Tensor:
     """Apoptosis: delete ``units`` from hidden layer ``layer``; return the kept indices."""
-    units = torch.as_tensor(units, dtype=torch.long)
+    device = model.layers[layer].weight.device
+    units = torch.as_tensor(units, dtype=torch.long, device=device)
     n = model.layers[layer].n_out
-    keep = torch.ones(n, dtype=torch.bool)
+    keep = torch.ones(n, dtype=torch.bool, device=device)
     keep[units] = False
     if mean_act is not None and len(units):
         _absorb_mean_output(model, layer, units, mean_act)
@@ -205,7 +206,7 @@ def apply_reinit(monitor: Monitor, model: Network, layer: int, units: Tensor,
     monitor.stats.ensure(model, layer)
     mean_act = None
     if bias_correction:
-        mean_act = torch.zeros(model.layers[layer].n_out)
+        mean_act = model.layers[layer].weight.new_zeros(model.layers[layer].n_out)
         mean_act[units] = monitor.stats.mean_activity(layer, units)
     reinit_units(model, layer, units, optimizer, mean_act, optimizer_reset)
     monitor.stats.reset(layer, units)

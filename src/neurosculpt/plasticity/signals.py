@@ -64,7 +64,7 @@ def srank(features: Tensor, delta: float = 0.01, singular_values: Tensor | None 
     if not total > 0:
         return 0
     cum = torch.cumsum(s, 0) / total
-    return int(torch.searchsorted(cum, torch.tensor(1.0 - delta, dtype=cum.dtype)).item()) + 1
+    return int(torch.searchsorted(cum, cum.new_tensor(1.0 - delta)).item()) + 1
 
 
 def dormant_scores(mean_activity: Tensor) -> Tensor:
@@ -92,7 +92,7 @@ def next_inputs(model: Network, layer: int, units: Tensor) -> Tensor:
     """Input indices of layer ``layer + 1`` fed by ``units`` of ``layer``."""
     if layer == model.n_conv - 1 and model.flatten_factor > 1:
         f = model.flatten_factor
-        return (units[:, None] * f + torch.arange(f)).flatten()
+        return (units[:, None] * f + torch.arange(f, device=units.device)).flatten()
     return units
 
 
@@ -178,6 +178,7 @@ class UnitStats(nn.Module):
 
     def sync(self, model: Network) -> None:
         """Match the buffers to the model's current layer sizes."""
+        device = model.layers[0].weight.device
         for i, n in enumerate(model.hidden_sizes()):
             have = self.size(i)
             if have == n:
@@ -185,11 +186,11 @@ class UnitStats(nn.Module):
             if have is not None and have < n:
                 self.grow(i, n - have)
                 continue
-            self._put(f"stats{i}", torch.zeros(3, n))
-            self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long))
+            self._put(f"stats{i}", torch.zeros(3, n, device=device))
+            self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long, device=device))
         n_layers = len(model.layers)
         if "grad" not in self._buffers or len(self._buffers["grad"]) != n_layers:
-            self._put("grad", torch.zeros(n_layers))
+            self._put("grad", torch.zeros(n_layers, device=device))
 
     @torch.no_grad()
     def update(self, model: Network, activity: list[Tensor], steps: int = 1) -> None:
@@ -220,7 +221,7 @@ class UnitStats(nn.Module):
     @torch.no_grad()
     def update_gradients(self, model: Network) -> None:
         """Fold the current gradient norm of every plastic layer into its running average."""
-        norms = torch.zeros(len(model.layers))
+        norms = model.layers[0].weight.new_zeros(len(model.layers))
         for j, layer in enumerate(model.layers):
             grads = [p.grad for p in (layer.weight, layer.bias) if p.grad is not None]
             if grads:
@@ -275,8 +276,8 @@ class UnitStats(nn.Module):
     def grow(self, i: int, n: int) -> None:
         """Follow ``n`` units appended to layer ``i``."""
         stats, birth = self._buffers[f"stats{i}"], self._buffers[f"birth{i}"]
-        self._put(f"stats{i}", torch.cat([stats, torch.zeros(3, n)], 1))
-        self._put(f"birth{i}", torch.cat([birth, torch.full((n,), self.steps)]))
+        self._put(f"stats{i}", torch.cat([stats, stats.new_zeros(3, n)], 1))
+        self._put(f"birth{i}", torch.cat([birth, birth.new_full((n,), self.steps)]))
         self._out.pop(i, None)
 
     def clear_cache(self) -> None:
@@ -352,7 +353,7 @@ def _round(x: float, digits: int = 4) -> float:
 def probe_inputs(split, n: int) -> Tensor:
     """``n`` evenly spaced inputs of a split (no random numbers used): the probe batch."""
     size = len(split)
-    idx = torch.linspace(0, size - 1, min(n, size)).round().long()
+    idx = torch.linspace(0, size - 1, min(n, size), device="cpu").round().long()
     return split.get(idx)[0]
 
 
@@ -521,6 +522,8 @@ class Monitor(nn.Module):
     def probe(self, ctx) -> list[Tensor] | None:
         if self._probe_x is None:
             self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
+        if self.probe_size and self._probe_x.device != ctx.device:
+            self._probe_x = self._probe_x.to(ctx.device)
         return probe_activity(ctx.model, self._probe_x) if self.probe_size else None
 
     def _entry(self, ctx) -> dict:

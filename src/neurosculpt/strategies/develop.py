@@ -109,7 +109,8 @@ def per_layer(value: int | float | Sequence[int | float], caps: Sequence[int], n
 
 def head_rows(ctx: Context) -> Tensor:
     """Boolean ``[n_outputs]``: the outputs the current task may produce (the rows it trains)."""
-    return ctx.benchmark.output_mask(torch.tensor([ctx.task_id]), ctx.task_id)[0]
+    return ctx.benchmark.output_mask(torch.tensor([ctx.task_id], device=ctx.device),
+                                     ctx.task_id)[0]
 
 
 def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) -> list[int]:
@@ -129,7 +130,7 @@ def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) 
         free = L.free_synapse_mask(layer)
         if limit is not None and int(free.sum()) > limit:
             position = torch.nonzero(free.flatten()).flatten()
-            excess = position[torch.randperm(len(position))[limit:]]
+            excess = position[torch.randperm(len(position), device="cpu")[limit:]]
             remove = torch.zeros_like(free)
             remove.view(-1)[excess] = True
             L.prune_synapses(layer, remove)
@@ -163,7 +164,7 @@ def shrink_to(ctx: Context, sizes: Sequence[int]) -> None:
     for index, size in enumerate(sizes):
         n = model.plastic_layers[index].n_out
         if n > size:
-            keep = torch.arange(max(size, 1))
+            keep = torch.arange(max(size, 1), device=ctx.device)
             model.keep_neurons(index, keep, ctx.optimizer)
             ctx.log(f"layer {index}: starting from {len(keep)} neurons instead of {n}")
 
@@ -261,16 +262,17 @@ def task_batches(ctx: Context, n: int) -> list[tuple[Tensor, Tensor]]:
     """``n`` seeded mini-batches of the current task's training data (for importance scores)."""
     gen = torch.Generator().manual_seed(ctx.learner._seed(ctx.task_id, 99))
     out = []
-    for batch in ctx.task.train.batches(ctx.config.batch_size, gen):
+    for x, y in ctx.task.train.batches(ctx.config.batch_size, gen):
         if len(out) == n:
             break
-        out.append(batch)
+        out.append((x.to(ctx.device), y.to(ctx.device)))
     return out
 
 
 def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
     """Logits of the current task with outputs it may not produce masked, for scoring."""
-    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long))
+    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long,
+                                               device=x.device))
 
 
 # --- the strategy -------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class Dropin(MonitoredStrategy):
         if not module.training:
             return out
         shape = (1, out.shape[1], out.shape[2]) + (1,) * (out.dim() - 3)
-        keep = torch.rand(shape) >= self.dropout
+        keep = torch.rand(shape, device=out.device) >= self.dropout
         return out * keep / (1.0 - self.dropout)
 
     def before_task(self, ctx: Context) -> None:

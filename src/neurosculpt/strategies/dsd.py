@@ -129,7 +129,8 @@ class DSD(Strategy):
         ctx.record["structure"] = self._structure
         ctx.record["dsd"] = {"capacity": caps, "grown": grown}
         hidden = model.plastic_layers[:-1]
-        self._accumulated = [torch.full((layer.n_out,), self.start) for layer in hidden]
+        self._accumulated = [torch.full((layer.n_out,), self.start, device=layer.weight.device)
+                             for layer in hidden]
         self._pruned = [0] * len(hidden)
         _, total = task_steps(ctx)
         self._schedule = {round(r * total / (self.rounds + 1)): r

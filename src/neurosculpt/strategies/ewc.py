@@ -77,8 +77,9 @@ def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
         return total
     gen = torch.Generator().manual_seed(
         (ctx.config.seed * 1_000_003 + task_id) * 1_000_003 + salt)
-    x, y = split.get(torch.randperm(len(split), generator=gen)[:n])
-    tids = torch.full((n,), task_id, dtype=torch.long)
+    x, y = split.get(torch.randperm(len(split), generator=gen, device="cpu")[:n])
+    x, y = x.to(ctx.device), y.to(ctx.device)
+    tids = torch.full((n,), task_id, dtype=torch.long, device=ctx.device)
     with torch.enable_grad():
         for i in range(n):
             value = objective(ctx.forward(x[i:i + 1], tids[i:i + 1]), y[i:i + 1])
@@ -108,7 +109,7 @@ class ParameterPenalty(Strategy):
 
     def penalty(self, model: nn.Module) -> Tensor:
         """The regularisation term for the model's current parameters (0 before any record)."""
-        total = torch.zeros(())
+        total = torch.zeros((), device=next(model.parameters()).device)
         for importance_prefix, anchor_prefix, weight in self.records():
             for name, p in trainable_parameters(model):
                 importance = self.stored(importance_prefix, name)
@@ -173,7 +174,8 @@ class EWC(ParameterPenalty):
             self.store(f"fisher{k}", name, fisher[name])
             self.store(f"anchor{k}", name, p)
         if k not in self.consolidated.tolist():
-            self.set_buffer("consolidated", torch.cat([self.consolidated, torch.tensor([k])]))
+            done = self.consolidated
+            self.set_buffer("consolidated", torch.cat([done, done.new_tensor([k])]))
 
 
 class OnlineEWC(ParameterPenalty):

@@ -126,7 +126,7 @@ class LwF(Strategy):
         captured, self._last = self._last, None
         groups = self.old_outputs(ctx)
         if self.teacher is None or not groups or self.alpha == 0:
-            return torch.zeros(())
+            return torch.zeros((), device=ctx.device)
         student = captured[1] if captured is not None and captured[0] is ctx.x else None
         if student is None:
             student = ctx.model(ctx.x)

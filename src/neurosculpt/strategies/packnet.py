@@ -107,7 +107,7 @@ class PackNet(Strategy):
         model, task = ctx.model, ctx.task_id
         record = ctx.record.setdefault("packnet", {})
         output = model.plastic_layers[-1]
-        unused = ~ctx.benchmark.output_mask(torch.tensor([task]), task)[0]
+        unused = ~ctx.benchmark.output_mask(torch.tensor([task], device=ctx.device), task)[0]
         closed = L.prune_synapses(output, L.free_synapse_mask(output) & unused[:, None])
         last = task == len(ctx.benchmark) - 1
         ratio = self.prune_ratio if (self.prune_last or not last) else 0.0
