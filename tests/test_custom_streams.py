@@ -293,3 +293,17 @@ def test_run_on_benchmark_object_with_runs_api(tmp_path):
                             model_params={"hidden": (8,)})
     result = neurosculpt.run(config, out=tmp_path)
     assert result.results["config"]["benchmark"] == "two"
+
+
+def test_plugin_naming_one_class(tmp_path, capsys, clean_registry):
+    file = tmp_path / "mine.py"
+    file.write_text("from neurosculpt.strategies import Strategy\n"
+                    "from neurosculpt.strategies.ewc import EWC\n"
+                    "class Twice(Strategy):\n    name = 'twice'\n"
+                    "    def loss(self, ctx, loss):\n        return 2 * loss\n"
+                    "class Copy(EWC):\n    pass\n")
+    assert main(["list", "--plugin", f"{file}:Twice"]) == 0
+    assert "twice" in capsys.readouterr().out
+    assert main(["list", "--plugin", f"{file}:Copy"]) == 2  # would have replaced 'ewc'
+    assert "needs its own `name`" in capsys.readouterr().err
+    assert REGISTRY["ewc"] == "ewc:EWC"

@@ -44,7 +44,10 @@ def register(cls: type[Strategy], name: str | None = None) -> type[Strategy]:
     """
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a subclass of neurosculpt.strategies.Strategy")
-    REGISTRY[name or cls.name] = cls
+    name = name or cls.__dict__.get("name")
+    if not name:  # an inherited name would silently replace the parent's registration
+        raise TypeError(f"{cls.__name__} needs its own `name` class attribute to be registered")
+    REGISTRY[name] = cls
     return cls
 
 
@@ -81,8 +84,11 @@ def load_plugin(spec: str) -> list[str]:
         if not (isinstance(target, type) and issubclass(target, Strategy)):
             raise ValueError(f"strategy plugin {spec!r} is not a subclass of "
                              "neurosculpt.strategies.Strategy")
-        register(target)
-        return [target.name]
+        try:
+            register(target)
+        except TypeError as err:
+            raise ValueError(f"strategy plugin {spec!r}: {err}") from None
+        return [target.__dict__["name"]]
     module = load_module(spec, "strategy plugin")
     added = sorted(name for name, target in REGISTRY.items()
                    if isinstance(target, type) and target.__module__ == module.__name__)
