@@ -119,7 +119,7 @@ def registered():
 
 def test_state_a_checkpoint_would_lose_fails_at_the_first_checkpoint(tmp_path, registered,
                                                                      capsys):
-    with pytest.raises(RuntimeError, match=r"'forgetful-test' keeps state in counts"):
+    with pytest.raises(ValueError, match=r"'forgetful-test' keeps state in counts"):
         neurosculpt.run({**QUICK, "strategy": "forgetful-test"}, out=tmp_path / "a")
     results = neurosculpt.read_results(tmp_path / "a")
     assert results["status"] == "failed" and "counts" in results["error"]
@@ -143,7 +143,7 @@ def test_strategy_without_recorded_parameters_cannot_checkpoint(tmp_path):
     learner_run = neurosculpt.runs.Run(neurosculpt.RunConfig(**QUICK), tmp_path)
     learner_run.strategies = [Needs(3)]
     learner_run.learner.strategies = learner_run.strategies
-    with pytest.raises(RuntimeError, match="cannot be rebuilt from its recorded parameters"):
+    with pytest.raises(ValueError, match="cannot be rebuilt from its recorded parameters"):
         learner_run.execute()
 
 

@@ -40,6 +40,19 @@ from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
 from .strategies import hyper_parameters, load_plugin, make_strategies
 from .strategies.base import Strategy, state_lost_in_checkpoint
+from .validation import (
+    UserError,
+    chance_warning,
+    check_values,
+    config_differences,
+    lock_run_folder,
+    prepare_out,
+    read_json,
+    read_toml,
+    remove_temporary_files,
+    torch_load_reason,
+    warn,
+)
 
 CHECKPOINT_FORMAT = 1
 
@@ -80,9 +93,10 @@ class RunConfig(TrainConfig):
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown key(s) {unknown} in {source}; valid keys: {', '.join(cls.keys())}"
             )
+        check_values(cls, values, source)
         return cls(**values)
 
     def train_config(self) -> TrainConfig:
@@ -92,28 +106,18 @@ class RunConfig(TrainConfig):
         params = dict(self.model_params)
         unknown = sorted(set(params) - set(ModelConfig.keys()) | ({"kind"} & set(params)))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown model parameter(s) {unknown}; valid: "
                 f"{', '.join(k for k in ModelConfig.keys() if k != 'kind')}"
             )
+        check_values(ModelConfig, params, "model parameters (--model-param / [model_params])")
         return ModelConfig(kind=self.model, **params)
 
 
 def load_toml(path: str | Path) -> dict:
     """Read a ``run.toml``: top-level keys of :class:`RunConfig`, ``[model_params]`` and
     ``[strategy_params]`` tables."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise RuntimeError("reading TOML on Python 3.10 needs: pip install tomli") from exc
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    with path.open("rb") as f:
-        return tomllib.load(f)
+    return read_toml(path)
 
 
 # --- atomic files ------------------------------------------------------------------------------
@@ -163,12 +167,13 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=torch.device(device), weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(f"checkpoint {path} cannot be read; delete it to resume from the "
-                           f"previous one ({reason})") from exc
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, "
-                           f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
+        reason = torch_load_reason(exc)
+        raise UserError(f"checkpoint {path} cannot be read; delete it to resume from the "
+                        f"previous one ({reason})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise UserError(f"checkpoint {path} has format {found}, "
+                        f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
     return state
 
 
@@ -256,6 +261,8 @@ class Run:
         self.device = resolve_device(config.device)
         for plugin in config.plugins:
             load_plugin(plugin)
+        self.model_config = config.model_config()  # checked before loading any data
+        self.strategies = make_strategies(config.strategy, config.strategy_params, log=self.log)
         if benchmark is not None:
             self.benchmark, self.benchmark_source = benchmark, "python"
         else:
@@ -266,8 +273,6 @@ class Run:
                 test_samples_per_task=config.test_samples_per_task,
             )
             self.benchmark_source = "factory" if is_spec(config.benchmark) else "named"
-        self.model_config = config.model_config()
-        self.strategies = make_strategies(config.strategy, config.strategy_params, log=self.log)
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config, self.benchmark.input_shape,
                                  self.benchmark.n_outputs, sequence=self.benchmark.sequence)
@@ -312,6 +317,17 @@ class Run:
         writer.writerows(rows)
         _atomic_write(self.out / "metrics.csv", lambda f: f.write(text.getvalue().encode()))
 
+    def task_end(self, learner: Learner) -> None:
+        """After each task: warn if it learned nothing, then checkpoint."""
+        record = learner.tasks[-1]
+        task = self.benchmark.tasks[record["task"]]
+        allowed = int(self.benchmark.output_mask(torch.tensor([task.id]), task.id).sum())
+        message = chance_warning(record, allowed, len(task.test))
+        if message is not None:
+            record.setdefault("warnings", []).append(message)
+            warn(message)
+        self.checkpoint(learner)
+
     def checkpoint(self, learner: Learner) -> None:
         if self.out is None:
             return
@@ -320,7 +336,7 @@ class Run:
         for strategy, state in zip(self.strategies, strategy_states, strict=True):
             lost = state_lost_in_checkpoint(strategy, state, self.model)
             if lost:
-                raise RuntimeError(
+                raise UserError(
                     f"strategy {strategy.name!r} keeps state in {', '.join(lost)}, which a "
                     "checkpoint does not hold, so a resumed run would differ: keep it in a "
                     "buffer (set_buffer), in get_extra_state/set_extra_state, or name it in "
@@ -328,6 +344,7 @@ class Run:
         save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
             "format": CHECKPOINT_FORMAT,
             "task": k,
+            "run_config": json.loads(json.dumps(_jsonable(self.resolved_config()))),
             "model": self.model.state_dict(),
             "optimizer": learner.ctx.optimizer.state_dict(),
             "strategies": strategy_states,
@@ -341,11 +358,32 @@ class Run:
                     old.unlink()
         self.write()
 
+    def check_checkpoint(self, state: dict, where: Path) -> None:
+        """Refuse a checkpoint written under another configuration than ``config.json``'s
+        (edited after the run started): resuming would mix two runs."""
+        current = json.loads(json.dumps(_jsonable(self.resolved_config())))
+        if "run_config" in state:
+            saved = state["run_config"]
+        else:  # checkpoints before run_config was recorded: the optimisation settings only
+            saved = state["learner"].get("config", {})
+            current = {k: current[k] for k in saved if k in current}
+        differ = config_differences(saved, current, ignore=RESUME_MAY_CHANGE)
+        if differ:
+            raise UserError(
+                f"config.json of {where} differs from the configuration its checkpoint was "
+                f"written with ({'; '.join(differ)}); restore config.json, or start a new run "
+                "with -o")
+
     def restore(self, state: dict) -> None:
-        load_state_resizing(self.model, state["model"])
+        try:
+            load_state_resizing(self.model, state["model"])
+        except (AttributeError, KeyError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"the checkpoint does not fit the model config.json describes "
+                            f"({reason})") from exc
         if len(state["strategies"]) != len(self.strategies):
-            raise RuntimeError(f"checkpoint holds {len(state['strategies'])} strategies, the run "
-                               f"config names {len(self.strategies)}")
+            raise UserError(f"checkpoint holds {len(state['strategies'])} strategies, the run "
+                            f"config names {len(self.strategies)}")
         for strategy, s_state in zip(self.strategies, state["strategies"], strict=True):
             strategy.load_checkpoint_state(s_state, self.model)
         self.learner.load_state(state["learner"])
@@ -359,7 +397,7 @@ class Run:
             write_json(self.out / "config.json", self.resolved_config())
             self.write()  # a run folder always has results.json, even if killed in task 0
         try:
-            self.learner.run(on_task_end=self.checkpoint)
+            self.learner.run(on_task_end=self.task_end)
             self.status = "complete"
         except TrainingDiverged as exc:
             self.status, self.error = "diverged", str(exc)
@@ -367,13 +405,33 @@ class Run:
         except KeyboardInterrupt:
             self.status, self.error = "interrupted", "interrupted by the user"
             raise
+        except OSError as exc:  # a full disk, a folder gone read-only: finished tasks stay
+            reason = exc.strerror or str(exc)
+            self.status, self.error = "failed", f"{reason}: {exc.filename or self.out}"
+            raise RunFolderError(
+                f"writing run folder {self.out} failed ({reason}); the tasks finished before "
+                f"stay in it: once fixed, continue with neurosculpt run --resume {self.out}"
+            ) from exc
         except Exception as exc:  # e.g. a strategy whose state a checkpoint would lose
             self.status, self.error = "failed", str(exc)
             raise
         finally:
             results = self.results()  # once: the file and the returned result agree exactly
-            self.write(results)
+            try:
+                self.write(results)
+            except OSError:
+                if self.status == "complete":
+                    raise
+                # already failing: the earlier results.json stays, the first error is reported
         return RunResult(results, self.out, self.model, self.benchmark, self.strategies)
+
+
+class RunFolderError(UserError):
+    """Writing the run folder failed (full disk, read-only): finished tasks are kept."""
+
+
+RESUME_MAY_CHANGE = ("progress", "threads", "keep_checkpoints", "data_root", "device")
+"""Settings that do not change results: a resumed run may differ from its checkpoint in them."""
 
 
 def default_out(config: RunConfig) -> Path:
@@ -425,11 +483,13 @@ def _prepared(config: RunConfig) -> RunConfig:
 
 
 def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
-        log=None, **overrides) -> RunResult:
+        log=None, overwrite: bool = False, **overrides) -> RunResult:
     """Run a continual-learning experiment; the Python twin of ``neurosculpt run``.
 
-    ``benchmark`` may be a :class:`Benchmark` object (e.g. from :func:`from_tensors`): the run
-    folder records its name, and :func:`resume` continues it given the same object.
+    ``out`` must not hold a run already (continue one with :func:`resume`), unless
+    ``overwrite``; it is locked while the run writes it. ``benchmark`` may be a
+    :class:`Benchmark` object (e.g. from :func:`from_tensors`): the run folder records its
+    name, and :func:`resume` continues it given the same object.
 
     >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
     >>> result.metrics["acc"]  # doctest: +SKIP
@@ -454,8 +514,19 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
         config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
     if benchmark is not None:
         config = _with_benchmark(config, benchmark)
-    return Run(_prepared(config), Path(out) if out is not None else None, log,
-               benchmark=benchmark).execute()
+    config = _prepared(config)
+    if out is None:
+        return Run(config, None, log, benchmark=benchmark).execute()
+    out = Path(out)
+    created = not out.exists()
+    try:
+        with lock_run_folder(out):
+            prepare_out(out, overwrite)
+            return Run(config, out, log, benchmark=benchmark).execute()
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before writing anything: leave no empty folder behind
+        raise
 
 
 def latest_checkpoint(path: Path) -> Path | None:
@@ -471,9 +542,12 @@ def config_from_folder(path: str | Path) -> RunConfig:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
-    resolved = json.loads(config_file.read_text())
-    model_params = {k: v for k, v in resolved["model_params"].items() if k != "kind"}
-    return RunConfig.from_dict({**resolved, "model_params": model_params})
+    resolved = read_json(config_file, "run config")
+    if not isinstance(resolved, dict) or not isinstance(resolved.get("model_params", {}), dict):
+        raise UserError(f"run config {config_file} is not a table of RunConfig keys")
+    model_params = {k: v for k, v in resolved.get("model_params", {}).items() if k != "kind"}
+    return RunConfig.from_dict({**resolved, "model_params": model_params},
+                               source=str(config_file))
 
 
 def resume(path: str | Path, log=None, benchmark: Benchmark | None = None,
@@ -491,24 +565,32 @@ def resume(path: str | Path, log=None, benchmark: Benchmark | None = None,
         else {}
     if benchmark is not None:
         if benchmark.name != config.benchmark:
-            raise ValueError(f"{path} was run on benchmark {config.benchmark!r}, not "
-                             f"{benchmark.name!r}")
+            raise UserError(f"{path} was run on benchmark {config.benchmark!r}, not "
+                            f"{benchmark.name!r}")
         described = benchmark.describe()
         changed = sorted(k for k in described if k in recorded and recorded[k] != described[k])
         if changed:
-            raise ValueError(f"the benchmark given differs from the one {path} was run on in "
-                             f"{', '.join(changed)}")
+            raise UserError(f"the benchmark given differs from the one {path} was run on in "
+                            f"{', '.join(changed)}")
     elif recorded.get("source") == "python" or (
             not is_spec(config.benchmark) and config.benchmark not in BENCHMARKS):
-        raise ValueError(
+        raise UserError(
             f"{path} was run on the in-memory benchmark {config.benchmark!r}: resume it from "
             "Python with neurosculpt.resume(path, benchmark=<the same Benchmark>), or run it "
             "from a 'file.py:factory' spec, which the CLI can resume")
-    runner = Run(config, path, log, benchmark=benchmark)
-    checkpoint = latest_checkpoint(path)
-    if checkpoint is not None:
-        runner.restore(load_checkpoint(checkpoint, runner.device))
-    return runner.execute()
+    with lock_run_folder(path):
+        for leftover in remove_temporary_files(path):  # a kill during a write leaves these
+            (log or (lambda m: None))(f"removed unfinished write {leftover}")
+        runner = Run(config, path, log, benchmark=benchmark)
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, runner.device)
+            runner.check_checkpoint(state, path)
+            try:
+                runner.restore(state)
+            except UserError as exc:
+                raise UserError(f"cannot resume {path} from {checkpoint.name}: {exc}") from exc
+        return runner.execute()
 
 
 def read_results(path: str | Path) -> dict:
@@ -517,4 +599,8 @@ def read_results(path: str | Path) -> dict:
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no results.json in {path}: is it a run folder?")
-    return json.loads(file.read_text())
+    results = read_json(file, "results file")
+    if not isinstance(results, dict):
+        raise UserError(f"results file {file} holds {type(results).__name__}, not a run's "
+                        "results (see docs/results-schema.md)")
+    return results

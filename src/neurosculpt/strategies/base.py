@@ -144,13 +144,13 @@ def state_lost_in_checkpoint(strategy: Strategy, state: dict, model: nn.Module) 
     Every attribute of the strategy itself counts (but those in its ``transient``); of its
     submodules and helper objects, the public ones (private ones are their caches).
 
-    Raises ``RuntimeError`` when the strategy cannot be rebuilt from ``hparams`` at all.
+    Raises ``ValueError`` when the strategy cannot be rebuilt from ``hparams`` at all.
     """
     params = dict(getattr(strategy, "hparams", {}))
     try:
         fresh = type(strategy)(**params)
     except TypeError as err:
-        raise RuntimeError(
+        raise ValueError(
             f"strategy {strategy.name!r} cannot be rebuilt from its recorded parameters {params} "
             f"({err}), so a run with it cannot resume: set self.hparams to its constructor's "
             "keyword arguments") from None

@@ -10,10 +10,10 @@ with the development cycle (``develop+neuroplastic``): only units no task owns a
 from __future__ import annotations
 
 import math
-import warnings
 
 from ..loop import Context
 from ..plasticity.controller import Controller
+from ..validation import warn
 from .base import Strategy
 
 
@@ -100,7 +100,7 @@ class Neuroplastic(Strategy):
             message = (f"neuroplastic: task {ctx.task_id} trains {steps} steps, but "
                        + "; ".join(short) + ". Lower these parameters or train longer "
                        "(--steps/--epochs)")
-            warnings.warn(message, stacklevel=2)
+            warn(message)
             ctx.log(message)
 
     def after_backward(self, ctx: Context) -> None:
