@@ -139,3 +139,13 @@ def test_absent_devices_are_a_one_line_error(capsys, tmp_path):
     if "mps" not in available_devices():
         with pytest.raises(ValueError, match="MPS"):
             resolve_device("mps")
+
+
+def test_cli_resume_may_name_the_device(tmp_path, capsys):
+    args = ["run", "-b", "split-digits", "-m", "ann-mlp", "--model-param", "hidden=8",
+            "--steps", "3", "--tasks", "2", "--samples-per-task", "32", "--quiet"]
+    assert main([*args, "--device", "cpu", "--keep-checkpoints", "-o", str(tmp_path)]) == 0
+    first = capsys.readouterr().out
+    (tmp_path / "checkpoints" / "task_001.pt").unlink()
+    assert main(["run", "--resume", str(tmp_path), "--device", "cpu", "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines()[:4] == first.splitlines()[:4]
