@@ -150,13 +150,16 @@ def test_from_tensors_custom_class_order():
         from_tensors(x, y, xt, yt, [[0, 1], [1, 2]])
 
 
-def test_from_dataset_stacks_any_map_style_dataset():
+def test_from_dataset_reads_any_map_style_dataset_like_tensors():
     (x, y), (xt, yt) = _toy(40, 0), _toy(20, 1)
     ds = torch.utils.data.TensorDataset(x, y)
     bench = from_dataset(ds, torch.utils.data.TensorDataset(xt, yt), [[0, 1], [2, 3]])
     reference = from_tensors(x, y, xt, yt, [[0, 1], [2, 3]])
     for a, b in zip(bench.tasks, reference.tasks, strict=True):
-        assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+        for part in ("train", "test"):
+            index = torch.arange(len(getattr(b, part)))
+            got, want = getattr(a, part).get(index), getattr(b, part).get(index)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_unknown_names_list_the_valid_ones():
@@ -228,3 +231,8 @@ def test_image_rows_puts_channels_side_by_side():
     assert torch.equal(rows[1, 2], torch.cat([x[1, c, 2] for c in range(3)]))
     with pytest.raises(ValueError, match=r"needs images \[N, C, H, W\], got shape \(2, 60\)"):
         image_rows(x.view(2, 60))
+
+
+def test_sequence_is_refused_for_a_benchmark_factory():
+    with pytest.raises(ValueError, match=r"applies to named benchmarks; the factory 'x.py:f'"):
+        make_benchmark("x.py:f", sequence=True)
