@@ -95,23 +95,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .report import format_run
+    from .report import compare_table, find_runs, format_run
     from .runs import read_results
 
-    print(format_run(read_results(args.run)))
+    runs = [read_results(p) for p in find_runs([args.run])]
+    print("\n\n".join(format_run(r) for r in runs))
+    if len(runs) > 1:  # a parent folder of several seeds (or settings): their summary too
+        print("\n" + compare_table(runs))
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .report import compare_table
-    from .runs import read_results
+_SUFFIX_FORMATS = {".md": "markdown", ".tex": "latex", ".csv": "csv", ".txt": "text"}
 
-    found: list[Path] = []
-    for path in map(Path, args.runs):
-        found += sorted(p.parent for p in path.rglob("results.json")) if path.is_dir() else [path]
-    if not found:
-        raise FileNotFoundError(f"no results.json under {', '.join(args.runs)}")
-    print(compare_table([read_results(p) for p in found]))
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import compare_table, find_runs
+    from .runs import read_results, write_text
+
+    fmt = args.format
+    if fmt is None and args.out:
+        fmt = _SUFFIX_FORMATS.get(Path(args.out).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"-o {args.out}: cannot tell the format from its suffix; use .md, "
+                             ".tex, .csv or .txt, or give --format")
+    table = compare_table([read_results(p) for p in find_runs(args.runs)], fmt or "text")
+    if args.out:
+        write_text(Path(args.out), table if table.endswith("\n") else table + "\n")
+        print(f"wrote {args.out}")
+    else:
+        print(table)
     return 0
 
 
@@ -179,10 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     p = sub.add_parser("show", help="print a run's accuracy matrix and metrics")
-    p.add_argument("run", help="run folder")
+    p.add_argument("run", help="run folder, or a folder of run folders (e.g. one per seed)")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("compare", help="side-by-side table of runs (mean ± std over seeds)")
     p.add_argument("runs", nargs="+", help="run folders, or folders containing run folders")
+    p.add_argument("--format", "-f", choices=["text", "markdown", "latex", "csv"],
+                   help="table format (default: from the suffix of -o, else text)")
+    p.add_argument("--out", "-o", help="write the table to this file (.md, .tex, .csv, .txt)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("list", help="name the benchmarks, strategies and models")
     p.set_defaults(func=cmd_list)

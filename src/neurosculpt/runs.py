@@ -140,6 +140,12 @@ def _jsonable(obj: object) -> object:
     return obj
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (tables, reports)."""
+    data = text.encode()
+    _atomic_write(path, lambda f: f.write(data))
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
