@@ -10,6 +10,7 @@ Quick start::
 __version__ = "0.1.0"
 
 from .benchmarks import BENCHMARKS, Benchmark, from_dataset, from_tensors, make_benchmark
+from .html_report import write_report
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import MODELS, ModelConfig, Network, build_model
 from .runs import RunConfig, RunResult, read_results, resume, run
@@ -17,5 +18,5 @@ from .runs import RunConfig, RunResult, read_results, resume, run
 __all__ = [
     "BENCHMARKS", "MODELS", "Benchmark", "Learner", "ModelConfig", "Network", "RunConfig",
     "RunResult", "TrainConfig", "TrainingDiverged", "__version__", "build_model", "from_dataset",
-    "from_tensors", "make_benchmark", "read_results", "resume", "run",
+    "from_tensors", "make_benchmark", "read_results", "resume", "run", "write_report",
 ]

@@ -127,6 +127,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import write_report
+
+    out = write_report(args.runs, args.out, title=args.title)
+    print(f"wrote {out} (figures as PNG and SVG in {out.parent / (out.stem + '_files')})")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import strategies
     from .benchmarks import BENCHMARKS, SCENARIOS
@@ -199,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="table format (default: from the suffix of -o, else text)")
     p.add_argument("--out", "-o", help="write the table to this file (.md, .tex, .csv, .txt)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("report", help="HTML report with figures of runs (needs matplotlib)",
+                       description="One self-contained HTML page (figures embedded) plus every "
+                       "figure as PNG and SVG in <name>_files/ beside it.")
+    p.add_argument("runs", nargs="+", help="run folders, or folders containing run folders")
+    p.add_argument("--out", "-o", default="report.html", help="HTML file (default report.html)")
+    p.add_argument("--title", help="page title")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("list", help="name the benchmarks, strategies and models")
     p.set_defaults(func=cmd_list)
     add_deployment_commands(sub)
