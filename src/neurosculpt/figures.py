@@ -216,7 +216,11 @@ def structure_over_stream(runs: Sequence[dict], title: str) -> Figure | None:
         _mean_band(ax, x, series, f"layer {layer}")
     ax.set_ylabel("live synapses")
     ax.set_title("live synapses per plastic layer", fontsize="medium")
-    ax.legend(fontsize="small")
+    if n_plastic:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "not recorded (no structure record, no energy measurement)",
+                ha="center", va="center", transform=ax.transAxes, fontsize="small")
     _task_axis(ax, n)
     k = 2
     if has_partitions:

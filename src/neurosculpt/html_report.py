@@ -28,7 +28,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
        padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right;
+         white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85em; color: #555; }
