@@ -14,9 +14,11 @@ from .html_report import write_report
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import MODELS, ModelConfig, Network, build_model
 from .runs import RunConfig, RunResult, read_results, resume, run
+from .sweeps import run_sweep
 
 __all__ = [
     "BENCHMARKS", "MODELS", "Benchmark", "Learner", "ModelConfig", "Network", "RunConfig",
     "RunResult", "TrainConfig", "TrainingDiverged", "__version__", "build_model", "from_dataset",
-    "from_tensors", "make_benchmark", "read_results", "resume", "run", "write_report",
+    "from_tensors", "make_benchmark", "read_results", "resume", "run", "run_sweep",
+    "write_report",
 ]

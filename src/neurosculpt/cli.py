@@ -135,6 +135,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweeps import load_sweep, run_sweep
+
+    if args.dry_run:
+        sweep = load_sweep(args.file, args.out)
+        for cell in sweep.cells:
+            print(cell.folder)
+        print(f"{len(sweep.cells)} cells")
+        return 0
+    result = run_sweep(args.file, executor=args.executor, address=args.address,
+                       workers=args.workers, out=args.out, report=not args.no_report,
+                       progress=not args.no_progress)
+    print(result.table)
+    if result.report is not None:
+        print(f"report: {result.report}")
+    print(f"sweep took {result.wall_s:.1f} s")
+    for failure in result.failures:
+        print(f"neurosculpt: cell {failure.label} failed after {failure.attempts} attempts: "
+              f"{failure.error}", file=sys.stderr)
+    return 1 if result.failures else 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from . import strategies
     from .benchmarks import BENCHMARKS, SCENARIOS
@@ -214,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", default="report.html", help="HTML file (default report.html)")
     p.add_argument("--title", help="page title")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("sweep", help="run a grid of runs from a sweep file, locally or on Ray",
+                       description="Every cell of the grid in a sweep.toml (see docs/sweeps.md) "
+                       "as a run folder; finished cells are skipped, stopped ones resume. Ends "
+                       "with the compare table and report.html in the sweep folder.")
+    p.add_argument("file", help="sweep.toml")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or one Ray task per cell")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); "
+                   "default: start Ray on this machine")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--out", "-o", help="sweep folder (overrides `out` in the file)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="list the cells' folders and stop")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("list", help="name the benchmarks, strategies and models")
     p.set_defaults(func=cmd_list)
     add_deployment_commands(sub)
