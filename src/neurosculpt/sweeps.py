@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .runs import RunConfig, load_toml, read_results, write_json, write_text
+from .strategies import make_strategies
 
 AXES = {"benchmarks": "benchmark", "scenarios": "scenario", "strategies": "strategy",
         "models": "model", "seeds": "seed"}
@@ -151,16 +152,21 @@ def load_sweep(spec: str | Path | dict, out: str | Path | None = None) -> Sweep:
         config = json.loads(json.dumps(base))  # a deep copy
         config.update(dict(zip(names, combo[:len(names)], strict=True)))
         params = dict(zip(grid, combo[len(names):], strict=True))
+        parts = str(config["strategy"]).split("+")
+        params = {k: v for k, v in params.items()  # ewc.lam is no axis of a naive cell
+                  if not (k.startswith("strategy_params.") and k.count(".") >= 2
+                          and k.split(".")[1] not in parts)}
         for key, value in params.items():
             _set_dotted(config, key, value)
         config["progress"] = False
         try:
             RunConfig.from_dict(config, source=source).model_config()
+            make_strategies(config["strategy"], config.get("strategy_params"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: {exc}") from None
         folder = out_dir / _folder_name(config, params) / f"seed{config['seed']}"
-        if folder in seen:
-            raise ValueError(f"{source}: two cells share the folder {folder}")
+        if folder in seen:  # the same run again (an axis that does not apply to it)
+            continue
         seen.add(folder)
         cells.append(Cell(config, folder, str(folder.relative_to(out_dir))))
     workers = values.get("workers")
@@ -173,7 +179,6 @@ def _check_names(axes: dict, source: str) -> None:
     from .benchmarks import BENCHMARKS, SCENARIOS
     from .loading import is_spec
     from .models import MODELS
-    from .strategies import make_strategies
 
     for name in axes["benchmark"]:
         if not is_spec(str(name)) and name not in BENCHMARKS:
@@ -185,8 +190,6 @@ def _check_names(axes: dict, source: str) -> None:
     for name in axes["model"]:
         if not is_spec(str(name)) and name not in MODELS:
             raise ValueError(f"{source}: unknown model {name!r}; valid: {', '.join(MODELS)}")
-    for name in axes["strategy"]:
-        make_strategies(str(name))
     for seed in axes["seed"]:
         if not isinstance(seed, int):
             raise ValueError(f"{source}: seeds must be integers, got {seed!r}")
