@@ -62,6 +62,8 @@ def _run_config(args: argparse.Namespace):
         values["validation"] = True
     if args.keep_checkpoints:
         values["keep_checkpoints"] = True
+    if args.log:
+        values["curves"] = sorted(set(args.log))
     if args.no_progress or args.quiet:
         values["progress"] = False
     values["strategy_params"] = {**values.get("strategy_params", {}),
@@ -204,6 +206,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the checkpoint of every task (default: only the latest)")
+    p.add_argument("--log", action="append", choices=["tensorboard", "csv"],
+                   help="per-step curves (loss, accuracy, plasticity signals, structural "
+                   "events) as TensorBoard files and/or curves.csv in the run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the final table")
     p.set_defaults(func=cmd_run)

@@ -70,7 +70,7 @@ def _decision_counts(tasks: Sequence[dict]) -> dict[str, int]:
 
 
 # settings that do not change what a run computes, so runs differing in them are grouped
-_NOT_COMPARED = ("seed", "progress", "threads", "data_root", "eval_batch_size")
+_NOT_COMPARED = ("seed", "progress", "threads", "data_root", "eval_batch_size", "curves")
 
 
 def _settings(results: dict) -> dict:

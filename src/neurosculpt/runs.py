@@ -34,6 +34,7 @@ from torch import nn
 
 from . import __version__
 from .benchmarks import Benchmark, make_benchmark
+from .curves import curve_loggers
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
 from .strategies import hyper_parameters, make_strategies
@@ -58,6 +59,7 @@ class RunConfig(TrainConfig):
     validation: bool = False
     threads: int | None = None
     keep_checkpoints: bool = False
+    curves: list = field(default_factory=list)  # per-step logs: "tensorboard", "csv" (curves.py)
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
 
@@ -258,7 +260,8 @@ class Run:
         self.model = build_model(self.model_config, self.benchmark.input_shape,
                                  self.benchmark.n_outputs, sequence=self.benchmark.sequence)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
-                               config.train_config(), log=self.log)
+                               config.train_config(), log=self.log,
+                               observers=curve_loggers(config.curves, out))
         self.clock = RunClock()
         self.status = "running"
         self.error: str | None = None
@@ -344,6 +347,8 @@ class Run:
         finally:
             results = self.results()  # once: the file and the returned result agree exactly
             self.write(results)
+            for observer in self.learner.observers:
+                observer.close()
         return RunResult(results, self.out, self.model, self.benchmark, self.strategies)
 
 

@@ -54,7 +54,7 @@ AXES = {"benchmarks": "benchmark", "scenarios": "scenario", "strategies": "strat
 """Sweep-file lists and the RunConfig key each one sets."""
 _TOP_KEYS = {"out", "run", "grid", "workers", *AXES}
 EXECUTORS = ("local", "ray")
-_IGNORED = ("threads", "progress")  # settings that do not change what a cell computes
+_IGNORED = ("threads", "progress", "curves")  # settings that do not change what a cell computes
 
 
 @dataclass
