@@ -9,6 +9,7 @@ A run folder holds::
     checkpoints/task_K.pt  model, optimizer, strategies and loop state after task K (only the
                            latest unless ``keep_checkpoints``: a 100-task stream would
                            otherwise hold 100 copies of the model and its optimizer state)
+    curves.csv, tensorboard/  per-step curves, when asked for (``curves``, :mod:`.curves`)
 
 Every file is written to a temporary name and renamed, so a crash (even ``kill -9``) never
 leaves a half-written file; ``neurosculpt run --resume RUN`` continues from the last checkpoint
