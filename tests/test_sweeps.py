@@ -111,6 +111,8 @@ def test_local_and_ray_give_identical_tables(local_sweep, ray_head, tmp_path):
     assert [o.status for o in result.outcomes] == ["complete"] * 6
     assert _numbers(tmp_path) == _numbers(local_sweep)
     assert _matrices(tmp_path) == _matrices(local_sweep)
+    assert read_results(next(tmp_path.rglob("results.json")).parent)["command"].startswith(
+        "neurosculpt sweep sweep (cell split-digits-default-")
     # the folders came back from the Ray workers complete, checkpoints included
     for cell in load_sweep({**GRID, "out": str(tmp_path)}).cells:
         assert cell_state(cell) == "complete"

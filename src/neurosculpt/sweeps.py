@@ -40,6 +40,7 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class Cell:
     config: dict
     folder: Path
     label: str
+    command: str = ""
 
 
 @dataclass
@@ -168,7 +170,8 @@ def load_sweep(spec: str | Path | dict, out: str | Path | None = None) -> Sweep:
         if folder in seen:  # the same run again (an axis that does not apply to it)
             continue
         seen.add(folder)
-        cells.append(Cell(config, folder, str(folder.relative_to(out_dir))))
+        label = str(folder.relative_to(out_dir))
+        cells.append(Cell(config, folder, label, f"neurosculpt sweep {source} (cell {label})"))
     workers = values.get("workers")
     return Sweep(out_dir, cells, workers, source)
 
@@ -221,13 +224,17 @@ def _same_config(folder: Path, config: dict) -> str | None:
     return f"{folder} holds a run with different {', '.join(differ)}" if differ else None
 
 
-def execute_cell(config: dict, folder: str, threads: int) -> dict:
+def execute_cell(config: dict, folder: str, threads: int, command: str = "") -> dict:
     """Run (or resume) one cell in ``folder`` with ``threads`` torch threads; never raises:
-    returns the outcome (status and error) so one bad cell cannot take its worker down."""
+    returns the outcome (status and error) so one bad cell cannot take its worker down.
+    ``command`` is what the cell's ``results.json`` records as its command line (this worker
+    process has its executor's own)."""
     import torch
 
     from . import runs
 
+    if command:
+        sys.argv = [command]
     start = time.time()
     path = Path(folder)
     config = {**config, "threads": threads}
@@ -269,14 +276,14 @@ def unpack_folder(files: dict[str, bytes], folder: Path) -> None:
         os.replace(tmp, target)
 
 
-def execute_cell_files(config: dict, files: dict[str, bytes], threads: int
+def execute_cell_files(config: dict, files: dict[str, bytes], threads: int, command: str = ""
                        ) -> tuple[dict, dict[str, bytes]]:
     """:func:`execute_cell` in a temporary folder filled with ``files``; returns the outcome and
     the folder's files afterwards (also after a failure: a retry resumes from them)."""
     with tempfile.TemporaryDirectory(prefix="neurosculpt-cell-") as tmp:
         folder = Path(tmp) / "run"
         unpack_folder(files, folder)
-        outcome = execute_cell(config, str(folder), threads)
+        outcome = execute_cell(config, str(folder), threads, command)
         return outcome, pack_folder(folder)
 
 
@@ -303,7 +310,8 @@ class LocalExecutor:
                                       mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, cell: Cell):
-        future = self._pool.submit(execute_cell, cell.config, str(cell.folder), self.threads)
+        future = self._pool.submit(execute_cell, cell.config, str(cell.folder), self.threads,
+                                   cell.command)
         self._current.add(future)
         return future
 
@@ -348,7 +356,8 @@ class RayExecutor:
             num_cpus=threads, max_retries=0)
 
     def submit(self, cell: Cell):
-        return self._remote.remote(cell.config, pack_folder(cell.folder), self.threads)
+        return self._remote.remote(cell.config, pack_folder(cell.folder), self.threads,
+                                   cell.command)
 
     def wait(self, handles: list) -> list:
         done, _ = self.ray.wait(handles, num_returns=1)
