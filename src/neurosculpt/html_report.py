@@ -186,7 +186,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report.html",
                         "and sparsity per sample after each task, next to the non-spiking "
                         "network of the same topology")
     if not drawn:
-        page.note("No run measured energy (energy_samples = 0).")
+        page.note("No run measured energy (no finished task, or energy_samples = 0).")
 
     # --- configurations -------------------------------------------------------------------------
     page.add("<h2>Configurations and commands</h2>")
