@@ -10,6 +10,9 @@ import pytest
 from neurosculpt import read_results, resume, run
 from neurosculpt.cli import main
 
+# random labels: the tasks are memorised slowly, so the chance-level warning is expected here
+pytestmark = pytest.mark.filterwarnings("ignore::neurosculpt.validation.NeurosculptWarning")
+
 CONFIG = {"benchmark": "random-label-digits", "tasks": 2, "steps": 30, "batch_size": 16,
           "model": "ann-mlp", "model_params": {"hidden": [16, 16]}, "strategy": "neuroplastic",
           "strategy_params": {"log_every": 10, "every": 1}, "samples_per_task": 64,
