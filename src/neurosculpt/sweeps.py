@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .runs import RunConfig, load_toml, read_results, write_json, write_text
-from .strategies import make_strategies
+from .strategies import load_plugin, make_strategies
 
 AXES = {"benchmarks": "benchmark", "scenarios": "scenario", "strategies": "strategy",
         "models": "model", "seeds": "seed"}
@@ -162,6 +162,8 @@ def load_sweep(spec: str | Path | dict, out: str | Path | None = None) -> Sweep:
             _set_dotted(config, key, value)
         config["progress"] = False
         try:
+            for plugin in config.get("plugins", []):  # user strategies the cell names
+                load_plugin(plugin)
             RunConfig.from_dict(config, source=source).model_config()
             make_strategies(config["strategy"], config.get("strategy_params"))
         except (TypeError, ValueError) as exc:
