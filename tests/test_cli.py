@@ -25,7 +25,8 @@ def test_installed_command_lists_subcommands():
         assert command in done.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["show"], ["compare"], ["list"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["show"], ["compare"], ["list"], ["report"],
+                                     ["sweep"]])
 def test_help_of_every_command(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])

@@ -10,13 +10,16 @@ Quick start::
 __version__ = "0.1.0"
 
 from .benchmarks import BENCHMARKS, Benchmark, from_dataset, from_tensors, make_benchmark
+from .html_report import write_report
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import MODELS, ModelConfig, Network, build_model
 from .network import PlasticNetwork
 from .runs import RunConfig, RunResult, read_results, resume, run
+from .sweeps import run_sweep
 
 __all__ = [
     "BENCHMARKS", "MODELS", "Benchmark", "Learner", "ModelConfig", "Network", "PlasticNetwork",
     "RunConfig", "RunResult", "TrainConfig", "TrainingDiverged", "__version__", "build_model",
     "from_dataset", "from_tensors", "make_benchmark", "read_results", "resume", "run",
+    "run_sweep", "write_report",
 ]

@@ -66,6 +66,8 @@ def _run_config(args: argparse.Namespace):
         values["sequence"] = True
     if args.keep_checkpoints:
         values["keep_checkpoints"] = True
+    if args.log:
+        values["curves"] = sorted(set(args.log))
     if args.plugin:
         values["plugins"] = [*values.get("plugins", []), *args.plugin]
     if args.no_progress or args.quiet:
@@ -107,24 +109,66 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .report import format_run
+    from .report import compare_table, find_runs, format_run
     from .runs import read_results
 
-    print(format_run(read_results(args.run)))
+    runs = [read_results(p) for p in find_runs([args.run])]
+    print("\n\n".join(format_run(r) for r in runs))
+    if len(runs) > 1:  # a parent folder of several seeds (or settings): their summary too
+        print("\n" + compare_table(runs))
     return 0
+
+
+_SUFFIX_FORMATS = {".md": "markdown", ".tex": "latex", ".csv": "csv", ".txt": "text"}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .report import compare_table
-    from .runs import read_results
+    from .report import compare_table, find_runs
+    from .runs import read_results, write_text
 
-    found: list[Path] = []
-    for path in map(Path, args.runs):
-        found += sorted(p.parent for p in path.rglob("results.json")) if path.is_dir() else [path]
-    if not found:
-        raise FileNotFoundError(f"no results.json under {', '.join(args.runs)}")
-    print(compare_table([read_results(p) for p in found]))
+    fmt = args.format
+    if fmt is None and args.out:
+        fmt = _SUFFIX_FORMATS.get(Path(args.out).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"-o {args.out}: cannot tell the format from its suffix; use .md, "
+                             ".tex, .csv or .txt, or give --format")
+    table = compare_table([read_results(p) for p in find_runs(args.runs)], fmt or "text")
+    if args.out:
+        write_text(Path(args.out), table if table.endswith("\n") else table + "\n")
+        print(f"wrote {args.out}")
+    else:
+        print(table)
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import write_report
+
+    out = write_report(args.runs, args.out, title=args.title)
+    print(f"wrote {out} (figures as PNG and SVG in {out.parent / (out.stem + '_files')})")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweeps import load_sweep, run_sweep
+
+    if args.dry_run:
+        sweep = load_sweep(args.file, args.out)
+        for cell in sweep.cells:
+            print(cell.folder)
+        print(f"{len(sweep.cells)} cells")
+        return 0
+    result = run_sweep(args.file, executor=args.executor, address=args.address,
+                       workers=args.workers, out=args.out, report=not args.no_report,
+                       progress=not args.no_progress)
+    print(result.table)
+    if result.report is not None:
+        print(f"report: {result.report}")
+    print(f"sweep took {result.wall_s:.1f} s")
+    for failure in result.failures:
+        print(f"neurosculpt: cell {failure.label} failed after {failure.attempts} attempts: "
+              f"{failure.error}", file=sys.stderr)
+    return 1 if result.failures else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -194,6 +238,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "config.json so --resume loads them too")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the checkpoint of every task (default: only the latest)")
+    p.add_argument("--log", action="append", choices=["tensorboard", "csv"],
+                   help="per-step curves (loss, accuracy, plasticity signals, structural "
+                   "events) as TensorBoard files and/or curves.csv in the run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the final table")
     p.set_defaults(func=cmd_run)
@@ -211,11 +258,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     p = sub.add_parser("show", help="print a run's accuracy matrix and metrics")
-    p.add_argument("run", help="run folder")
+    p.add_argument("run", help="run folder, or a folder of run folders (e.g. one per seed)")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("compare", help="side-by-side table of runs (mean ± std over seeds)")
     p.add_argument("runs", nargs="+", help="run folders, or folders containing run folders")
+    p.add_argument("--format", "-f", choices=["text", "markdown", "latex", "csv"],
+                   help="table format (default: from the suffix of -o, else text)")
+    p.add_argument("--out", "-o", help="write the table to this file (.md, .tex, .csv, .txt)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("report", help="HTML report with figures of runs (needs matplotlib)",
+                       description="One self-contained HTML page (figures embedded) plus every "
+                       "figure as PNG and SVG in <name>_files/ beside it.")
+    p.add_argument("runs", nargs="+", help="run folders, or folders containing run folders")
+    p.add_argument("--out", "-o", default="report.html", help="HTML file (default report.html)")
+    p.add_argument("--title", help="page title")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("sweep", help="run a grid of runs from a sweep file, locally or on Ray",
+                       description="Every cell of the grid in a sweep.toml (see docs/sweeps.md) "
+                       "as a run folder; finished cells are skipped, stopped ones resume. Ends "
+                       "with the compare table and report.html in the sweep folder.")
+    p.add_argument("file", help="sweep.toml")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or one Ray task per cell")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); "
+                   "default: start Ray on this machine")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--out", "-o", help="sweep folder (overrides `out` in the file)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="list the cells' folders and stop")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("list", help="name the benchmarks, strategies and models; with a "
                        "strategy name, its parameters")
     p.add_argument("strategy", nargs="*", help="strategies whose parameters, defaults, meaning "

@@ -87,7 +87,8 @@ class Context:
     Hooks may replace ``x``, ``y``, ``task_ids`` in ``before_batch`` and write JSON-friendly
     facts into ``record`` (saved under this task's entry of ``results.json``). ``after_step``
     hooks find the batch's loss as a float in ``batch_loss`` and its number of correct
-    predictions in ``batch_correct`` (computed once for the loop and every hook).
+    predictions in ``batch_correct`` (computed once for the loop and every hook);
+    ``after_eval`` hooks find the accuracy on every task in ``accuracy`` (None = not tested).
     """
 
     def __init__(self, learner: Learner) -> None:
@@ -109,6 +110,7 @@ class Context:
         self.batch_loss = 0.0
         self.batch_correct = 0
         self.record: dict = {}
+        self.accuracy: list[float | None] = []
 
     def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
         """Logits with every output a sample may not be classified into set to -inf."""
@@ -130,10 +132,11 @@ class Learner:
 
     def __init__(self, model: PlasticNetwork, benchmark: Benchmark, strategies: Sequence,
                  config: TrainConfig | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, observers: Sequence = ()) -> None:
         self.model = model
         self.benchmark = benchmark
         self.strategies = list(strategies)
+        self.observers = list(observers)  # see _hook
         self.config = config or TrainConfig()
         self.log = log or (lambda message: None)
         self.device = next(model.parameters()).device
@@ -161,6 +164,10 @@ class Learner:
     def _hook(self, name: str, *args) -> None:
         for strategy in self.strategies:
             getattr(strategy, name)(self.ctx, *args)
+        for observer in self.observers:  # watch only (curve logging): any subset of the hooks
+            hook = getattr(observer, name, None)
+            if hook is not None:
+                hook(self.ctx, *args)
 
     def _seed(self, *keys: int) -> int:
         seed = self.config.seed
@@ -297,6 +304,7 @@ class Learner:
                 (self.eval_scope == "seen" and task.id > upto + 1)
                 or (self.eval_scope == "current" and task.id != upto))
             row.append(None if skip else self.evaluate_task(task))
+        self.ctx.accuracy = row
         self._hook("after_eval")
         return row
 

@@ -1,11 +1,16 @@
-"""Plain-text tables of runs: one run's matrix and metrics, and several runs side by side."""
+"""Tables of runs: one run's matrix and metrics, and several runs side by side (text, Markdown,
+LaTeX, CSV). The HTML report (:mod:`neurosculpt.html_report`) shows the same numbers."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 METRIC_COLUMNS = ("acc", "bwt", "fwt", "forgetting", "learning_acc", "avg_incremental_acc")
 
@@ -65,7 +70,7 @@ def _decision_counts(tasks: Sequence[dict]) -> dict[str, int]:
 
 
 # settings that do not change what a run computes, so runs differing in them are grouped
-_NOT_COMPARED = ("seed", "progress", "threads", "data_root", "eval_batch_size")
+_NOT_COMPARED = ("seed", "progress", "threads", "data_root", "eval_batch_size", "curves")
 
 
 def _settings(results: dict) -> dict:
@@ -87,7 +92,7 @@ def _group_key(results: dict) -> str:
     return f"{benchmark_label(results)}/{cfg['scenario']} {cfg.get('strategy')} {cfg.get('model')}"
 
 
-def _group(all_results: Sequence[dict]) -> dict[str, list[dict]]:
+def group_runs(all_results: Sequence[dict]) -> dict[str, list[dict]]:
     """Runs grouped by every setting but the seed, labelled by benchmark, strategy and model
     plus the settings that tell apart groups which would otherwise share a label."""
     groups: dict[str, list[dict]] = {}
@@ -107,30 +112,162 @@ def _group(all_results: Sequence[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _mean_std(values: Sequence[float]) -> str:
+# two-sided 95% quantiles of Student's t distribution for 1..30 degrees of freedom
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t95(df: int) -> float:
+    """Two-sided 95% quantile of Student's t with ``df`` degrees of freedom (a table up to 30,
+    the Cornish-Fisher expansion beyond, accurate to 1e-3 there)."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T95):
+        return _T95[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, sample standard deviation and 95% confidence half-width (Student's t) over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return t95(self.n - 1) * self.std / math.sqrt(self.n) if self.n > 1 else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.mean - self.half_width, self.mean + self.half_width
+
+
+def spread(values: Sequence[float | None]) -> Spread | None:
+    """:class:`Spread` of the defined values (None and NaN left out); None if there are none."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
-        return "-"
-    mean = statistics.fmean(vals)
+        return None
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{mean:.2f} ± {std:.2f}"
+    return Spread(statistics.fmean(vals), std, len(vals))
 
 
-def compare_table(all_results: Sequence[dict]) -> str:
-    """Side-by-side table; runs that differ only by seed are grouped as mean ± std."""
-    groups = _group(all_results)
-    header = ["run", "seeds", *METRIC_COLUMNS, "live_synapses", "wall_s"]
+def _mean_std(s: Spread | None, digits: int = 2) -> str:
+    if s is None:
+        return "-"
+    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
+
+
+def _interval(s: Spread | None, digits: int = 1) -> str:
+    if s is None or s.n < 2:
+        return "-"
+    low, high = s.interval
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+# the columns of ``compare``: name, unit scale, digits of the text form
+COMPARE_COLUMNS = (*((m, 100.0, 2) for m in METRIC_COLUMNS), ("live_synapses", 1.0, 0),
+                   ("wall_s", 1.0, 1))
+COMPARE_FORMATS = ("text", "markdown", "latex", "csv")
+
+
+def compare_rows(all_results: Sequence[dict]) -> list[dict]:
+    """One row per group of runs that differ only by seed: its label, number of seeds and the
+    :class:`Spread` of every column of :data:`COMPARE_COLUMNS` (metrics in percent)."""
     rows = []
-    for key, runs in groups.items():
-        row = [key, str(len(runs))]
+    for label, runs in group_runs(all_results).items():
+        row: dict = {"run": label, "seeds": len(runs)}
         for col in METRIC_COLUMNS:
             vals = [r.get("metrics", {}).get(col) for r in runs]
-            row.append(_mean_std([100 * v for v in vals if v is not None]))
-        row.append(_mean_std([r["tasks"][-1]["live_synapses"] for r in runs if r.get("tasks")]))
-        row.append(_mean_std([r.get("wall_time_s", math.nan) for r in runs]))
+            row[col] = spread([100 * v for v in vals if v is not None])
+        row["live_synapses"] = spread([r["tasks"][-1]["live_synapses"]
+                                       for r in runs if r.get("tasks")])
+        row["wall_s"] = spread([r.get("wall_time_s", math.nan) for r in runs])
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    return rows
+
+
+def _cells(row: dict) -> list[str]:
+    return [row["run"], str(row["seeds"]),
+            *(_mean_std(row[name], digits) for name, _, digits in COMPARE_COLUMNS),
+            _interval(row["acc"])]
+
+
+def compare_table(all_results: Sequence[dict], fmt: str = "text") -> str:
+    """Side-by-side table; runs that differ only by seed are grouped as mean ± std, with the
+    95% interval of ACC over seeds. ``fmt``: text, markdown, latex or csv (csv: mean, std and
+    the 95% interval of every column as numbers)."""
+    if fmt not in COMPARE_FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; valid: {', '.join(COMPARE_FORMATS)}")
+    rows = compare_rows(all_results)
+    if fmt == "csv":
+        return _csv(rows)
+    header = ["run", "seeds", *(name for name, _, _ in COMPARE_COLUMNS), "acc_95%_interval"]
+    cells = [_cells(r) for r in rows]
+    note = ("metrics in %, mean ± std over seeds, 95% interval of ACC (Student's t); live "
+            "synapses at the end; wall time in seconds")
+    if fmt == "markdown":
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
+        return "\n".join([*out, "", note])
+    if fmt == "latex":
+        return _latex(header, cells, note)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *cells, strict=True)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    out.append("metrics in %, mean ± std over seeds; wall time in seconds")
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    out.append(note)
     return "\n".join(out)
+
+
+_LATEX_SPECIAL = {"\\": "\\textbackslash{}", "~": "\\textasciitilde{}", "^": "\\^{}",
+                  "±": "$\\pm$", **{c: "\\" + c for c in "&%$#_{}"}}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in text)
+
+
+def _latex(header: list[str], cells: list[list[str]], note: str) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``)."""
+    out = ["\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
+           " & ".join(_latex_escape(h) for h in header) + " \\\\", "\\midrule"]
+    out += [" & ".join(_latex_escape(c) for c in r) + " \\\\" for r in cells]
+    out += ["\\bottomrule", "\\end{tabular}", "% " + note]
+    return "\n".join(out)
+
+
+def _csv(rows: list[dict]) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    stats = ("mean", "std", "ci95_low", "ci95_high")
+    writer.writerow(["run", "seeds", *(f"{name}_{s}" for name, _, _ in COMPARE_COLUMNS
+                                       for s in stats)])
+    for row in rows:
+        values: list = [row["run"], row["seeds"]]
+        for name, _, _ in COMPARE_COLUMNS:
+            s = row[name]
+            if s is None:
+                values += [""] * 4
+            else:
+                interval = [repr(v) for v in s.interval] if s.n > 1 else ["", ""]
+                values += [repr(s.mean), repr(s.std), *interval]
+        writer.writerow(values)
+    return text.getvalue()
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders: the given ones, and every folder with a ``results.json`` under the others."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / "results.json").is_file() or path.suffix == ".json":
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p.parent for p in path.rglob("results.json"))
+        else:
+            raise FileNotFoundError(f"{path} does not exist")
+    if not found:
+        raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
+    return found

@@ -9,6 +9,7 @@ A run folder holds::
     checkpoints/task_K.pt  model, optimizer, strategies and loop state after task K (only the
                            latest unless ``keep_checkpoints``: a 100-task stream would
                            otherwise hold 100 copies of the model and its optimizer state)
+    curves.csv, tensorboard/  per-step curves, when asked for (``curves``, :mod:`.curves`)
 
 Every file is written to a temporary name and renamed, so a crash (even ``kill -9``) never
 leaves a half-written file; ``neurosculpt run --resume RUN`` continues from the last checkpoint
@@ -35,6 +36,7 @@ from torch import nn
 from . import __version__
 from .adapter import build_user_model, model_name
 from .benchmarks import BENCHMARKS, Benchmark, make_benchmark
+from .curves import curve_loggers
 from .devices import resolve_device
 from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
@@ -82,6 +84,7 @@ class RunConfig(TrainConfig):
     sequence: bool = False
     threads: int | None = None
     keep_checkpoints: bool = False
+    curves: list = field(default_factory=list)  # per-step logs: "tensorboard", "csv" (curves.py)
     device: str = "cpu"
     plugins: list = field(default_factory=list)
     model_params: dict = field(default_factory=dict)
@@ -155,6 +158,12 @@ def _jsonable(obj: object) -> object:
     if isinstance(obj, torch.Tensor):
         return _jsonable(obj.tolist())
     return obj
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (tables, reports)."""
+    data = text.encode()
+    _atomic_write(path, lambda f: f.write(data))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -289,7 +298,8 @@ class Run:
         for strategy in self.strategies:
             strategy.to(self.device)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
-                               config.train_config(), log=self.log)
+                               config.train_config(), log=self.log,
+                               observers=curve_loggers(config.curves, out))
         self.clock = RunClock()
         self.status = "running"
         self.error: str | None = None
@@ -434,6 +444,9 @@ class Run:
                 if self.status == "complete":
                     raise
                 # already failing: the earlier results.json stays, the first error is reported
+            finally:
+                for observer in self.learner.observers:
+                    observer.close()
         return RunResult(results, self.out, self.model, self.benchmark, self.strategies)
 
 
