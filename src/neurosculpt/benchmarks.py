@@ -121,6 +121,7 @@ class Benchmark:
             "input_shape": list(self.input_shape),
             "train_sizes": [len(t.train) for t in self.tasks],
             "test_sizes": [len(t.test) for t in self.tasks],
+            **({"class_order": self.info["class_order"]} if "class_order" in self.info else {}),
         }
 
 
@@ -286,12 +287,55 @@ DEFAULT_SCENARIO = {"split": "task", "permuted": "task", "fsdd-speakers": "domai
                     "random-label": "domain", "permuted-label": "domain"}
 
 
+CLASS_ORDERS = ("natural", "seed")
+"""Class orders of class-split streams besides an explicit list: ``natural`` (0-1, 2-3, ...,
+the order of public continual-learning libraries) and ``seed`` (drawn from the run's seed)."""
+
+
+def parse_class_order(value: str | Sequence[int] | None) -> str | list[int]:
+    """``natural``, ``seed`` (also for None) or a list of class labels (``"0,1,2"`` or ints)."""
+    if value is None:
+        return "seed"
+    if isinstance(value, str):
+        text = value.strip()
+        if text in CLASS_ORDERS:
+            return text
+        try:
+            return [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise ValueError(f"class_order must be natural, seed or a comma-separated list of "
+                             f"class labels, got {value!r}") from None
+    if isinstance(value, int):
+        return [value]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"class_order must be natural, seed or a list of class labels, "
+                         f"got {value!r}") from None
+
+
+def resolve_class_order(value: str | Sequence[int] | None, labels: Tensor, seed: int) -> Tensor:
+    """The class order of a class-split stream over ``labels`` (sorted unique labels): the
+    natural order, the seed's permutation, or a given list, which must be a permutation of the
+    labels."""
+    order = parse_class_order(value)
+    if order == "natural":
+        return labels.clone()
+    if order == "seed":
+        return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+    given = torch.tensor(order, dtype=torch.long)
+    if len(given) != len(labels) or not torch.equal(given.sort().values, labels.long()):
+        raise ValueError(f"class_order {','.join(map(str, order))} is not a permutation of the "
+                         f"classes {','.join(str(int(c)) for c in labels)}")
+    return given
+
+
 def _split_benchmark(name: str, base: str, n_tasks: int | None, scenario: str, seed: int,
                      data_root: str | None, validation: bool, samples_per_task: int | None,
-                     test_samples_per_task: int | None) -> Benchmark:
+                     test_samples_per_task: int | None,
+                     class_order: str | Sequence[int] | None = None) -> Benchmark:
     tr, te, sequence, _ = _raw(base, data_root, validation, seed)
-    labels = torch.unique(tr[1])
-    order = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+    order = resolve_class_order(class_order, torch.unique(tr[1]), seed)
     n_tasks = n_tasks or 5
     if len(order) % n_tasks:
         raise ValueError(f"{name}: {len(order)} classes cannot be split into {n_tasks} tasks")
@@ -379,17 +423,24 @@ def make_benchmark(
     name: str, *, n_tasks: int | None = None, scenario: str | None = None, seed: int = 0,
     data_root: str | None = None, validation: bool = False,
     samples_per_task: int | None = None, test_samples_per_task: int | None = None,
+    class_order: str | Sequence[int] | None = None,
 ) -> Benchmark:
     """Build a named benchmark (see :data:`BENCHMARKS`), seeded for class order/permutations.
 
     ``validation=True`` replaces each test set with 10% held out from the training data, for
-    tuning hyper-parameters without touching the test set.
+    tuning hyper-parameters without touching the test set. ``class_order`` (class-split streams
+    only): ``"seed"`` (default, drawn from ``seed``), ``"natural"`` or a permutation of the
+    class labels (``"0,1,2,..."`` or a list); task ``k`` gets the ``k``-th group of classes.
     """
     kind, base = _parse(name)
+    order = parse_class_order(class_order)
+    if kind != "split" and order != "seed":
+        raise ValueError(f"class_order applies to class-split benchmarks (split-*, fsdd-digits), "
+                         f"not to {name}")
     scenario = scenario or DEFAULT_SCENARIO.get(kind, "task")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
     args = (seed, data_root, validation, samples_per_task, test_samples_per_task)
     if kind == "split":
-        return _split_benchmark(name, base, n_tasks, scenario, *args)
+        return _split_benchmark(name, base, n_tasks, scenario, *args, class_order=order)
     return _shared_benchmark(name, kind, base, n_tasks or DEFAULT_TASKS[kind], scenario, *args)

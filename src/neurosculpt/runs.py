@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .benchmarks import Benchmark, make_benchmark
+from .benchmarks import Benchmark, make_benchmark, parse_class_order
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
 from .strategies import hyper_parameters, make_strategies
@@ -56,10 +56,15 @@ class RunConfig(TrainConfig):
     samples_per_task: int | None = None
     test_samples_per_task: int | None = None
     validation: bool = False
+    class_order: str | list[int] = "seed"
     threads: int | None = None
     keep_checkpoints: bool = False
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.class_order = parse_class_order(self.class_order)
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -245,6 +250,7 @@ class Run:
             data_root=config.data_root, validation=config.validation,
             samples_per_task=config.samples_per_task,
             test_samples_per_task=config.test_samples_per_task,
+            class_order=config.class_order,
         )
         self.model_config = config.model_config()
         self.strategies = make_strategies(config.strategy, config.strategy_params)

@@ -30,6 +30,7 @@ REGISTRY: dict[str, str | type[Strategy]] = {
     "shrink-perturb": "shrink_perturb:ShrinkPerturb",
     "l2-init": "l2_init:L2Init",
     "neuroplastic": "neuroplastic:Neuroplastic",
+    "task-inference": "task_inference:TaskInference",
 }
 
 

@@ -58,10 +58,21 @@ def trainable_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]
     return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
 
 
+def fisher_sample_count(value: int | str, owner: str) -> int | None:
+    """``fisher_samples`` as a count, or None for ``"all"`` (every training sample of the task,
+    as public EWC implementations compute the Fisher)."""
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: fisher_samples must be an integer >= 1 or 'all', got "
+                         f"{value!r}")
+    return value
+
+
 def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
-                    transform: Callable[[Tensor], Tensor], max_samples: int,
+                    transform: Callable[[Tensor], Tensor], max_samples: int | None,
                     salt: int) -> dict[str, Tensor]:
-    """Mean over up to ``max_samples`` training samples of the current task of
+    """Mean over up to ``max_samples`` (None: all) training samples of the current task of
     ``transform(d objective(logits, y) / d theta)``, one backward pass per sample.
 
     Per-sample gradients (not per-minibatch ones) because both the Fisher diagonal (EWC) and the
@@ -72,7 +83,7 @@ def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
     split, task_id = ctx.task.train, ctx.task.id
     params = list(trainable_parameters(ctx.model))
     total = {name: torch.zeros_like(p) for name, p in params}
-    n = min(len(split), max_samples)
+    n = len(split) if max_samples is None else min(len(split), max_samples)
     if n == 0:
         return total
     gen = torch.Generator().manual_seed(
@@ -127,7 +138,7 @@ class ParameterPenalty(Strategy):
         return loss + self.penalty(ctx.model)
 
 
-def empirical_fisher(ctx: Context, samples: int) -> dict[str, Tensor]:
+def empirical_fisher(ctx: Context, samples: int | None) -> dict[str, Tensor]:
     """Diagonal empirical Fisher of the current task: mean of squared per-sample gradients of
     the cross-entropy of the masked logits (``ctx.forward``) at the *true* labels."""
     return per_sample_mean(ctx, lambda logits, y: F.cross_entropy(logits, y),
@@ -141,21 +152,20 @@ class EWC(ParameterPenalty):
     Fisher of task ``k`` and ``theta*_k`` the parameters after task ``k`` (Eq. 3 summed over
     past tasks, as the paper does for more than two tasks). Deviations: the Fisher is the
     *empirical* one (true labels, per-sample gradients on at most ``fisher_samples`` training
-    samples of the task, masked logits of the task's scenario) rather than the model's
-    predictive distribution. Memory grows with the number of tasks (two copies of the
-    parameters per task); ``online-ewc`` keeps one.
+    samples of the task, ``"all"`` for the whole task, masked logits of the task's scenario)
+    rather than the model's predictive distribution. Memory grows with the number of tasks
+    (two copies of the parameters per task); ``online-ewc`` keeps one.
     """
 
     name = "ewc"
 
-    def __init__(self, lam: float = 1000.0, fisher_samples: int = 256) -> None:
+    def __init__(self, lam: float = 1000.0, fisher_samples: int | str = 256) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError(f"ewc: lam must be >= 0, got {lam}")
-        if fisher_samples < 1:
-            raise ValueError(f"ewc: fisher_samples must be >= 1, got {fisher_samples}")
+        fisher_sample_count(fisher_samples, "ewc")
         self.lam = float(lam)
-        self.fisher_samples = int(fisher_samples)
+        self.fisher_samples = fisher_samples
         self.hparams = {"lam": self.lam, "fisher_samples": self.fisher_samples}
         self.register_buffer("consolidated", torch.zeros(0, dtype=torch.long))
 
@@ -163,7 +173,7 @@ class EWC(ParameterPenalty):
         return [(f"fisher{k}", f"anchor{k}", self.lam / 2) for k in self.consolidated.tolist()]
 
     def after_task(self, ctx: Context) -> None:
-        fisher = empirical_fisher(ctx, self.fisher_samples)
+        fisher = empirical_fisher(ctx, fisher_sample_count(self.fisher_samples, "ewc"))
         k = ctx.task_id
         for name, p in trainable_parameters(ctx.model):
             self.store(f"fisher{k}", name, fisher[name])
@@ -186,18 +196,17 @@ class OnlineEWC(ParameterPenalty):
 
     name = "online-ewc"
 
-    def __init__(self, lam: float = 1000.0, gamma: float = 1.0, fisher_samples: int = 256
-                 ) -> None:
+    def __init__(self, lam: float = 1000.0, gamma: float = 1.0,
+                 fisher_samples: int | str = 256) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError(f"online-ewc: lam must be >= 0, got {lam}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"online-ewc: gamma must be in [0, 1], got {gamma}")
-        if fisher_samples < 1:
-            raise ValueError(f"online-ewc: fisher_samples must be >= 1, got {fisher_samples}")
+        fisher_sample_count(fisher_samples, "online-ewc")
         self.lam = float(lam)
         self.gamma = float(gamma)
-        self.fisher_samples = int(fisher_samples)
+        self.fisher_samples = fisher_samples
         self.hparams = {"lam": self.lam, "gamma": self.gamma,
                         "fisher_samples": self.fisher_samples}
         self.register_buffer("tasks_seen", torch.zeros((), dtype=torch.long))
@@ -206,7 +215,7 @@ class OnlineEWC(ParameterPenalty):
         return [("fisher", "anchor", self.lam / 2)] if int(self.tasks_seen) > 0 else []
 
     def after_task(self, ctx: Context) -> None:
-        fisher = empirical_fisher(ctx, self.fisher_samples)
+        fisher = empirical_fisher(ctx, fisher_sample_count(self.fisher_samples, "online-ewc"))
         for name, p in trainable_parameters(ctx.model):
             old = self.stored("fisher", name)
             decayed = carry_over(None if old is None else self.gamma * old, torch.zeros_like(p))

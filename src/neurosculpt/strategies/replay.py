@@ -7,6 +7,17 @@ without replacement from the memory ``M``, the loss is the mean cross-entropy ov
 and ``M`` is updated from ``B`` by reservoir sampling (Vitter 1985, Algorithm R), so ``M`` is
 always a uniform sample of the stream seen so far, whatever the number of tasks.
 
+Two memories: ``reservoir`` (above) and ``balanced``, which keeps an equal share of the slots
+per task and, within a task, per class (the default memory of public continual-learning
+libraries, e.g. the experience-balanced buffer of Avalanche, Lomonaco et al. 2021, and the
+ring buffer of Chaudhry et al. 2019, Sec. 4): it is updated when a task ends, from the task's
+whole training split, so while a task trains the memory holds earlier tasks only; each (task,
+class) group holds a uniform sample of its own examples (reservoir sampling within the group),
+and when a new group arrives the shares shrink by dropping uniformly chosen members of the
+groups over their new quota. ``auto`` picks
+the balanced memory in the class scenario (where it measured better, docs/results.md) and the
+reservoir elsewhere.
+
 Deviation: each training example enters the reservoir once, on its first presentation (the first
 epoch of each task); later epochs and extra phases (PackNet's retraining) only replay. With
 several epochs the memory therefore stays a uniform sample of distinct examples instead of
@@ -21,33 +32,47 @@ from torch import Tensor
 from ..loop import Context
 from .base import Strategy
 
+MEMORIES = ("auto", "reservoir", "balanced")
+
 
 class Replay(Strategy):
     """Reservoir replay memory of ``buffer_size`` samples (inputs after the task's transforms,
     output indices, task ids), mixed into every batch.
 
     ``replay_batch_size`` samples are appended per batch (default: the training batch size).
-    The memory lives in buffers (``memory_x``, ``memory_y``, ``memory_task``, ``seen``), so it
-    goes through checkpoints; sampling uses torch's global RNG, which the loop seeds per task.
+    ``memory`` is ``reservoir``, ``balanced`` (equal share per task and class) or ``auto``
+    (balanced in the class scenario, else reservoir; reservoir when used outside a run).
+    The memory lives in buffers (``memory_x``, ``memory_y``, ``memory_task``, ``seen``; the
+    balanced memory adds ``groups``: task, class and examples seen per group), so it goes
+    through checkpoints; sampling uses torch's global RNG, which the loop seeds per task.
     """
 
     name = "replay"
 
-    def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None) -> None:
+    def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None,
+                 memory: str = "auto") -> None:
         super().__init__()
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         if replay_batch_size is not None and replay_batch_size < 0:
             raise ValueError(f"replay_batch_size must be >= 0, got {replay_batch_size}")
+        if memory not in MEMORIES:
+            raise ValueError(f"replay: memory must be one of {', '.join(MEMORIES)}, got "
+                             f"{memory!r}")
         self.buffer_size = buffer_size
         self.replay_batch_size = replay_batch_size
-        self.hparams = {"buffer_size": buffer_size, "replay_batch_size": replay_batch_size}
+        self.memory_kind = memory
+        self.mode = "reservoir" if memory == "auto" else memory
+        self.hparams = {"buffer_size": buffer_size, "replay_batch_size": replay_batch_size,
+                        "memory": memory}
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
         self._first_pass = False
 
     @property
     def filled(self) -> int:
         """Number of occupied memory slots."""
+        if self.mode == "balanced":
+            return int((self.memory_task >= 0).sum()) if "memory_task" in self._buffers else 0
         return min(int(self.seen), self.buffer_size)
 
     def memory(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -55,10 +80,20 @@ class Replay(Strategy):
         if "memory_x" not in self._buffers:
             return torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0,
                                                                                dtype=torch.long)
+        if self.mode == "balanced":
+            used = self.memory_task >= 0
+            return self.memory_x[used], self.memory_y[used], self.memory_task[used]
         n = self.filled
         return self.memory_x[:n], self.memory_y[:n], self.memory_task[:n]
 
     def add(self, x: Tensor, y: Tensor, task_ids: Tensor) -> None:
+        """Store a batch in the memory (reservoir or balanced, see the module docstring)."""
+        if self.mode == "balanced":
+            self._add_balanced(x, y, task_ids)
+        else:
+            self._add_reservoir(x, y, task_ids)
+
+    def _add_reservoir(self, x: Tensor, y: Tensor, task_ids: Tensor) -> None:
         """Reservoir update with a batch, equal in distribution to one sample at a time.
 
         The ``i``-th example of the stream (0-based) takes slot ``i`` while the memory is not
@@ -92,7 +127,69 @@ class Replay(Strategy):
             return
         self.set_buffer("memory_x", torch.zeros(shape, dtype=x.dtype))
         self.set_buffer("memory_y", torch.zeros(self.buffer_size, dtype=torch.long))
-        self.set_buffer("memory_task", torch.zeros(self.buffer_size, dtype=torch.long))
+        empty = -1 if self.mode == "balanced" else 0
+        self.set_buffer("memory_task", torch.full((self.buffer_size,), empty, dtype=torch.long))
+        if self.mode == "balanced":
+            self.set_buffer("groups", torch.zeros(0, 3, dtype=torch.long))
+
+    # --- balanced memory ------------------------------------------------------------------------
+    def quotas(self) -> Tensor:
+        """Slots per group (rows of ``groups``): the memory split equally over the tasks seen,
+        each task's share equally over its classes; remainders go to the earliest groups."""
+        tasks = self.groups[:, 0]
+        quota = torch.zeros(len(tasks), dtype=torch.long)
+        task_ids = list(dict.fromkeys(tasks.tolist()))
+        for i, task in enumerate(task_ids):
+            share = self.buffer_size // len(task_ids) + (i < self.buffer_size % len(task_ids))
+            members = torch.nonzero(tasks == task).flatten()
+            quota[members] = share // len(members)
+            quota[members[: share % len(members)]] += 1
+        return quota
+
+    def _add_balanced(self, x: Tensor, y: Tensor, task_ids: Tensor) -> None:
+        """Reservoir sampling within each (task, class) group, up to the group's quota.
+
+        The ``n``-th example of a full group (0-based) replaces a uniformly chosen member with
+        probability ``quota / (n + 1)``, so every group holds a uniform sample of its examples;
+        a new group first shrinks the others to their new quotas (uniformly chosen members go).
+        """
+        x = x.detach()
+        self._allocate(x)
+        for i in range(len(y)):
+            task, label = int(task_ids[i]), int(y[i])
+            match = (self.groups[:, 0] == task) & (self.groups[:, 1] == label)
+            if not bool(match.any()):
+                self.set_buffer("groups", torch.cat(
+                    [self.groups, torch.tensor([[task, label, 0]])]))
+                self._shrink_to_quotas()
+                match = torch.zeros(len(self.groups), dtype=torch.bool)
+                match[-1] = True
+            g = int(torch.nonzero(match)[0])
+            quota = int(self.quotas()[g])
+            members = torch.nonzero((self.memory_task == task)
+                                    & (self.memory_y == label)).flatten()
+            slot = None
+            if len(members) < quota:
+                slot = int(torch.nonzero(self.memory_task < 0)[0])
+            else:
+                j = int(torch.randint(int(self.groups[g, 2]) + 1, ()))
+                if j < quota:
+                    slot = int(members[j])
+            if slot is not None:
+                self.memory_x[slot] = x[i].to(self.memory_x.dtype)
+                self.memory_y[slot] = label
+                self.memory_task[slot] = task
+            self.groups[g, 2] += 1
+        self.seen += len(y)
+
+    def _shrink_to_quotas(self) -> None:
+        for (task, label, _), quota in zip(self.groups.tolist(), self.quotas().tolist(),
+                                           strict=True):
+            members = torch.nonzero((self.memory_task == task)
+                                    & (self.memory_y == label)).flatten()
+            if len(members) > quota:
+                drop = members[torch.randperm(len(members))[: len(members) - quota]]
+                self.memory_task[drop] = -1
 
     def sample(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
         """``min(k, filled)`` stored samples, uniformly without replacement."""
@@ -102,6 +199,8 @@ class Replay(Strategy):
 
     # --- hooks ----------------------------------------------------------------------------------
     def before_task(self, ctx: Context) -> None:
+        if self.memory_kind == "auto":
+            self.mode = "balanced" if ctx.benchmark.scenario == "class" else "reservoir"
         self._first_pass = True
 
     def before_batch(self, ctx: Context) -> None:
@@ -117,16 +216,24 @@ class Replay(Strategy):
             ctx.x = torch.cat([x, mx.to(x.dtype)])
             ctx.y = torch.cat([y, my])
             ctx.task_ids = torch.cat([t, mt])
-        if self._first_pass:
+        if self._first_pass and self.mode == "reservoir":
             self.add(x, y, t)
 
     def after_epoch(self, ctx: Context) -> None:
         self._first_pass = False
 
     def after_task(self, ctx: Context) -> None:
+        """The balanced memory takes its share of the task that just ended (every training
+        example offered once, in a random order)."""
+        if self.mode == "balanced":
+            split = ctx.task.train
+            for index in torch.randperm(len(split)).split(1000):
+                x, y = split.get(index)
+                self.add(x, y, torch.full((len(y),), ctx.task_id, dtype=torch.long))
         _, _, tasks = self.memory()
         ids, counts = torch.unique(tasks, return_counts=True)
         ctx.record["replay"] = {
+            "memory": self.mode,
             "seen": int(self.seen),
             "stored": self.filled,
             "per_task": {str(int(i)): int(c) for i, c in zip(ids, counts, strict=True)},
