@@ -21,7 +21,6 @@ from neurosculpt.strategies.replay import Replay
 from neurosculpt.strategies.task_inference import SCORES, TaskInference
 
 
-
 def clusters(n_tasks: int, scenario: str, per_class: int = 30, dim: int = 12, seed: int = 0):
     """Two Gaussian clusters per task (overlapping a little across tasks)."""
     gen = torch.Generator().manual_seed(seed)
@@ -108,14 +107,14 @@ def test_balanced_memory_keeps_an_equal_share_per_task_and_class():
 
 def test_balanced_memory_is_uniform_within_a_group():
     counts = torch.zeros(20)
-    for seed in range(400):
+    for seed in range(200):
         torch.manual_seed(seed)
         memory = Replay(buffer_size=4, memory="balanced")
         ids = torch.arange(20)
         memory.add(ids[:, None].float(), ids % 2, torch.zeros(20, dtype=torch.long))
         x, _, _ = memory.memory()
         counts[x[:, 0].long()] += 1
-    assert torch.allclose(counts / 400, torch.full((20,), 0.2), atol=0.08)
+    assert torch.allclose(counts / 200, torch.full((20,), 0.2), atol=0.1)
 
 
 def test_balanced_memory_fills_at_task_end_and_auto_picks_it_for_the_class_scenario():

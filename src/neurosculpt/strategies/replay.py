@@ -155,31 +155,41 @@ class Replay(Strategy):
         """
         x = x.detach()
         self._allocate(x)
-        for i in range(len(y)):
-            task, label = int(task_ids[i]), int(y[i])
-            match = (self.groups[:, 0] == task) & (self.groups[:, 1] == label)
-            if not bool(match.any()):
-                self.set_buffer("groups", torch.cat(
-                    [self.groups, torch.tensor([[task, label, 0]])]))
-                self._shrink_to_quotas()
-                match = torch.zeros(len(self.groups), dtype=torch.bool)
-                match[-1] = True
-            g = int(torch.nonzero(match)[0])
-            quota = int(self.quotas()[g])
+        pairs = torch.stack([task_ids, y], 1)
+        fresh = [pair for pair in dict.fromkeys(map(tuple, pairs.tolist()))
+                 if not bool(((self.groups[:, :2] == torch.tensor(pair)).all(1)).any())]
+        if fresh:
+            rows = torch.tensor([[t, c, 0] for t, c in fresh], dtype=torch.long)
+            self.set_buffer("groups", torch.cat([self.groups, rows]))
+            self._shrink_to_quotas()
+        quotas = self.quotas()
+        for g, (task, label, seen) in enumerate(self.groups.tolist()):
+            index = torch.nonzero((task_ids == task) & (y == label)).flatten()
+            if len(index) == 0:
+                continue
+            quota = int(quotas[g])
             members = torch.nonzero((self.memory_task == task)
                                     & (self.memory_y == label)).flatten()
-            slot = None
-            if len(members) < quota:
-                slot = int(torch.nonzero(self.memory_task < 0)[0])
-            else:
-                j = int(torch.randint(int(self.groups[g, 2]) + 1, ()))
-                if j < quota:
-                    slot = int(members[j])
-            if slot is not None:
-                self.memory_x[slot] = x[i].to(self.memory_x.dtype)
-                self.memory_y[slot] = label
-                self.memory_task[slot] = task
-            self.groups[g, 2] += 1
+            n_fill = max(0, min(quota - len(members), len(index)))
+            free = torch.nonzero(self.memory_task < 0).flatten()[:n_fill]
+            targets, sources = [free], [index[:n_fill]]
+            rest = index[n_fill:]
+            slots = torch.cat([members, free])
+            if len(rest) and quota > 0:
+                stream = seen + n_fill + torch.arange(len(rest))
+                draw = (torch.rand(len(rest), dtype=torch.float64) * (stream + 1)).long()
+                hit = torch.nonzero(draw < quota).flatten()
+                if len(hit):  # the later of two examples drawing the same slot wins
+                    last = torch.full((quota,), -1, dtype=torch.long).scatter_reduce(
+                        0, draw[hit], hit, "amax")
+                    hit = hit[last[draw[hit]] == hit]
+                    targets.append(slots[draw[hit]])
+                    sources.append(rest[hit])
+            target, source = torch.cat(targets), torch.cat(sources)
+            self.memory_x[target] = x[source].to(self.memory_x.dtype)
+            self.memory_y[target] = label
+            self.memory_task[target] = task
+            self.groups[g, 2] += len(index)
         self.seen += len(y)
 
     def _shrink_to_quotas(self) -> None:
