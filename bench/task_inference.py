@@ -36,7 +36,7 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     parts = [args.strategy] + (["replay"] if args.replay else []) + ["task-inference"]
     params = {args.strategy: parse_params(args.param, "--param"),
               "task-inference": {"statistics": True, "negatives": args.negatives,
-                                 "covariance": args.covariance}}
+                                 "covariance": args.covariance, "features": args.features}}
     if args.replay:
         params["replay"] = {"buffer_size": args.replay}
     class_split = args.benchmark.startswith("split-") or args.benchmark == "fsdd-digits"
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=0, help="replay memory size (0: none)")
     parser.add_argument("--negatives", default="none", help="none or shuffle")
     parser.add_argument("--covariance", default="full", help="full or diagonal")
+    parser.add_argument("--features", default="last", help="last or all hidden populations")
     parser.add_argument("--scores", default="energy,max-softmax,entropy,gaussian,gradient",
                         type=lambda t: t.split(","))
     parser.add_argument("--epochs", type=int, default=2)
@@ -129,6 +130,7 @@ def main() -> None:
     results = [one_seed(args, int(s)) for s in args.seeds.split(",")]
     print(f"\n{args.benchmark}/{args.scenario} {args.model} {args.strategy}"
           f"{f' + replay {args.replay}' if args.replay else ''}, negatives {args.negatives}, "
+          f"features {args.features}, "
           f"seeds {args.seeds}")
     print("| score | ACC % | task-prediction % | forward passes / sample | backward / sample "
           "| ms / sample | live synapses | statistics kept (floats) |")
