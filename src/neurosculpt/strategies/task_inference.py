@@ -16,16 +16,19 @@ Scores of "this sample belongs to task s" (``score``):
 - ``max-softmax``: the largest softmax probability of the head (Hendrycks & Gimpel 2017, "A
   baseline for detecting misclassified and out-of-distribution examples", ICLR);
 - ``entropy``: minus the entropy of the head's softmax;
-- ``gaussian``: per-task Gaussian statistics of the features the head reads (the input of the
-  output layer, spike rates in spiking networks), kept at the end of each task from its own
-  training data: one mean per class and a covariance shared by the task's classes (Lee et al.
-  2018, "A simple unified framework for detecting out-of-distribution samples", NeurIPS,
-  Mahalanobis score), in the spirit of the likelihood-based task prediction of Lin et al. 2023
-  ("Class incremental learning via likelihood ratio based task prediction", TPL), without the
-  replay data TPL uses for the other side of the ratio. The score is the smallest squared
-  Mahalanobis distance to a class mean, standardised by the mean and spread of the same distance
-  on the task's own training data (so tasks whose feature spaces differ in size compare);
-  ``covariance="diagonal"`` keeps only variances;
+- ``ratio`` (default): a likelihood-ratio test between a task and the tasks after it, in the
+  spirit of Lin et al. 2023 ("Class incremental learning via likelihood ratio based task
+  prediction", TPL), without the replay data TPL uses. When task ``j`` ends, its training data
+  passes through every subnetwork ``k <= j`` (frozen from then on) and each keeps, in its own
+  features, task ``j``'s class means and within-class scatter (statistics, not samples). At test
+  time subnetwork 0 decides first: if the nearest class mean (Mahalanobis distance with the
+  pooled covariance, Lee et al. 2018, "A simple unified framework for detecting
+  out-of-distribution samples", NeurIPS) is one of its own classes, it claims the sample, else
+  subnetwork 1 decides among its classes and the later ones, and so on; the last takes the rest;
+- ``gaussian``: per task, a Gaussian of its own classes in its own subnetwork's features (one
+  mean per class, a shared covariance; the Mahalanobis score of Lee et al. 2018), the distance
+  standardised by its mean and spread on the task's own training data so tasks whose feature
+  spaces differ in size compare; ``covariance="diagonal"`` keeps only variances;
 - ``gradient``: one-shot gradient-based task inference of SupSup (Wortsman et al. 2020,
   "Supermasks in superposition", NeurIPS, Sec. 3.3): weight each task's partition of the
   synapses by ``alpha_s`` in the union network and pick the task whose ``alpha`` most decreases
@@ -50,9 +53,16 @@ Spiking networks: the head logits are the readout's mean membrane potential (``-
 readout=spikes``: spike counts), so the scores above are membrane- or spike-count based, and the
 Gaussian statistics are over the spike rates of the last hidden layer.
 
-What is kept (``gaussian``): per task, the class means ``[classes, D]``, the inverse covariance
-``[D, D]`` (``[D]`` diagonal) and two calibration numbers, with ``D`` the number of features the
-task's head reads; ``results.json`` records the count (``tasks[k]["task_inference"]``).
+Features (``features``): the activity of the last hidden population (``last``) or of all of them
+(``all``), averaged over time steps (spike rates in spiking networks), on the units with an input
+synapse of the subnetwork. The logit scores are standardised by their mean and spread on the
+task's own training data (``calibrate``), so heads trained at different times compare.
+
+What is kept: ``ratio``, per subnetwork ``k``, the class means of task ``k`` and every later task
+``[classes, D_k]`` and the within-class scatter ``[D_k, D_k]``; ``gaussian``, per task, its class
+means, an inverse covariance ``[D, D]`` (``[D]`` diagonal) and two numbers; logit scores, two
+numbers per score and task. ``D`` is the number of features of the subnetwork;
+``results.json`` records the floats kept (``tasks[k]["task_inference"]["statistics_floats"]``).
 Evaluation records the task-prediction accuracy per task, forward passes per sample and time.
 """
 
