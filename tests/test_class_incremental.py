@@ -247,3 +247,21 @@ def test_bad_task_inference_parameters_are_named():
                             ({"shrinkage": -1}, "shrinkage must be")):
         with pytest.raises(ValueError, match=message):
             TaskInference(**params)
+
+
+def test_task_weighted_replay_loss():
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    logits = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    ctx = SimpleNamespace(task_id=2, task_ids=torch.tensor([2, 2, 2, 0, 1, 0]), logits=logits,
+                          y=y)
+    base = F.cross_entropy(logits, y)
+    each = F.cross_entropy(logits, y, reduction="none")
+    weighted = Replay(weighting="tasks").loss(ctx, base + 1.0)
+    assert torch.allclose(weighted, 1.0 + each[:3].mean() / 3 + each[3:].mean() * 2 / 3)
+    assert Replay().loss(ctx, base) is base  # ER: one mean over the joined batch
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        Replay(weighting="equal")

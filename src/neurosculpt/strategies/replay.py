@@ -27,12 +27,14 @@ holding duplicates.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..loop import Context
 from .base import Strategy
 
 MEMORIES = ("auto", "reservoir", "balanced")
+WEIGHTINGS = ("batch", "tasks")
 
 
 class Replay(Strategy):
@@ -50,7 +52,7 @@ class Replay(Strategy):
     name = "replay"
 
     def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None,
-                 memory: str = "auto") -> None:
+                 memory: str = "auto", weighting: str = "batch") -> None:
         super().__init__()
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
@@ -59,12 +61,16 @@ class Replay(Strategy):
         if memory not in MEMORIES:
             raise ValueError(f"replay: memory must be one of {', '.join(MEMORIES)}, got "
                              f"{memory!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"replay: weighting must be one of {', '.join(WEIGHTINGS)}, got "
+                             f"{weighting!r}")
         self.buffer_size = buffer_size
         self.replay_batch_size = replay_batch_size
+        self.weighting = weighting
         self.memory_kind = memory
         self.mode = "reservoir" if memory == "auto" else memory
         self.hparams = {"buffer_size": buffer_size, "replay_batch_size": replay_batch_size,
-                        "memory": memory}
+                        "memory": memory, "weighting": weighting}
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
         self._first_pass = False
 
@@ -228,6 +234,17 @@ class Replay(Strategy):
             ctx.task_ids = torch.cat([t, mt])
         if self._first_pass and self.mode == "reservoir":
             self.add(x, y, t)
+
+    def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        """``weighting="tasks"``: the current task's samples weigh ``1/t`` and the replayed
+        ones ``1 - 1/t`` after ``t`` tasks (van de Ven et al. 2020, "Brain-inspired replay",
+        Nature Communications, Methods); ``batch``: one mean over the joined batch (ER)."""
+        new = ctx.task_ids == ctx.task_id
+        if self.weighting == "batch" or bool(new.all()) or not bool(new.any()):
+            return loss
+        each = F.cross_entropy(ctx.logits, ctx.y, reduction="none")
+        share = 1.0 / (ctx.task_id + 1)
+        return loss - each.mean() + share * each[new].mean() + (1 - share) * each[~new].mean()
 
     def after_epoch(self, ctx: Context) -> None:
         self._first_pass = False
