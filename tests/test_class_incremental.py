@@ -135,6 +135,7 @@ def test_balanced_memory_fills_at_task_end_and_auto_picks_it_for_the_class_scena
                          TrainConfig(epochs=1, batch_size=16, progress=False)).run()
         record = result["tasks"][-1]["replay"]
         assert record["memory"] == mode
+        assert record["weighting"] == ("tasks" if scenario == "class" else "batch")
         if mode == "balanced":
             assert record["per_task"] == {"0": 10, "1": 10, "2": 10}
             # while a task trains, replayed samples all come from earlier tasks
