@@ -38,7 +38,9 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
               "task-inference": {"statistics": True, "negatives": args.negatives,
                                  "covariance": args.covariance, "features": args.features}}
     if args.replay:
-        params["replay"] = {"buffer_size": args.replay}
+        # balanced memory, one mean over the joined batch: the setting of docs/results.md
+        params["replay"] = {"buffer_size": args.replay, "memory": "balanced",
+                            "weighting": "batch"}
     class_split = args.benchmark.startswith("split-") or args.benchmark == "fsdd-digits"
     config = RunConfig(
         benchmark=args.benchmark, scenario=args.scenario, tasks=args.tasks, model=args.model,
