@@ -305,14 +305,14 @@ def parse_class_order(value: str | Sequence[int] | None) -> str | list[int]:
         try:
             return [int(t) for t in text.split(",") if t.strip()]
         except ValueError:
-            raise ValueError(f"class_order must be natural, seed or a comma-separated list of "
+            raise UserError(f"class_order must be natural, seed or a comma-separated list of "
                              f"class labels, got {value!r}") from None
     if isinstance(value, int):
         return [value]
     try:
         return [int(v) for v in value]
     except (TypeError, ValueError):
-        raise ValueError(f"class_order must be natural, seed or a list of class labels, "
+        raise UserError(f"class_order must be natural, seed or a list of class labels, "
                          f"got {value!r}") from None
 
 
@@ -327,7 +327,7 @@ def resolve_class_order(value: str | Sequence[int] | None, labels: Tensor, seed:
         return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
     given = torch.tensor(order, dtype=torch.long)
     if len(given) != len(labels) or not torch.equal(given.sort().values, labels.long()):
-        raise ValueError(f"class_order {','.join(map(str, order))} is not a permutation of the "
+        raise UserError(f"class_order {','.join(map(str, order))} is not a permutation of the "
                          f"classes {','.join(str(int(c)) for c in labels)}")
     return given
 
@@ -441,7 +441,7 @@ def make_benchmark(
     kind, base = _parse(name)
     order = parse_class_order(class_order)
     if kind != "split" and order != "seed":
-        raise ValueError(f"class_order applies to class-split benchmarks (split-*, fsdd-digits), "
+        raise UserError(f"class_order applies to class-split benchmarks (split-*, fsdd-digits), "
                          f"not to {name}")
     if n_tasks is not None and n_tasks < 1:
         raise UserError(f"{name}: the number of tasks must be >= 1, got {n_tasks}")
