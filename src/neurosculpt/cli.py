@@ -138,7 +138,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                        "and write a run folder (config, results.json, metrics.csv, checkpoints).")
     p.add_argument("--benchmark", "-b", help="benchmark name (see `neurosculpt list`)")
     p.add_argument("--strategy", "-s", help="strategy name, or several joined by + (replay+ewc)")
-    p.add_argument("--model", "-m", help="snn-mlp, snn-conv, ann-mlp or ann-conv")
+    p.add_argument("--model", "-m", help="snn-mlp, snn-conv, ann-mlp, ann-conv, or your own: "
+                   "path/to/file.py:factory or package.module:factory (docs/own-models.md)")
     p.add_argument("--scenario", choices=["task", "class", "domain"])
     p.add_argument("--tasks", type=int, help="number of tasks (streams that allow it)")
     p.add_argument("--class-order", metavar="natural|seed|LIST",

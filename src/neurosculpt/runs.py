@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from . import __version__
+from .adapter import build_user_model, model_name
 from .benchmarks import Benchmark, make_benchmark, parse_class_order
+from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
 from .strategies import hyper_parameters, make_strategies
@@ -244,13 +246,16 @@ class Run:
     """Builds everything a config names and drives the learner, writing the run folder."""
 
     def __init__(self, config: RunConfig, out: Path | None,
-                 log=None) -> None:
+                 log=None, model: object = None) -> None:
         self.config = config
         self.out = out
         self.log = log or (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.model_config = config.model_config()  # checked before loading any data
+        user_model = model if model is not None else (
+            config.model if is_spec(config.model) else None)
+        # checked before loading any data
+        self.model_config = config.model_config() if user_model is None else None
         self.strategies = make_strategies(config.strategy, config.strategy_params)
         self.benchmark = make_benchmark(
             config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
@@ -260,8 +265,12 @@ class Run:
             class_order=config.class_order,
         )
         torch.manual_seed(config.seed)
-        self.model = build_model(self.model_config, self.benchmark.input_shape,
-                                 self.benchmark.n_outputs, sequence=self.benchmark.sequence)
+        if user_model is not None:
+            self.model = build_user_model(user_model, self.benchmark.input_shape,
+                                          self.benchmark.n_outputs, config.model_params)
+        else:
+            self.model = build_model(self.model_config, self.benchmark.input_shape,
+                                     self.benchmark.n_outputs, sequence=self.benchmark.sequence)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
                                config.train_config(), log=self.log)
         self.clock = RunClock()
@@ -270,7 +279,9 @@ class Run:
 
     # --- files ----------------------------------------------------------------------------------
     def resolved_config(self) -> dict:
-        return {**asdict(self.config), "model_params": self.model_config.to_dict(),
+        model_params = (self.model_config.to_dict() if self.model_config is not None
+                        else dict(self.config.model_params))
+        return {**asdict(self.config), "model_params": model_params,
                 "strategy_params": hyper_parameters(self.strategies)}
 
     def results(self) -> dict:
@@ -407,7 +418,9 @@ RESUME_MAY_CHANGE = ("progress", "threads", "keep_checkpoints", "data_root")
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+    model = config.model.rpartition(":")[2].strip("<>").replace(" ", "-") if is_spec(
+        config.model) else config.model
+    name = f"{config.benchmark}-{config.strategy}-{model}-s{config.seed}-{stamp}"
     return Path("runs") / name
 
 
@@ -420,7 +433,18 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
 
     >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
     >>> result.metrics["acc"]  # doctest: +SKIP
+
+    ``model`` may also be a model factory spec, a factory or an ``nn.Module``
+    (:func:`neurosculpt.adapter.build_user_model`); a module instance cannot be resumed by spec.
     """
+    if isinstance(config, dict) and not isinstance(config.get("model", ""), str):
+        config = dict(config)
+        overrides = {"model": config.pop("model"), **overrides}
+    user_model = overrides.get("model")
+    if user_model is None or isinstance(user_model, str):
+        user_model = None
+    else:  # a factory or an nn.Module (neurosculpt.adapter); config.json records its name
+        overrides["model"] = model_name(user_model)
     if config is None:
         config = RunConfig()
     if isinstance(config, dict):
@@ -428,13 +452,13 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
     if overrides:
         config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
     if out is None:
-        return Run(config, None, log).execute()
+        return Run(config, None, log, model=user_model).execute()
     out = Path(out)
     created = not out.exists()
     try:
         with lock_run_folder(out):
             prepare_out(out, overwrite)
-            return Run(config, out, log).execute()
+            return Run(config, out, log, model=user_model).execute()
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # refused before writing anything: leave no empty folder behind
@@ -466,6 +490,9 @@ def resume(path: str | Path, log=None) -> RunResult:
     """Continue a run that stopped; finished runs are returned as they are."""
     path = Path(path)
     config = config_from_folder(path)
+    if config.model.startswith("<"):
+        raise UserError(f"{path} was trained on {config.model}, passed to run() as an object; "
+                         "resume needs a model factory spec (file.py:name or module:name)")
     with lock_run_folder(path):
         for leftover in remove_temporary_files(path):  # a kill during a write leaves these
             (log or (lambda m: None))(f"removed unfinished write {leftover}")

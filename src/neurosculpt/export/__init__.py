@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
+from ..adapter import build_user_model
 from ..benchmarks import Benchmark, make_benchmark
+from ..loading import is_spec
 from ..models import ModelConfig, Network
 from ..runs import (
     RunConfig,
@@ -93,8 +95,12 @@ def model_from_run(path: str | Path) -> tuple[Network, Benchmark, RunConfig]:
         samples_per_task=config.samples_per_task,
         test_samples_per_task=config.test_samples_per_task,
     )
-    model = Network(config.model_config(), benchmark.input_shape, benchmark.n_outputs,
-                    sequence=benchmark.sequence)
+    if is_spec(config.model):  # a user's model: rebuilt by its factory (neurosculpt.adapter)
+        model = build_user_model(config.model, benchmark.input_shape, benchmark.n_outputs,
+                                 config.model_params)
+    else:
+        model = Network(config.model_config(), benchmark.input_shape, benchmark.n_outputs,
+                        sequence=benchmark.sequence)
     try:
         load_state_resizing(model, load_checkpoint(checkpoint)["model"])
     except (AttributeError, KeyError, RuntimeError) as exc:

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..layers import PlasticConv2d, PlasticLayer
+from ..layers import PlasticConv2d, PlasticLayer, PlasticLinear
 from ..models import ModelConfig, Network
 from ..neurons import LI, LIF
 
@@ -193,23 +193,100 @@ def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
         raise ValueError(f"pooling must be 'avg' or 'sum', got {pooling!r}")
     if not dt > 0.0:
         raise ValueError(f"dt must be > 0, got {dt}")
+    from ..adapter import AdaptedNetwork
+
+    adapted = isinstance(model, AdaptedNetwork)
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+    if adapted and readout != "li":
+        raise NIRExportError("an adapted network exports its readout as an LI node only")
     if readout == "affine" and model.config.readout == "spikes":
         raise NIRExportError("the model's readout is spiking (an output LIF population, which "
                              "snnTorch and Norse load); readout='affine' is for membrane "
                              "readouts")
-    previous = model.layers[0].active_task
+    previous = model.plastic_layers[0].active_task
     model.set_task(task)
     try:
         with torch.no_grad():
-            nodes = _export_nodes(model, dt, pooling, readout)
+            nodes = (_adapted_nodes(model, dt) if adapted
+                     else _export_nodes(model, dt, pooling, readout))
     finally:
         model.set_task(previous)
     names = list(nodes)
     edges = list(zip(names[:-1], names[1:], strict=True))
-    return nir.NIRGraph(nodes=nodes, edges=edges,
-                        metadata=_metadata(model, task, dt, pooling, readout))
+    metadata = (_adapted_metadata(model, task, dt) if adapted
+                else _metadata(model, task, dt, pooling, readout))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def _as_lif(unit: nn.Module, where: str) -> LIF:
+    """The library's LIF with the dynamics of ``unit``: a LIF, or an ``snntorch.Leaky`` with
+    reset to zero (snnTorch's delayed reset, ``v = beta * (1 - s_prev) * v + I``, spikes
+    exactly as a LIF that resets in the step it fires)."""
+    if isinstance(unit, LIF):
+        return _check_neuron(unit, where)
+    if type(unit).__name__ == "Leaky" and hasattr(unit, "reset_mechanism"):
+        if unit.reset_mechanism != "zero" or not getattr(unit, "reset_delay", True):
+            raise NIRExportError(f"{where}: snntorch.Leaky with reset_mechanism="
+                                 f"{unit.reset_mechanism!r} has no NIR equivalent; use 'zero'")
+        if float(unit.graded_spikes_factor) != 1.0 or unit.inhibition or unit.state_quant:
+            raise NIRExportError(f"{where}: graded spikes, inhibition and state quantisation "
+                                 "of snntorch.Leaky have no NIR equivalent")
+        return LIF(beta=float(unit.beta.detach().clamp(0.0, 1.0)),
+                   threshold=float(unit.threshold), reset="zero")
+    raise NIRExportError(f"{where}: {type(unit).__name__} has no NIR node")
+
+
+def _as_readout(unit: nn.Module | None, where: str) -> LI:
+    """The library's LI with the dynamics of the output population: an LI, or an
+    ``snntorch.Leaky`` that never resets (``reset_mechanism="none"``), read as its mean
+    membrane potential over the time steps."""
+    if isinstance(unit, LI):
+        return unit
+    if type(unit).__name__ == "Leaky" and getattr(unit, "reset_mechanism", None) == "none":
+        return LI(beta=float(unit.beta.detach().clamp(0.0, 1.0)))
+    raise NIRExportError(f"{where}: {type(unit).__name__} is not a leaky-integrator readout "
+                         "(an LI, or snntorch.Leaky(reset_mechanism='none'))")
+
+
+def _adapted_nodes(model, dt: float) -> dict[str, nir.NIRNode]:
+    """Nodes of an adapted chain of linear layers, each followed by its spiking neurons, the
+    output layer by a leaky-integrator readout (direct-coded input at every step)."""
+    layers = model.plastic_layers
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array([layers[0].n_in]))}
+    for i, layer in enumerate(layers[:-1]):
+        units = model.units(i)
+        where = f"layer {model.layer_names[i]!r}"
+        if not isinstance(layer, PlasticLinear) or [
+                (c.layer, c.width) for c in units.consumers] != [(i + 1, 1)] or units.coupled:
+            raise NIRExportError(f"{where}: NIR export of adapted networks covers chains of "
+                                 "linear layers without norms")
+        node, scale = _neuron_node(_as_lif(model.neurons[i], where), [layer.n_out], dt)
+        nodes[f"fc{i}"], nodes[f"lif{i}"] = nir.Affine(*_weights(layer, scale)), node
+    last = layers[-1]
+    readout = model.net.get_submodule(model.output_tap) if model.output_tap else None
+    node, scale = _readout_node(_as_readout(readout, "output layer"), last.n_out, dt)
+    nodes["fc_out"], nodes["readout"] = nir.Affine(*_weights(last, scale)), node
+    nodes["output"] = nir.Output(output_type=np.array([last.n_out]))
+    return nodes
+
+
+def _adapted_metadata(model, task: int | None, dt: float) -> dict:
+    return {
+        "producer": f"neurosculpt {__version__} adapter",
+        "dt": float(dt),
+        "time_steps": int(model.time_steps),
+        "encoder": "direct",
+        "encoder_note": ENCODER_NOTES["direct"],
+        "input_shape": json.dumps(list(model.input_shape)),
+        "input_flattened": 1,
+        "sequence": 0,
+        "readout": "membrane-mean",
+        "readout_note": "class scores = mean over time_steps of the output LI membrane",
+        "weight_scaling": "as neurosculpt's own export: weights times tau/dt (r = 1)",
+        "task": -1 if task is None else int(task),
+        "neurosculpt_model": model.config.kind,
+    }
 
 
 def _export_nodes(model: Network, dt: float, pooling: str, readout: str = "li"
