@@ -49,9 +49,16 @@ class Replay(Strategy):
     The memory lives in buffers (``memory_x``, ``memory_y``, ``memory_task``, ``seen``; the
     balanced memory adds ``groups``: task, class and examples seen per group), so it goes
     through checkpoints; sampling uses torch's global RNG, which the loop seeds per task.
+
+    Args:
+        buffer_size: samples the memory holds.
+        replay_batch_size: replayed samples appended to every batch (None: the training batch size).
+        memory: ``auto``, ``reservoir`` or ``balanced``.
+        weighting: ``auto``, ``batch`` or ``tasks``.
     """
 
     name = "replay"
+    transient = ("_first_pass",)
 
     def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None,
                  memory: str = "auto", weighting: str = "auto") -> None:
@@ -87,8 +94,8 @@ class Replay(Strategy):
     def memory(self) -> tuple[Tensor, Tensor, Tensor]:
         """The stored ``(x, y, task_ids)`` (empty tensors before anything was stored)."""
         if "memory_x" not in self._buffers:
-            return torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0,
-                                                                               dtype=torch.long)
+            empty = self.seen.new_empty(0)
+            return empty.float(), empty, empty
         if self.mode == "balanced":
             used = self.memory_task >= 0
             return self.memory_x[used], self.memory_y[used], self.memory_task[used]
@@ -112,14 +119,16 @@ class Replay(Strategy):
         x = x.detach()
         self._allocate(x)
         n, size = len(y), self.buffer_size
-        stream = int(self.seen) + torch.arange(n)
-        draw = (torch.rand(n, dtype=torch.float64) * (stream + 1)).long()
+        # slots are drawn on the host (torch's CPU generator): the same memory on every device
+        stream = int(self.seen) + torch.arange(n, device="cpu")
+        draw = (torch.rand(n, dtype=torch.float64, device="cpu") * (stream + 1)).long()
         slot = torch.where(stream < size, stream, draw)
         index = torch.nonzero(slot < size).flatten()
         slot = slot[index]
-        last = torch.full((size,), -1, dtype=torch.long).scatter_reduce(0, slot, index, "amax")
+        last = torch.full((size,), -1, dtype=torch.long, device="cpu").scatter_reduce(
+            0, slot, index, "amax")
         win = last[slot] == index
-        slot, index = slot[win], index[win]
+        slot, index = slot[win].to(x.device), index[win].to(x.device)
         self.memory_x[slot] = x[index].to(self.memory_x.dtype)
         self.memory_y[slot] = y[index]
         self.memory_task[slot] = task_ids[index]
@@ -134,12 +143,14 @@ class Replay(Strategy):
                     f"got {tuple(x.shape[1:])}"
                 )
             return
-        self.set_buffer("memory_x", torch.zeros(shape, dtype=x.dtype))
-        self.set_buffer("memory_y", torch.zeros(self.buffer_size, dtype=torch.long))
+        self.set_buffer("memory_x", x.new_zeros(shape))
+        self.set_buffer("memory_y", torch.zeros(self.buffer_size, dtype=torch.long,
+                                                device=x.device))
         empty = -1 if self.mode == "balanced" else 0
-        self.set_buffer("memory_task", torch.full((self.buffer_size,), empty, dtype=torch.long))
+        self.set_buffer("memory_task", torch.full((self.buffer_size,), empty, dtype=torch.long,
+                                                  device=x.device))
         if self.mode == "balanced":
-            self.set_buffer("groups", torch.zeros(0, 3, dtype=torch.long))
+            self.set_buffer("groups", torch.zeros(0, 3, dtype=torch.long, device=x.device))
 
     # --- balanced memory ------------------------------------------------------------------------
     def quotas(self) -> Tensor:
@@ -164,11 +175,14 @@ class Replay(Strategy):
         """
         x = x.detach()
         self._allocate(x)
+        device = self.memory_x.device
+        x, y, task_ids = x.to(device), y.to(device), task_ids.to(device)
         pairs = torch.stack([task_ids, y], 1)
         fresh = [pair for pair in dict.fromkeys(map(tuple, pairs.tolist()))
-                 if not bool(((self.groups[:, :2] == torch.tensor(pair)).all(1)).any())]
+                 if not bool(((self.groups[:, :2] == torch.tensor(pair, device=device))
+                              .all(1)).any())]
         if fresh:
-            rows = torch.tensor([[t, c, 0] for t, c in fresh], dtype=torch.long)
+            rows = torch.tensor([[t, c, 0] for t, c in fresh], dtype=torch.long, device=device)
             self.set_buffer("groups", torch.cat([self.groups, rows]))
             self._shrink_to_quotas()
         quotas = self.quotas()
@@ -185,15 +199,17 @@ class Replay(Strategy):
             rest = index[n_fill:]
             slots = torch.cat([members, free])
             if len(rest) and quota > 0:
-                stream = seen + n_fill + torch.arange(len(rest))
-                draw = (torch.rand(len(rest), dtype=torch.float64) * (stream + 1)).long()
+                # drawn on the host (torch's CPU generator): the same memory on every device
+                stream = seen + n_fill + torch.arange(len(rest), device="cpu")
+                draw = (torch.rand(len(rest), dtype=torch.float64, device="cpu")
+                        * (stream + 1)).long()
                 hit = torch.nonzero(draw < quota).flatten()
                 if len(hit):  # the later of two examples drawing the same slot wins
-                    last = torch.full((quota,), -1, dtype=torch.long).scatter_reduce(
+                    last = torch.full((quota,), -1, dtype=torch.long, device="cpu").scatter_reduce(
                         0, draw[hit], hit, "amax")
                     hit = hit[last[draw[hit]] == hit]
-                    targets.append(slots[draw[hit]])
-                    sources.append(rest[hit])
+                    targets.append(slots[draw[hit].to(device)])
+                    sources.append(rest[hit.to(device)])
             target, source = torch.cat(targets), torch.cat(sources)
             self.memory_x[target] = x[source].to(self.memory_x.dtype)
             self.memory_y[target] = label
@@ -207,13 +223,14 @@ class Replay(Strategy):
             members = torch.nonzero((self.memory_task == task)
                                     & (self.memory_y == label)).flatten()
             if len(members) > quota:
-                drop = members[torch.randperm(len(members))[: len(members) - quota]]
+                order = torch.randperm(len(members), device="cpu").to(members.device)
+                drop = members[order[: len(members) - quota]]
                 self.memory_task[drop] = -1
 
     def sample(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
         """``min(k, filled)`` stored samples, uniformly without replacement."""
         x, y, t = self.memory()
-        index = torch.randperm(len(y))[:k]
+        index = torch.randperm(len(y), device="cpu")[:k].to(y.device)
         return x[index], y[index], t[index]
 
     # --- hooks ----------------------------------------------------------------------------------
@@ -262,9 +279,10 @@ class Replay(Strategy):
         example offered once, in a random order)."""
         if self.mode == "balanced":
             split = ctx.task.train
-            for index in torch.randperm(len(split)).split(1000):
+            for index in torch.randperm(len(split), device="cpu").split(1000):
                 x, y = split.get(index)
-                self.add(x, y, torch.full((len(y),), ctx.task_id, dtype=torch.long))
+                self.add(x.to(ctx.device), y.to(ctx.device),
+                         torch.full((len(y),), ctx.task_id, dtype=torch.long, device=ctx.device))
         _, _, tasks = self.memory()
         ids, counts = torch.unique(tasks, return_counts=True)
         ctx.record["replay"] = {

@@ -174,6 +174,7 @@ class TaskInference(Strategy):
                 model.set_task(k)
                 feats, labels, outs = [], [], []
                 for x, y in ctx.task.train.batches(ctx.config.eval_batch_size):
+                    x, y = x.to(ctx.device), y.to(ctx.device)
                     out, f = self._features(ctx, x, k)
                     feats.append(f)
                     outs.append(out)
@@ -195,7 +196,7 @@ class TaskInference(Strategy):
                       for kind in LOGIT_SCORES)]))
         if not self.statistics:
             return
-        classes = torch.tensor(ctx.task.classes)
+        classes = torch.tensor(ctx.task.classes, device=y.device)
         present = classes[torch.isin(classes, y)]
         means = torch.stack([f[y == c].mean(0) for c in present])
         centred = f - means[torch.searchsorted(present, y)]
@@ -227,7 +228,7 @@ class TaskInference(Strategy):
             scatter = scatter + self._buffers[f"ratio_scatter{k}"]
             count = self._buffers[f"ratio_count{k}"] + len(f)
         else:
-            count = torch.tensor(len(f))
+            count = torch.tensor(len(f), device=f.device)
         self.set_buffer(f"ratio_groups{k}", groups)
         self.set_buffer(f"ratio_means{k}", means)
         self.set_buffer(f"ratio_scatter{k}", scatter)
