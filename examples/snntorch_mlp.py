@@ -49,8 +49,9 @@ class SpikingMLP(nn.Module):
         return torch.stack(mem3_rec, dim=0).mean(0)
 
 
-def factory(input_shape: tuple[int, ...], n_outputs: int, hidden: tuple[int, ...] | int = (256, 256),
-            steps: int = 10, beta: float = 0.9) -> nn.Module:
+def factory(input_shape: tuple[int, ...], n_outputs: int,
+            hidden: tuple[int, ...] | int = (256, 256), steps: int = 10,
+            beta: float = 0.9) -> nn.Module:
     """neurosculpt's model factory: ``(input_shape, n_outputs, **model_params) -> nn.Module``."""
     hidden = (hidden, hidden) if isinstance(hidden, int) else tuple(hidden)
     n_in = 1

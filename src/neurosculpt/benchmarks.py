@@ -166,6 +166,7 @@ class Benchmark:
             "input_shape": list(self.input_shape),
             "train_sizes": [len(t.train) for t in self.tasks],
             "test_sizes": [len(t.test) for t in self.tasks],
+            **({"class_order": self.info["class_order"]} if "class_order" in self.info else {}),
         }
 
 
@@ -456,12 +457,55 @@ DEFAULT_SCENARIO = {"split": "task", "permuted": "task", "fsdd-speakers": "domai
                     "random-label": "domain", "permuted-label": "domain"}
 
 
+CLASS_ORDERS = ("natural", "seed")
+"""Class orders of class-split streams besides an explicit list: ``natural`` (0-1, 2-3, ...,
+the order of public continual-learning libraries) and ``seed`` (drawn from the run's seed)."""
+
+
+def parse_class_order(value: str | Sequence[int] | None) -> str | list[int]:
+    """``natural``, ``seed`` (also for None) or a list of class labels (``"0,1,2"`` or ints)."""
+    if value is None:
+        return "seed"
+    if isinstance(value, str):
+        text = value.strip()
+        if text in CLASS_ORDERS:
+            return text
+        try:
+            return [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise UserError(f"class_order must be natural, seed or a comma-separated list of "
+                             f"class labels, got {value!r}") from None
+    if isinstance(value, int):
+        return [value]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise UserError(f"class_order must be natural, seed or a list of class labels, "
+                         f"got {value!r}") from None
+
+
+def resolve_class_order(value: str | Sequence[int] | None, labels: Tensor, seed: int) -> Tensor:
+    """The class order of a class-split stream over ``labels`` (sorted unique labels): the
+    natural order, the seed's permutation, or a given list, which must be a permutation of the
+    labels."""
+    order = parse_class_order(value)
+    if order == "natural":
+        return labels.clone()
+    if order == "seed":
+        return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+    given = torch.tensor(order, dtype=torch.long)
+    if len(given) != len(labels) or not torch.equal(given.sort().values, labels.long()):
+        raise UserError(f"class_order {','.join(map(str, order))} is not a permutation of the "
+                         f"classes {','.join(str(int(c)) for c in labels)}")
+    return given
+
+
 def _split_benchmark(name: str, base: str, n_tasks: int | None, scenario: str, seed: int,
                      data_root: str | None, validation: bool, samples_per_task: int | None,
-                     test_samples_per_task: int | None, rows: bool) -> Benchmark:
+                     test_samples_per_task: int | None, rows: bool,
+                     class_order: str | Sequence[int] | None = None) -> Benchmark:
     tr, te, sequence, _ = _raw(base, data_root, validation, seed, rows)
-    labels = torch.unique(tr[1])
-    order = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+    order = resolve_class_order(class_order, torch.unique(tr[1]), seed)
     n_tasks = n_tasks or 5
     if len(order) % n_tasks:
         raise ValueError(f"{name}: {len(order)} classes cannot be split into {n_tasks} tasks")
@@ -553,7 +597,7 @@ def make_benchmark(
     name: str, *, n_tasks: int | None = None, scenario: str | None = None, seed: int = 0,
     data_root: str | None = None, validation: bool = False,
     samples_per_task: int | None = None, test_samples_per_task: int | None = None,
-    sequence: bool = False,
+    sequence: bool = False, class_order: str | Sequence[int] | None = None,
 ) -> Benchmark:
     """Build a named benchmark (see :data:`BENCHMARKS`), seeded for class order/permutations,
     or a user's one named ``path/file.py:factory`` / ``package.module:factory``
@@ -563,7 +607,9 @@ def make_benchmark(
     tuning hyper-parameters without touching the test set. ``sequence=True`` presents images
     as sequences of rows (``[H, C * W]``: 28 tokens of 28 features for Fashion-MNIST), for
     transformers and recurrent or spiking networks that read one row per step; streams of
-    spoken digits are sequences already.
+    spoken digits are sequences already. ``class_order`` (class-split streams only):
+    ``"seed"`` (default, drawn from ``seed``), ``"natural"`` or a permutation of the class
+    labels (``"0,1,2,..."`` or a list); task ``k`` gets the ``k``-th group of classes.
     """
     from .loading import is_spec
 
@@ -577,6 +623,10 @@ def make_benchmark(
                               samples_per_task=samples_per_task,
                               test_samples_per_task=test_samples_per_task)
     kind, base = _parse(name)
+    order = parse_class_order(class_order)
+    if kind != "split" and order != "seed":
+        raise UserError(f"class_order applies to class-split benchmarks (split-*, fsdd-digits), "
+                         f"not to {name}")
     if n_tasks is not None and n_tasks < 1:
         raise UserError(f"{name}: the number of tasks must be >= 1, got {n_tasks}")
     scenario = scenario or DEFAULT_SCENARIO.get(kind, "task")
@@ -584,7 +634,7 @@ def make_benchmark(
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
     args = (seed, data_root, validation, samples_per_task, test_samples_per_task, sequence)
     if kind == "split":
-        return _split_benchmark(name, base, n_tasks, scenario, *args)
+        return _split_benchmark(name, base, n_tasks, scenario, *args, class_order=order)
     return _shared_benchmark(name, kind, base, n_tasks or DEFAULT_TASKS[kind], scenario, *args)
 
 

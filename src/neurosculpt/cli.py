@@ -57,6 +57,7 @@ def _run_config(args: argparse.Namespace):
         "data_root": args.data_root,
         "samples_per_task": args.samples_per_task,
         "test_samples_per_task": args.test_samples_per_task, "threads": args.threads,
+        "class_order": args.class_order,
         "device": args.device,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
@@ -201,6 +202,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    "path/to/file.py:factory or package.module:factory (docs/own-models.md)")
     p.add_argument("--scenario", choices=["task", "class", "domain"])
     p.add_argument("--tasks", type=int, help="number of tasks (streams that allow it)")
+    p.add_argument("--class-order", metavar="natural|seed|LIST",
+                   help="class order of class-split benchmarks: natural (0-1, 2-3, ...), seed "
+                        "(drawn from the seed; default) or a permutation such as 0,1,2,...,9")
     p.add_argument("--epochs", type=int, help="epochs per task")
     p.add_argument("--steps", type=int, help="optimizer steps per task (overrides --epochs)")
     p.add_argument("--batch-size", type=int)

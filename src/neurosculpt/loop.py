@@ -7,7 +7,7 @@ Hooks, called on every strategy in order (see :class:`neurosculpt.strategies.bas
 
     before_task -> train_data -> [ before_batch -> loss -> before_backward -> (backward)
     -> after_backward -> (optimizer step) -> after_step ]* -> after_epoch ... -> after_task
-    before_eval -> (evaluation of every task) -> after_eval
+    before_eval -> (evaluation of every task, each batch through predict) -> after_eval
 
 A strategy that needs extra training (PackNet's retraining after pruning, the development
 cycle's recovery phase) calls :meth:`Context.fit`, which runs this same loop.
@@ -288,10 +288,20 @@ class Learner:
         for x, y in task.test.batches(self.config.eval_batch_size):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             tids = torch.full((len(y),), task.id, dtype=torch.long, device=self.device)
-            correct += int((self.ctx.forward(x, tids).argmax(1) == y).sum())
+            correct += int((self.predict(x, tids).argmax(1) == y).sum())
         model.set_task(None)
         model.train(was_training)
         return correct / max(len(task.test), 1)
+
+    def predict(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Evaluation logits: the first strategy whose ``predict`` hook answers (task inference
+        for partitioned networks) decides, else :meth:`Context.forward`. ``task_ids`` are the
+        samples' true tasks, which a hook may use only to score its own guesses."""
+        for strategy in self.strategies:
+            logits = strategy.predict(self.ctx, x, task_ids)
+            if logits is not None:
+                return logits
+        return self.ctx.forward(x, task_ids)
 
     def evaluate(self, upto: int | None = None) -> list[float | None]:
         """Accuracy on the tasks ``eval_scope`` selects after training task ``upto``: every

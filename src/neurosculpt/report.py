@@ -30,6 +30,11 @@ def format_run(results: dict) -> str:
         f"{benchmark_label(results)} ({scenario}), strategy {cfg.get('strategy')}, model "
         f"{cfg.get('model')}, seed {cfg.get('seed')}: {results.get('status')}",
     ]
+    order = results.get("benchmark", {}).get("class_order")
+    if order is not None:
+        setting = cfg.get("class_order", "seed")
+        lines.append(f"class order ({setting if isinstance(setting, str) else 'given'}): "
+                     + ",".join(str(c) for c in order))
     if n <= 20 and matrix:
         lines.append("accuracy (%), row i = after training task i, column j = task j")
         lines.append("        " + "".join(f"{'T' + str(j):>7}" for j in range(n)))

@@ -35,7 +35,7 @@ from torch import nn
 
 from . import __version__
 from .adapter import build_user_model, model_name
-from .benchmarks import BENCHMARKS, Benchmark, make_benchmark
+from .benchmarks import BENCHMARKS, Benchmark, make_benchmark, parse_class_order
 from .curves import curve_loggers
 from .devices import resolve_device
 from .loading import is_spec
@@ -82,6 +82,7 @@ class RunConfig(TrainConfig):
     test_samples_per_task: int | None = None
     validation: bool = False
     sequence: bool = False
+    class_order: str | list[int] = "seed"
     threads: int | None = None
     keep_checkpoints: bool = False
     curves: list = field(default_factory=list)  # per-step logs: "tensorboard", "csv" (curves.py)
@@ -89,6 +90,10 @@ class RunConfig(TrainConfig):
     plugins: list = field(default_factory=list)
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.class_order = parse_class_order(self.class_order)
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -285,6 +290,7 @@ class Run:
                 seed=config.seed, data_root=config.data_root, validation=config.validation,
                 samples_per_task=config.samples_per_task,
                 test_samples_per_task=config.test_samples_per_task, sequence=config.sequence,
+                class_order=config.class_order,
             )
             self.benchmark_source = "factory" if is_spec(config.benchmark) else "named"
         torch.manual_seed(config.seed)

@@ -35,6 +35,7 @@ REGISTRY: dict[str, str | type[Strategy]] = {
     "shrink-perturb": "shrink_perturb:ShrinkPerturb",
     "l2-init": "l2_init:L2Init",
     "neuroplastic": "neuroplastic:Neuroplastic",
+    "task-inference": "task_inference:TaskInference",
 }
 
 
@@ -134,7 +135,10 @@ def make_strategy(name: str, params: dict | None = None) -> Strategy:
         raise ValueError(
             f"strategy {name!r} has no parameter(s) {unknown}; valid: {', '.join(accepted)}"
         )
-    defaults = {k: p.default for k, p in signature.items() if p.default is not p.empty}
+    # a number default whose annotation also admits a word (fisher_samples=all) is checked by
+    # the strategy itself
+    defaults = {k: p.default for k, p in signature.items() if p.default is not p.empty
+                and not (isinstance(p.default, (int, float)) and "str" in str(p.annotation))}
     check_parameters(f"strategy {name!r}", defaults, params, "the strategy parameters (-p)")
     strategy = cls(**params)
     if not hasattr(strategy, "hparams"):  # a user's strategy: record what it was built with

@@ -85,6 +85,12 @@ class Strategy(nn.Module):
     def after_eval(self, ctx: Context) -> None:
         """After every task has been evaluated."""
 
+    def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor | None:
+        """Evaluation logits for a test batch (``[B, n_outputs]``, argmax = prediction), or None
+        to leave it to the next strategy and finally to :meth:`Context.forward`. Task inference
+        answers here; ``task_ids`` are the true tasks, for scoring a guess only."""
+        return None
+
 
 @contextmanager
 def scaled_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> Iterator[None]:

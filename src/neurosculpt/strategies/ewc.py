@@ -33,10 +33,21 @@ def trainable_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]
     return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
 
 
+def fisher_sample_count(value: int | str, owner: str) -> int | None:
+    """``fisher_samples`` as a count, or None for ``"all"`` (every training sample of the task,
+    as public EWC implementations compute the Fisher)."""
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: fisher_samples must be an integer >= 1 or 'all', got "
+                         f"{value!r}")
+    return value
+
+
 def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
-                    transform: Callable[[Tensor], Tensor], max_samples: int,
+                    transform: Callable[[Tensor], Tensor], max_samples: int | None,
                     salt: int) -> dict[str, Tensor]:
-    """Mean over up to ``max_samples`` training samples of the current task of
+    """Mean over up to ``max_samples`` (None: all) training samples of the current task of
     ``transform(d objective(logits, y) / d theta)``, one backward pass per sample.
 
     Per-sample gradients (not per-minibatch ones) because both the Fisher diagonal (EWC) and the
@@ -47,7 +58,7 @@ def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
     split, task_id = ctx.task.train, ctx.task.id
     params = list(trainable_parameters(ctx.model))
     total = {name: torch.zeros_like(p) for name, p in params}
-    n = min(len(split), max_samples)
+    n = len(split) if max_samples is None else min(len(split), max_samples)
     if n == 0:
         return total
     gen = torch.Generator().manual_seed(
@@ -160,7 +171,7 @@ class ParameterPenalty(Strategy):
         self.follow(ctx.model)
 
 
-def empirical_fisher(ctx: Context, samples: int) -> dict[str, Tensor]:
+def empirical_fisher(ctx: Context, samples: int | None) -> dict[str, Tensor]:
     """Diagonal empirical Fisher of the current task: mean of squared per-sample gradients of
     the cross-entropy of the masked logits (``ctx.forward``) at the *true* labels."""
     return per_sample_mean(ctx, lambda logits, y: F.cross_entropy(logits, y),
@@ -174,25 +185,26 @@ class EWC(ParameterPenalty):
     Fisher of task ``k`` and ``theta*_k`` the parameters after task ``k`` (Eq. 3 summed over
     past tasks, as the paper does for more than two tasks). Deviations: the Fisher is the
     *empirical* one (true labels, per-sample gradients on at most ``fisher_samples`` training
-    samples of the task, masked logits of the task's scenario) rather than the model's
+    samples of the task, ``"all"`` for the whole task, masked logits of the task's scenario)
+    rather than the model's
     predictive distribution. Memory grows with the number of tasks (two copies of the
     parameters per task); ``online-ewc`` keeps one.
 
     Args:
         lam: strength of the penalty (``lam / 2`` per Fisher-weighted squared deviation).
-        fisher_samples: training samples of the task whose per-sample gradients estimate the Fisher.
+        fisher_samples: training samples of the task whose per-sample gradients estimate the
+            Fisher, or ``"all"`` (the whole task).
     """
 
     name = "ewc"
 
-    def __init__(self, lam: float = 1000.0, fisher_samples: int = 256) -> None:
+    def __init__(self, lam: float = 1000.0, fisher_samples: int | str = 256) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError(f"ewc: lam must be >= 0, got {lam}")
-        if fisher_samples < 1:
-            raise ValueError(f"ewc: fisher_samples must be >= 1, got {fisher_samples}")
+        fisher_sample_count(fisher_samples, "ewc")
         self.lam = float(lam)
-        self.fisher_samples = int(fisher_samples)
+        self.fisher_samples = fisher_samples
         self.hparams = {"lam": self.lam, "fisher_samples": self.fisher_samples}
         self.register_buffer("consolidated", torch.zeros(0, dtype=torch.long))
 
@@ -201,7 +213,7 @@ class EWC(ParameterPenalty):
 
     def after_task(self, ctx: Context) -> None:
         self.follow(ctx.model)
-        fisher = empirical_fisher(ctx, self.fisher_samples)
+        fisher = empirical_fisher(ctx, fisher_sample_count(self.fisher_samples, "ewc"))
         k = ctx.task_id
         for name, p in trainable_parameters(ctx.model):
             self.store(f"fisher{k}", name, fisher[name])
@@ -230,18 +242,17 @@ class OnlineEWC(ParameterPenalty):
 
     name = "online-ewc"
 
-    def __init__(self, lam: float = 1000.0, gamma: float = 1.0, fisher_samples: int = 256
-                 ) -> None:
+    def __init__(self, lam: float = 1000.0, gamma: float = 1.0,
+                 fisher_samples: int | str = 256) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError(f"online-ewc: lam must be >= 0, got {lam}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"online-ewc: gamma must be in [0, 1], got {gamma}")
-        if fisher_samples < 1:
-            raise ValueError(f"online-ewc: fisher_samples must be >= 1, got {fisher_samples}")
+        fisher_sample_count(fisher_samples, "online-ewc")
         self.lam = float(lam)
         self.gamma = float(gamma)
-        self.fisher_samples = int(fisher_samples)
+        self.fisher_samples = fisher_samples
         self.hparams = {"lam": self.lam, "gamma": self.gamma,
                         "fisher_samples": self.fisher_samples}
         self.register_buffer("tasks_seen", torch.zeros((), dtype=torch.long))
@@ -251,7 +262,7 @@ class OnlineEWC(ParameterPenalty):
 
     def after_task(self, ctx: Context) -> None:
         self.follow(ctx.model)
-        fisher = empirical_fisher(ctx, self.fisher_samples)
+        fisher = empirical_fisher(ctx, fisher_sample_count(self.fisher_samples, "online-ewc"))
         for name, p in trainable_parameters(ctx.model):
             old = self.stored("fisher", name)
             decayed = torch.zeros_like(p) if old is None else self.gamma * old

@@ -1,0 +1,469 @@
+"""Task inference for partitioned networks: ask every task's subnetwork, pick the task, classify
+within it.
+
+``develop`` and ``packnet`` keep one subnetwork per task intact, but without a task label (the
+class and domain scenarios) the union of all subnetworks answers and old tasks are lost. This
+strategy composes with them (``develop+task-inference``, ``packnet+task-inference``) and, at
+evaluation only (the loop's ``predict`` hook), predicts each test sample's task ``s`` from the
+subnetworks themselves, then takes the class from subnetwork ``s``'s own head (its task's
+classes): P(class) = P(task) x P(class | task), the decomposition of Kim et al. 2022 ("A
+theoretical study on solving continual learning", NeurIPS). The task scenario is left alone.
+
+Scores of "this sample belongs to task s" (``score``):
+
+- ``energy``: ``logsumexp`` of subnetwork ``s``'s head logits (the negative free energy, Liu et
+  al. 2020, "Energy-based out-of-distribution detection", NeurIPS);
+- ``max-softmax``: the largest softmax probability of the head (Hendrycks & Gimpel 2017, "A
+  baseline for detecting misclassified and out-of-distribution examples", ICLR);
+- ``entropy``: minus the entropy of the head's softmax;
+- ``ratio`` (default): a likelihood-ratio test between a task and the tasks after it, in the
+  spirit of Lin et al. 2023 ("Class incremental learning via likelihood ratio based task
+  prediction", TPL), without the replay data TPL uses. When task ``j`` ends, its training data
+  passes through every subnetwork ``k <= j`` (frozen from then on) and each keeps, in its own
+  features, task ``j``'s class means and within-class scatter (statistics, not samples). At test
+  time subnetwork 0 decides first: if the nearest class mean (Mahalanobis distance with the
+  pooled covariance, Lee et al. 2018, "A simple unified framework for detecting
+  out-of-distribution samples", NeurIPS) is one of its own classes, it claims the sample, else
+  subnetwork 1 decides among its classes and the later ones, and so on; the last takes the rest;
+- ``gaussian``: per task, a Gaussian of its own classes in its own subnetwork's features (one
+  mean per class, a shared covariance; the Mahalanobis score of Lee et al. 2018), the distance
+  standardised by its mean and spread on the task's own training data so tasks whose feature
+  spaces differ in size compare; ``covariance="diagonal"`` keeps only variances;
+- ``gradient``: one-shot gradient-based task inference of SupSup (Wortsman et al. 2020,
+  "Supermasks in superposition", NeurIPS, Sec. 3.3): weight each task's partition of the
+  synapses by ``alpha_s`` in the union network and pick the task whose ``alpha`` most decreases
+  the entropy of the output (``-d H / d alpha_s`` at ``alpha = 1``, per sample: one forward and
+  one backward pass for all tasks). Deviation: SupSup superposes whole supermasks at
+  ``alpha = 1/k``; here the partitions are disjoint (``owner == s``) and ``alpha = 1`` is the
+  union network the loop trains. Linear layers only (convolutional partitions add nothing);
+- ``cascade``: from the last task down, subnetwork ``s`` classifies over every class seen up to
+  ``s``; the first whose answer is one of its own task's classes claims the sample. This needs
+  subnetworks that saw old classes while they trained, i.e. a replay memory
+  (``develop+replay+task-inference``); without one every subnetwork claims everything.
+
+``negatives="shuffle"``: a per-task "none of mine" signal made from the task's own data, never
+from stored samples: each training batch of the current task is also presented with its input
+features permuted at random (every spatial or temporal structure destroyed, statistics of the
+values kept), and the head is trained towards the uniform distribution on those (outlier
+exposure, Hendrycks et al. 2019, "Deep anomaly detection with outlier exposure", ICLR), weighted
+by ``negative_weight``. The network has no spare output unit to say "none of mine", so the flat
+head is that answer; ``energy``, ``max-softmax`` and ``entropy`` read it.
+
+Spiking networks: the head logits are the readout's mean membrane potential (``--model-param
+readout=spikes``: spike counts), so the scores above are membrane- or spike-count based, and the
+Gaussian statistics are over the spike rates of the last hidden layer.
+
+Features (``features``): the activity of the last hidden population (``last``) or of all of them
+(``all``), averaged over time steps (spike rates in spiking networks), on the units with an input
+synapse of the subnetwork. The logit scores are standardised by their mean and spread on the
+task's own training data (``calibrate``), so heads trained at different times compare.
+
+What is kept: ``ratio``, per subnetwork ``k``, the class means of task ``k`` and every later task
+``[classes, D_k]`` and the within-class scatter ``[D_k, D_k]``; ``gaussian``, per task, its class
+means, an inverse covariance ``[D, D]`` (``[D]`` diagonal) and two numbers; logit scores, two
+numbers per score and task. ``D`` is the number of features of the subnetwork;
+``results.json`` records the floats kept (``tasks[k]["task_inference"]["statistics_floats"]``).
+Evaluation records the task-prediction accuracy per task, forward passes per sample and time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import layers as L
+from ..loop import Context
+from .base import Strategy
+
+SCORES = ("energy", "max-softmax", "entropy", "gaussian", "ratio", "gradient", "cascade")
+FEATURES = ("last", "all")
+LOGIT_SCORES = ("energy", "max-softmax", "entropy")
+NEGATIVES = ("none", "shuffle")
+COVARIANCES = ("full", "diagonal")
+
+
+class TaskInference(Strategy):
+    """Predict the task of each test sample from the task subnetworks (see the module docstring).
+
+    ``score``: how a subnetwork claims a sample; ``covariance`` and ``shrinkage`` (fraction of
+    the mean variance added to the diagonal) shape the Gaussian statistics; ``statistics``
+    keeps them even when ``score`` does not use them (to compare scores on one run);
+    ``negatives`` / ``negative_weight``: the "none of mine" training signal.
+    """
+
+    name = "task-inference"
+
+    def __init__(self, score: str = "ratio", features: str = "last", covariance: str = "full",
+                 shrinkage: float = 0.01, statistics: bool | None = None,
+                 calibrate: bool = True, negatives: str = "none",
+                 negative_weight: float = 0.5) -> None:
+        super().__init__()
+        for value, valid, what in ((score, SCORES, "score"), (negatives, NEGATIVES, "negatives"),
+                                   (covariance, COVARIANCES, "covariance"),
+                                   (features, FEATURES, "features")):
+            if value not in valid:
+                raise ValueError(f"task-inference: {what} must be one of {', '.join(valid)}, "
+                                 f"got {value!r}")
+        if not 0.0 <= shrinkage:
+            raise ValueError(f"task-inference: shrinkage must be >= 0, got {shrinkage}")
+        if negative_weight < 0:
+            raise ValueError(f"task-inference: negative_weight must be >= 0, got "
+                             f"{negative_weight}")
+        self.score = score
+        self.features = features
+        self.covariance = covariance
+        self.shrinkage = float(shrinkage)
+        needed = score in ("gaussian", "ratio")
+        self.statistics = needed if statistics is None else bool(statistics)
+        self.calibrate = bool(calibrate)
+        self.negatives = negatives
+        self.negative_weight = float(negative_weight)
+        self.hparams = {"score": score, "features": features, "covariance": covariance,
+                        "shrinkage": self.shrinkage,
+                        "statistics": self.statistics, "calibrate": self.calibrate,
+                        "negatives": negatives,
+                        "negative_weight": self.negative_weight}
+        self.register_buffer("trained", torch.zeros((), dtype=torch.long))
+        self._tally: dict = {}
+        self._precisions: dict[int, Tensor] = {}
+
+    # --- training -------------------------------------------------------------------------------
+    def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        """Outlier exposure on the current task's own samples with permuted features."""
+        if self.negatives == "none" or ctx.benchmark.scenario == "task":
+            return loss
+        own = ctx.task_ids == ctx.task_id
+        if not bool(own.any()):
+            return loss
+        x = ctx.x[own]
+        flat = x.flatten(1)
+        perm = torch.argsort(torch.rand(flat.shape, device=flat.device), dim=1)
+        negative = torch.gather(flat, 1, perm).view_as(x)
+        head = torch.tensor(ctx.task.classes, device=x.device)
+        logits = ctx.model(negative)[:, head]
+        flat_head = -F.log_softmax(logits, 1).mean(1).mean()
+        return loss + self.negative_weight * flat_head
+
+    def _finish_task(self, ctx: Context) -> None:
+        """Keep the task's feature statistics once every composed strategy has finished it
+        (pruned, consolidated): at the first evaluation after the task, whatever the order of
+        the strategies."""
+        task = ctx.task_id
+        if int(self.trained) > task:
+            return
+        calibrated = self.calibrate and self.score in LOGIT_SCORES
+        if (self.statistics or calibrated) and ctx.benchmark.scenario != "task":
+            kept = self._keep_statistics(ctx, task)
+            ctx.record["task_inference"] = {"statistics_floats": kept}
+        self.trained.fill_(task + 1)
+
+    @torch.no_grad()
+    def _keep_statistics(self, ctx: Context, task: int) -> int:
+        """Statistics of the task's training data: the calibration of the logit scores and the
+        Gaussian of its own classes in its own subnetwork, and (``statistics``) the class means
+        and within-class scatter in every earlier subnetwork, for ``ratio``. Returns the number
+        of floats kept in all."""
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            for k in range(task + 1) if self.statistics else [task]:
+                model.set_task(k)
+                feats, labels, outs = [], [], []
+                for x, y in ctx.task.train.batches(ctx.config.eval_batch_size):
+                    x, y = x.to(ctx.device), y.to(ctx.device)
+                    out, f = self._features(ctx, x, k)
+                    feats.append(f)
+                    outs.append(out)
+                    labels.append(y)
+                f, y = torch.cat(feats), torch.cat(labels)
+                if k == task:
+                    self._keep_own(ctx, task, f, y, torch.cat(outs))
+                if self.statistics:
+                    self._accumulate(k, task, f, y)
+        finally:
+            model.set_task(None)
+            model.train(was_training)
+        return sum(int(b.numel()) for name, b in self.named_buffers() if name != "trained")
+
+    def _keep_own(self, ctx: Context, task: int, f: Tensor, y: Tensor, logits: Tensor) -> None:
+        self.set_buffer(f"score_calibration{task}", torch.stack([
+            torch.stack([v.mean(), v.std() + 1e-6])
+            for v in (self._logit_score(logits, ctx.task.classes, kind)
+                      for kind in LOGIT_SCORES)]))
+        if not self.statistics:
+            return
+        classes = torch.tensor(ctx.task.classes, device=y.device)
+        present = classes[torch.isin(classes, y)]
+        means = torch.stack([f[y == c].mean(0) for c in present])
+        centred = f - means[torch.searchsorted(present, y)]
+        var = centred.var(0, unbiased=False)
+        ridge = self.shrinkage * float(var.mean()) + 1e-6
+        if self.covariance == "diagonal":
+            precision = 1.0 / (var + ridge)
+        else:
+            cov = centred.T @ centred / max(len(f), 1)
+            cov += ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+            precision = torch.linalg.inv(cov)
+        self.set_buffer(f"means{task}", means)
+        self.set_buffer(f"precision{task}", precision)
+        own = self._distance(f, means, precision)
+        self.set_buffer(f"calibration{task}", torch.stack([own.mean(), own.std() + 1e-6]))
+
+    def _accumulate(self, k: int, task: int, f: Tensor, y: Tensor) -> None:
+        """Add task ``task``'s class means and within-class scatter, in subnetwork ``k``'s
+        features, to the statistics of subnetwork ``k`` (groups are (task, class) pairs, so
+        streams whose tasks share labels keep them apart)."""
+        present = torch.unique(y)
+        means = torch.stack([f[y == c].mean(0) for c in present])
+        centred = f - means[torch.searchsorted(present, y)]
+        groups = torch.stack([torch.full_like(present, task), present], 1)
+        scatter = centred.T @ centred
+        if f"ratio_means{k}" in self._buffers:
+            groups = torch.cat([self._buffers[f"ratio_groups{k}"], groups])
+            means = torch.cat([self._buffers[f"ratio_means{k}"], means])
+            scatter = scatter + self._buffers[f"ratio_scatter{k}"]
+            count = self._buffers[f"ratio_count{k}"] + len(f)
+        else:
+            count = torch.tensor(len(f), device=f.device)
+        self.set_buffer(f"ratio_groups{k}", groups)
+        self.set_buffer(f"ratio_means{k}", means)
+        self.set_buffer(f"ratio_scatter{k}", scatter)
+        self.set_buffer(f"ratio_count{k}", count)
+        self._precisions.pop(k, None)
+
+    def _ratio_precision(self, k: int) -> Tensor:
+        """Inverse of subnetwork ``k``'s pooled within-class covariance (cached)."""
+        if k not in self._precisions:
+            cov = self._buffers[f"ratio_scatter{k}"] / self._buffers[f"ratio_count{k}"]
+            ridge = self.shrinkage * float(cov.diagonal().mean()) + 1e-6
+            cov = cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+            self._precisions[k] = torch.linalg.inv(cov)
+        return self._precisions[k]
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def before_eval(self, ctx: Context) -> None:
+        self._finish_task(ctx)
+        self._tally = {"correct": {}, "total": {}, "passes": 0, "backward": 0, "samples": 0,
+                       "time_s": 0.0}
+
+    def after_eval(self, ctx: Context) -> None:
+        tally = self._tally
+        if not tally.get("samples"):
+            return
+        per_task = {str(t): tally["correct"][t] / tally["total"][t] for t in tally["total"]}
+        correct = sum(tally["correct"].values())
+        ctx.record.setdefault("task_inference", {}).update({
+            "score": self.score,
+            "task_accuracy": correct / tally["samples"],
+            "task_accuracy_per_task": per_task,
+            "forward_passes_per_sample": tally["passes"] / tally["samples"],
+            "backward_passes_per_sample": tally["backward"] / tally["samples"],
+            "time_per_sample_ms": 1000 * tally["time_s"] / tally["samples"],
+        })
+
+    def predict(self, ctx: Context, x: Tensor, task_ids: Tensor) -> Tensor | None:
+        if ctx.benchmark.scenario == "task" or int(self.trained) == 0:
+            return None
+        start = time.perf_counter()
+        model = ctx.model
+        n = min(int(self.trained), ctx.task_id + 1)
+        answers: dict[int, tuple[Tensor, Tensor]] = {}  # task -> (rows, its subnetwork's logits)
+        passes = backward = 0
+        if self.score == "gradient":
+            scores = self._gradient_scores(ctx, x, n)
+            passes, backward = 1, 1
+            choice = scores.argmax(1)
+        elif self.score == "ratio":
+            choice = torch.full((len(x),), n - 1, dtype=torch.long, device=x.device)
+            open_ = torch.ones(len(x), dtype=torch.bool, device=x.device)
+            for k in range(n):
+                rows = torch.nonzero(open_).flatten()
+                if len(rows) == 0:
+                    break
+                model.set_task(k)
+                out, feats = self._features(ctx, x[rows], k)
+                passes += len(rows) / len(x)
+                answers[k] = (rows, out)
+                claim = self._ratio_claims(k, n, feats)
+                choice[rows[claim]] = k
+                open_[rows[claim]] = False
+        elif self.score == "cascade":
+            choice = torch.zeros(len(x), dtype=torch.long, device=x.device)
+            open_ = torch.ones(len(x), dtype=torch.bool, device=x.device)
+            for s in range(n - 1, -1, -1):
+                rows = torch.nonzero(open_).flatten()
+                if len(rows) == 0:
+                    break
+                model.set_task(s)
+                out = model(x[rows])
+                answers[s] = (rows, out)
+                out = self._seen_logits(ctx, out, s)
+                passes += len(rows) / len(x)
+                head = torch.tensor(ctx.benchmark.tasks[s].classes, device=x.device)
+                claim = torch.isin(out.argmax(1), head) if s > 0 else torch.ones_like(rows,
+                                                                                     dtype=torch.bool)
+                choice[rows[claim]] = s
+                open_[rows[claim]] = False
+        else:
+            scores = torch.empty(len(x), n, device=x.device)
+            for s in range(n):
+                model.set_task(s)
+                out, feats = self._features(ctx, x, s)
+                answers[s] = (torch.arange(len(x), device=x.device), out)
+                scores[:, s] = self._score(out, feats, s, ctx)
+            passes = n
+            choice = scores.argmax(1)
+        result = torch.full((len(x), ctx.benchmark.n_outputs), float("-inf"), device=x.device)
+        for s in torch.unique(choice).tolist():
+            rows = torch.nonzero(choice == s).flatten()
+            if s in answers:
+                full = torch.empty(len(x), ctx.benchmark.n_outputs, device=x.device)
+                full[answers[s][0]] = answers[s][1]
+                out = full[rows]
+            else:
+                model.set_task(s)
+                out = model(x[rows])
+                passes += len(rows) / len(x)
+            head = torch.tensor(ctx.benchmark.tasks[s].classes, device=x.device)
+            result[rows[:, None], head] = out[:, head]
+        model.set_task(None)
+        self._count(choice, task_ids, passes, backward, time.perf_counter() - start)
+        return result
+
+    # --- pieces ---------------------------------------------------------------------------------
+    def _count(self, choice: Tensor, task_ids: Tensor, passes: float, backward: int,
+               seconds: float) -> None:
+        tally, b = self._tally, len(choice)
+        if not tally:
+            return
+        hit = choice.cpu() == task_ids.cpu()
+        for task in torch.unique(task_ids).tolist():
+            rows = task_ids.cpu() == task
+            tally["correct"][task] = tally["correct"].get(task, 0) + int(hit[rows].sum())
+            tally["total"][task] = tally["total"].get(task, 0) + int(rows.sum())
+        tally["passes"] += passes * b
+        tally["backward"] += backward * b
+        tally["samples"] += b
+        tally["time_s"] += seconds
+
+    @staticmethod
+    def _seen_logits(ctx: Context, logits: Tensor, task: int) -> Tensor:
+        """Logits restricted to the outputs task ``task`` was trained on (class scenario: every
+        class seen up to it)."""
+        allowed = ctx.benchmark.output_mask(torch.tensor([task]), task)[0].to(logits.device)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def _features(self, ctx: Context, x: Tensor, task: int) -> tuple[Tensor, Tensor]:
+        """(logits, features of ``task``'s subnetwork): the activity of the last hidden
+        population (``features="last"``) or of all of them (``"all"``), averaged over time
+        steps (spike rates), on the units that have an input synapse of the subnetwork."""
+        model = ctx.model
+        recording = model.record_activity
+        model.record_activity = True
+        try:
+            logits = model(x)
+        finally:
+            model.record_activity = recording
+        activity = model.activity if self.features == "all" else model.activity[-1:]
+        layers = model.plastic_layers[:-1]
+        layers = layers if self.features == "all" else layers[-1:]
+        parts = []
+        for h, layer in zip(activity, layers, strict=True):
+            h = h.mean(0)
+            units = self._units(layer, task)
+            if h.dim() > 2:  # channels of a convolutional population: every position
+                units = units.repeat_interleave(h[0, 0].numel())
+            parts.append(h.flatten(1)[:, units])
+        return logits, torch.cat(parts, 1)
+
+    @staticmethod
+    def _units(layer: L.PlasticLayer, task: int) -> Tensor:
+        """Units of ``layer`` with an input synapse of ``task``'s subnetwork (a set later tasks
+        never change: owners are permanent and owned units are never removed)."""
+        reads = layer.mask & (layer.owner >= 0) & (layer.owner <= task)
+        return reads.flatten(1).any(1)
+
+    def _ratio_claims(self, k: int, n: int, feats: Tensor) -> Tensor:
+        """Does subnetwork ``k`` claim each sample: is the nearest (Mahalanobis, pooled
+        covariance) of the class means it knows (its own task's and every later task's, in its
+        own features) one of its own task's? The last task claims whatever is left."""
+        if k == n - 1:
+            return torch.ones(len(feats), dtype=torch.bool, device=feats.device)
+        groups = self._buffers[f"ratio_groups{k}"]
+        known = groups[:, 0] < n
+        means = self._buffers[f"ratio_means{k}"][known]
+        d = feats[:, None, :] - means[None]
+        dist = torch.einsum("bcd,de,bce->bc", d, self._ratio_precision(k), d)
+        return groups[known][dist.argmin(1), 0] == k
+
+    @staticmethod
+    def _distance(f: Tensor, means: Tensor, precision: Tensor) -> Tensor:
+        """Smallest squared Mahalanobis distance of each row of ``f`` to a class mean."""
+        d = f[:, None, :] - means[None]
+        if precision.dim() == 1:
+            dist = (d * d * precision).sum(2)
+        else:
+            dist = torch.einsum("bcd,de,bce->bc", d, precision, d)
+        return dist.min(1).values
+
+    @staticmethod
+    def _logit_score(logits: Tensor, classes: list[int], kind: str) -> Tensor:
+        head = logits[:, classes]
+        if kind == "energy":
+            return torch.logsumexp(head, 1)
+        if kind == "max-softmax":
+            return F.softmax(head, 1).max(1).values
+        logp = F.log_softmax(head, 1)
+        return (logp.exp() * logp).sum(1)
+
+    def _score(self, logits: Tensor, feats: Tensor, task: int, ctx: Context) -> Tensor:
+        if self.score in LOGIT_SCORES:
+            value = self._logit_score(logits, ctx.benchmark.tasks[task].classes, self.score)
+            calibration = self._buffers.get(f"score_calibration{task}")
+            if not self.calibrate or calibration is None:
+                return value
+            mean, spread = calibration[LOGIT_SCORES.index(self.score)]
+            return (value - mean) / spread
+        means = self._buffers.get(f"means{task}")
+        if means is None:
+            raise RuntimeError(f"task-inference: no feature statistics for task {task}; run "
+                               "with score=gaussian or statistics=true from the first task")
+        if feats.shape[1] != means.shape[1]:
+            raise RuntimeError(f"task-inference: task {task}'s head reads {feats.shape[1]} "
+                               f"features, its statistics have {means.shape[1]}")
+        mean, spread = self._buffers[f"calibration{task}"]
+        distance = self._distance(feats, means, self._buffers[f"precision{task}"])
+        return -(distance - mean) / spread
+
+    def _gradient_scores(self, ctx: Context, x: Tensor, n: int) -> Tensor:
+        """``-d H / d alpha_s`` per sample and task (SupSup's one-shot inference)."""
+        model = ctx.model
+        model.set_task(None)
+        captured: list[tuple[L.PlasticLayer, Tensor, Tensor]] = []
+        handles = [layer.register_forward_hook(
+            lambda m, args, out: captured.append((m, args[0].detach(), out)))
+            for layer in model.plastic_layers if layer.weight.dim() == 2]
+        try:
+            with torch.enable_grad():
+                logits = self._seen_logits(ctx, model(x), ctx.task_id)
+                logp = F.log_softmax(logits, 1)
+                entropy = -(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum()
+                grads = torch.autograd.grad(entropy, [out for _, _, out in captured])
+        finally:
+            for handle in handles:
+                handle.remove()
+        scores = torch.zeros(len(x), n, device=x.device)
+        with torch.no_grad():
+            for (layer, inputs, _), grad in zip(captured, grads, strict=True):
+                weight, bias = layer.effective_parameters()
+                steps = grad.shape[0] // len(x)
+                for s in range(n):
+                    part = layer.mask & (layer.owner == s)
+                    bias_part = (layer.bias_owner == s).to(bias.dtype)
+                    change = F.linear(inputs, weight * part, bias * bias_part)
+                    scores[:, s] -= (change * grad).sum(1).view(steps, len(x)).sum(0)
+        return scores

@@ -1,0 +1,268 @@
+"""Issue 19: class order of class-split streams, the balanced replay memory, the whole-task
+Fisher of EWC, and task inference for partitioned networks (develop, packnet)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import neurosculpt
+from neurosculpt import make_benchmark
+from neurosculpt.benchmarks import resolve_class_order
+from neurosculpt.cli import main
+from neurosculpt.loop import Learner, TrainConfig
+from neurosculpt.models import build_model
+from neurosculpt.runs import RunConfig
+from neurosculpt.strategies import make_strategies, make_strategy
+from neurosculpt.strategies.ewc import EWC, empirical_fisher
+from neurosculpt.strategies.replay import Replay
+from neurosculpt.strategies.task_inference import SCORES, TaskInference
+
+
+def clusters(n_tasks: int, scenario: str, per_class: int = 30, dim: int = 12, seed: int = 0):
+    """Two Gaussian clusters per task (overlapping a little across tasks)."""
+    gen = torch.Generator().manual_seed(seed)
+    n_classes = 2 * n_tasks
+    centers = torch.randn(n_classes, dim, generator=gen) * 3.0
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n_classes).repeat_interleave(n)
+        return centers[y] + torch.randn(len(y), dim, generator=gen), y
+
+    (x, y), (xt, yt) = sample(per_class), sample(per_class // 2)
+    tasks = [[2 * k, 2 * k + 1] for k in range(n_tasks)]
+    return neurosculpt.from_tensors(x, y, xt, yt, tasks, scenario=scenario)
+
+# --- class order -------------------------------------------------------------------------------
+
+
+def test_class_order_natural_seed_and_list(digits):
+    natural = make_benchmark("split-digits", class_order="natural", seed=3)
+    assert natural.info["class_order"] == list(range(10))
+    assert [t.name.split(":")[1] for t in natural.tasks] == ["0-1", "2-3", "4-5", "6-7", "8-9"]
+    assert make_benchmark("split-digits", class_order="seed").info["class_order"] \
+        == digits.info["class_order"]  # the default is unchanged
+    given = make_benchmark("split-digits", class_order="9,8,7,6,5,4,3,2,1,0")
+    assert given.info["class_order"] == list(range(9, -1, -1))
+    assert make_benchmark("split-digits", class_order=[1, 0, 2, 3, 4, 5, 6, 7, 8, 9],
+                          n_tasks=2).tasks[0].name.endswith(":1-0-2-3-4")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0,1,2", "not a permutation"), ("0,0,1,2,3,4,5,6,7,8", "not a permutation"),
+    ("0,1,2,3,4,5,6,7,8,10", "not a permutation"), ("random", "natural, seed or"),
+])
+def test_bad_class_orders_are_named(value, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_class_order(value, torch.arange(10), 0)
+
+
+def test_class_order_only_for_class_splits():
+    with pytest.raises(ValueError, match="class-split"):
+        make_benchmark("permuted-digits", class_order="natural", samples_per_task=10)
+
+
+def test_class_order_in_config_results_and_show(tmp_path, quick_run, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "-b", "split-digits", "-m", "ann-mlp", "--model-param", "hidden=16",
+                 "--samples-per-task", "40", "--test-samples-per-task", "20", "--epochs", "1",
+                 "--class-order", "natural", "-q", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["class_order"] == "natural"
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmark"]["class_order"] == list(range(10))
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    assert "class order (natural): 0,1,2,3,4,5,6,7,8,9" in capsys.readouterr().out
+    result = neurosculpt.run({**quick_run, "class_order": list(range(10))})
+    assert result.results["config"]["class_order"] == list(range(10))
+    assert RunConfig(class_order="2,3,0,1,4,5,6,7,8,9").class_order[:2] == [2, 3]
+
+
+def test_bad_class_order_exits_2_in_one_line(tmp_path, capsys):
+    assert main(["run", "-b", "split-digits", "--class-order", "0,1,2", "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "class_order 0,1,2 is not a permutation" in err
+
+
+# --- balanced replay memory --------------------------------------------------------------------
+
+
+def test_balanced_memory_keeps_an_equal_share_per_task_and_class():
+    memory = Replay(buffer_size=12, memory="balanced")
+    torch.manual_seed(0)
+    for task in range(3):
+        y = torch.tensor([2 * task, 2 * task + 1]).repeat(50)
+        memory.add(torch.randn(len(y), 4), y, torch.full_like(y, task))
+        _, stored, tasks = memory.memory()
+        per_class = torch.bincount(stored, minlength=2 * task + 2)
+        assert memory.filled == 12
+        assert per_class.tolist() == [12 // (2 * task + 2)] * (2 * task + 2)
+    with pytest.raises(ValueError, match="memory must be one of"):
+        Replay(memory="ring")
+
+
+def test_balanced_memory_is_uniform_within_a_group():
+    counts = torch.zeros(20)
+    for seed in range(200):
+        torch.manual_seed(seed)
+        memory = Replay(buffer_size=4, memory="balanced")
+        ids = torch.arange(20)
+        memory.add(ids[:, None].float(), ids % 2, torch.zeros(20, dtype=torch.long))
+        x, _, _ = memory.memory()
+        counts[x[:, 0].long()] += 1
+    assert torch.allclose(counts / 200, torch.full((20,), 0.2), atol=0.1)
+
+
+def test_balanced_memory_fills_at_task_end_and_auto_picks_it_for_the_class_scenario():
+    seen = []
+
+    class Probe(neurosculpt.strategies.Strategy):
+        def before_batch(self, ctx):
+            seen.append((ctx.task_id, ctx.task_ids.max().item() if len(ctx.task_ids) else -1))
+
+    for scenario, mode in (("class", "balanced"), ("task", "reservoir")):
+        bench = clusters(3, scenario, per_class=20)
+        replay = Replay(buffer_size=30, replay_batch_size=8)
+        seen.clear()
+        torch.manual_seed(0)
+        net = build_model({"kind": "ann-mlp", "hidden": (16,)}, bench.input_shape,
+                          bench.n_outputs)
+        result = Learner(net, bench, [replay, Probe()],
+                         TrainConfig(epochs=1, batch_size=16, progress=False)).run()
+        record = result["tasks"][-1]["replay"]
+        assert record["memory"] == mode
+        assert record["weighting"] == ("tasks" if scenario == "class" else "batch")
+        if mode == "balanced":
+            assert record["per_task"] == {"0": 10, "1": 10, "2": 10}
+            # while a task trains, replayed samples all come from earlier tasks
+            assert all(t == task for task, t in seen)
+
+
+# --- EWC Fisher over the whole task ------------------------------------------------------------
+
+
+def test_whole_task_fisher_uses_every_sample():
+    bench = clusters(1, "task", per_class=10)
+    torch.manual_seed(0)
+    net = build_model({"kind": "ann-mlp", "hidden": (8,)}, bench.input_shape, bench.n_outputs)
+    learner = Learner(net, bench, [], TrainConfig(progress=False))
+    n = len(bench.tasks[0].train)
+    whole = empirical_fisher(learner.ctx, None)
+    counted = empirical_fisher(learner.ctx, n)
+    part = empirical_fisher(learner.ctx, 3)
+    assert all(torch.allclose(whole[k], counted[k]) for k in whole)
+    assert not all(torch.allclose(whole[k], part[k]) for k in whole)
+    assert EWC(fisher_samples="all").hparams["fisher_samples"] == "all"
+    for bad in ("most", 0, 2.5):
+        with pytest.raises(ValueError, match="fisher_samples must be"):
+            make_strategy("ewc", {"fisher_samples": bad})
+
+
+# --- task inference ----------------------------------------------------------------------------
+
+
+def _run(strategy: str, scenario: str = "class", params: dict | None = None, tasks: int = 3,
+         kind: str = "ann-mlp"):
+    bench = clusters(tasks, scenario, per_class=40, dim=12, seed=1)
+    torch.manual_seed(0)
+    net = build_model({"kind": kind, "hidden": (24, 24), "steps": 3}, bench.input_shape,
+                      bench.n_outputs)
+    strategies = make_strategies(strategy, params or {})
+    learner = Learner(net, bench, strategies, TrainConfig(epochs=3, batch_size=16, lr=5e-3,
+                                                          progress=False))
+    return learner, learner.run()
+
+
+@pytest.mark.parametrize("base", ["develop", "packnet"])
+def test_task_inference_recovers_old_tasks_in_the_class_scenario(base):
+    _, union = _run(base)
+    learner, inferred = _run(f"{base}+task-inference")
+    assert union["metrics"]["acc"] < 0.6  # the newest head wins every prediction
+    assert inferred["metrics"]["acc"] > union["metrics"]["acc"] + 0.3
+    record = inferred["tasks"][-1]["task_inference"]
+    assert record["score"] == "ratio" and record["task_accuracy"] > 0.9
+    assert 1.0 <= record["forward_passes_per_sample"] <= 3.0
+    assert record["statistics_floats"] > 0
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_every_score_runs_and_predicts_a_task(score):
+    kind = "snn-mlp" if score in ("energy", "ratio") else "ann-mlp"
+    params = {"task-inference": {"score": score}}
+    if score == "cascade":
+        params["replay"] = {"buffer_size": 30}
+    spec = "develop+replay+task-inference" if score == "cascade" else "develop+task-inference"
+    _, result = _run(spec, params=params, kind=kind)
+    record = result["tasks"][-1]["task_inference"]
+    assert 0.0 <= record["task_accuracy"] <= 1.0 and record["score"] == score
+    assert record["backward_passes_per_sample"] == (1 if score == "gradient" else 0)
+
+
+def test_task_scenario_results_are_unchanged():
+    _, plain = _run("develop", scenario="task")
+    _, inferred = _run("develop+task-inference", scenario="task")
+    assert plain["accuracy_matrix"] == inferred["accuracy_matrix"]
+
+
+def test_negatives_change_training_only_outside_the_task_scenario():
+    _, plain = _run("develop+task-inference", params={"task-inference": {"score": "energy"}})
+    _, shuffled = _run("develop+task-inference",
+                       params={"task-inference": {"score": "energy", "negatives": "shuffle"}})
+    assert plain["tasks"][0]["loss"] != shuffled["tasks"][0]["loss"]
+
+
+def test_statistics_survive_a_checkpoint():
+    learner, _ = _run("develop+task-inference")
+    inference = learner.strategies[-1]
+    fresh = TaskInference()
+    fresh.load_checkpoint_state(inference.state_dict(), learner.model)
+    x, _ = learner.benchmark.tasks[0].test.get(torch.arange(10))
+    tids = torch.zeros(10, dtype=torch.long)
+    learner.model.eval()
+    with torch.no_grad():
+        a = inference.predict(learner.ctx, x, tids)
+        b = fresh.predict(learner.ctx, x, tids)
+    assert torch.equal(a, b)
+
+
+def test_domain_scenario_infers_the_permutation():
+    bench = make_benchmark("permuted-digits", n_tasks=3, scenario="domain", samples_per_task=300,
+                           test_samples_per_task=100)
+    torch.manual_seed(0)
+    net = build_model({"kind": "ann-mlp", "hidden": (32, 32)}, bench.input_shape,
+                      bench.n_outputs)
+    learner = Learner(net, bench, make_strategies("develop+task-inference"),
+                      TrainConfig(epochs=3, batch_size=32, lr=5e-3, progress=False))
+    record = learner.run()["tasks"][-1]["task_inference"]
+    assert record["task_accuracy"] > 0.9
+
+
+def test_bad_task_inference_parameters_are_named():
+    for params, message in (({"score": "vote"}, "score must be one of"),
+                            ({"features": "first"}, "features must be one of"),
+                            ({"negatives": "noise"}, "negatives must be one of"),
+                            ({"shrinkage": -1}, "shrinkage must be")):
+        with pytest.raises(ValueError, match=message):
+            TaskInference(**params)
+
+
+def test_task_weighted_replay_loss():
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    logits = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    ctx = SimpleNamespace(task_id=2, task_ids=torch.tensor([2, 2, 2, 0, 1, 0]), logits=logits,
+                          y=y)
+    base = F.cross_entropy(logits, y)
+    each = F.cross_entropy(logits, y, reduction="none")
+    weighted = Replay(weighting="tasks").loss(ctx, base + 1.0)
+    assert torch.allclose(weighted, 1.0 + each[:3].mean() / 3 + each[3:].mean() * 2 / 3)
+    assert Replay().loss(ctx, base) is base  # ER: one mean over the joined batch
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        Replay(weighting="equal")
