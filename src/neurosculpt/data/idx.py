@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .base import ArraySplit, DataError, cache_dir, env_dir
+from .cache import cached_array
 from .download import download_file
 
 _IDX_DTYPES: dict[int, str] = {
@@ -195,7 +196,7 @@ def _locate(source: IdxSource, root: str | Path | None, download: bool) -> dict[
 
 
 def _split(images_path: Path, labels_path: Path) -> ArraySplit:
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = cached_array(images_path, read_idx), cached_array(labels_path, read_idx)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{images_path} should hold uint8 images [N, H, W], got {images.dtype} {images.shape}"
