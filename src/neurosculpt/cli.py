@@ -56,6 +56,7 @@ def _run_config(args: argparse.Namespace):
         "data_root": args.data_root,
         "samples_per_task": args.samples_per_task,
         "test_samples_per_task": args.test_samples_per_task, "threads": args.threads,
+        "precision": args.precision,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.validation:
@@ -160,6 +161,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation", action="store_true",
                    help="evaluate on 10%% held out from training data (for tuning)")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: matrix products in bfloat16 under autocast, membranes and "
+                        "optimizer in float32 (needs native bf16: AVX-512 BF16/AMX or a GPU)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the checkpoint of every task (default: only the latest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
