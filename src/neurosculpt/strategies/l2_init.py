@@ -46,6 +46,7 @@ class L2Init(MonitoredStrategy):
         self.hparams = {"lam": lam, "log_every": log_every, "probe": probe}
         self.lam = lam
         self.monitor = Monitor(self.name, log_every=log_every, probe=probe)
+        self._keeps: dict[tuple[int, str], tuple[tuple, Tensor | None]] = {}
 
     def _anchors(self, ctx: Context) -> None:
         for i, layer in enumerate(ctx.model.layers):
@@ -66,11 +67,33 @@ class L2Init(MonitoredStrategy):
         if self.lam == 0:
             return
         self._anchors(ctx)
-        with torch.no_grad():
-            for i, layer in enumerate(ctx.model.layers):
-                for kind, param, keep in (("w", layer.weight, layer.mask & ~layer.frozen),
-                                          ("b", layer.bias, ~layer.bias_frozen)):
-                    if param.grad is None:
-                        continue
-                    pull = (param - self._buffers[f"anchor_{kind}{i}"]).mul_(keep)
-                    param.grad.add_(pull, alpha=2.0 * self.lam)
+        grads, params, anchors, masked = [], [], [], []
+        for i, layer in enumerate(ctx.model.layers):
+            for kind, param in (("w", layer.weight), ("b", layer.bias)):
+                if param.grad is None:
+                    continue
+                grads.append(param.grad)
+                params.append(param)
+                anchors.append(self._buffers[f"anchor_{kind}{i}"])
+                keep = self._keep(i, kind, layer)
+                if keep is not None:
+                    masked.append((param.grad, keep))
+        if not grads:
+            return
+        with torch.no_grad():  # two fused passes over all parameters: grad += 2 lam (w - w0)
+            torch._foreach_add_(grads, params, alpha=2.0 * self.lam)
+            torch._foreach_add_(grads, anchors, alpha=-2.0 * self.lam)
+            for grad, keep in masked:  # the task's gradient is already zero there
+                grad.mul_(keep)
+
+    def _keep(self, i: int, kind: str, layer) -> Tensor | None:
+        """Where the pull applies (live, unfrozen entries) as a 0/1 tensor, or None when that is
+        everywhere; rebuilt only when the layer's structure buffers change."""
+        state = (layer.mask, layer.frozen) if kind == "w" else (layer.bias_frozen,)
+        key = tuple((id(b), tuple(b.shape), b._version) for b in state)
+        cached = self._keeps.get((i, kind))
+        if cached is None or cached[0] != key:
+            keep = state[0] & ~state[1] if kind == "w" else ~state[0]
+            value = None if bool(keep.all()) else keep.to(layer.weight.dtype)
+            cached = self._keeps[(i, kind)] = (key, value)
+        return cached[1]
