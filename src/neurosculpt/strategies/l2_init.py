@@ -46,7 +46,7 @@ class L2Init(MonitoredStrategy):
         self.hparams = {"lam": lam, "log_every": log_every, "probe": probe}
         self.lam = lam
         self.monitor = Monitor(self.name, log_every=log_every, probe=probe)
-        self._keeps: dict[tuple[int, str], tuple[tuple, Tensor | None]] = {}
+        self._keeps: dict[int, tuple[tuple, tuple[Tensor | None, Tensor | None]]] = {}
 
     def _anchors(self, ctx: Context) -> None:
         for i, layer in enumerate(ctx.model.layers):
@@ -69,13 +69,13 @@ class L2Init(MonitoredStrategy):
         self._anchors(ctx)
         grads, params, anchors, masked = [], [], [], []
         for i, layer in enumerate(ctx.model.layers):
-            for kind, param in (("w", layer.weight), ("b", layer.bias)):
+            keeps = self._keep(i, layer)
+            for kind, param, keep in (("w", layer.weight, keeps[0]), ("b", layer.bias, keeps[1])):
                 if param.grad is None:
                     continue
                 grads.append(param.grad)
                 params.append(param)
                 anchors.append(self._buffers[f"anchor_{kind}{i}"])
-                keep = self._keep(i, kind, layer)
                 if keep is not None:
                     masked.append((param.grad, keep))
         if not grads:
@@ -86,14 +86,16 @@ class L2Init(MonitoredStrategy):
             for grad, keep in masked:  # the task's gradient is already zero there
                 grad.mul_(keep)
 
-    def _keep(self, i: int, kind: str, layer) -> Tensor | None:
-        """Where the pull applies (live, unfrozen entries) as a 0/1 tensor, or None when that is
-        everywhere; rebuilt only when the layer's structure buffers change."""
-        state = (layer.mask, layer.frozen) if kind == "w" else (layer.bias_frozen,)
-        key = tuple((id(b), tuple(b.shape), b._version) for b in state)
-        cached = self._keeps.get((i, kind))
+    def _keep(self, i: int, layer) -> tuple[Tensor | None, Tensor | None]:
+        """Where the pull applies (live, unfrozen weights; unfrozen biases) as 0/1 tensors, None
+        where that is everywhere; rebuilt only when the layer's structure buffers change."""
+        mask, frozen, bias_frozen = layer.mask, layer.frozen, layer.bias_frozen
+        key = (id(mask), mask._version, mask.shape, id(frozen), frozen._version,
+               id(bias_frozen), bias_frozen._version)
+        cached = self._keeps.get(i)
         if cached is None or cached[0] != key:
-            keep = state[0] & ~state[1] if kind == "w" else ~state[0]
-            value = None if bool(keep.all()) else keep.to(layer.weight.dtype)
-            cached = self._keeps[(i, kind)] = (key, value)
+            keep_w, keep_b = mask & ~frozen, ~bias_frozen
+            cached = self._keeps[i] = (key, (
+                None if bool(keep_w.all()) else keep_w.to(layer.weight.dtype),
+                None if bool(keep_b.all()) else keep_b.to(layer.bias.dtype)))
         return cached[1]
