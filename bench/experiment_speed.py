@@ -56,7 +56,8 @@ PEER_NOTES = {
     "replay": "memory of 500: neurosculpt reservoir sampling, Avalanche experience-balanced "
               "buffer; both add a replayed batch as large as the training batch",
     "packnet": "prune 50% of the free weights per layer after each task but the last, retrain "
-               "1 epoch (neurosculpt at 0.1x lr, Avalanche at the same lr: it has no option)",
+               "1 epoch at the training lr (Avalanche has no lr factor; neurosculpt's default "
+               "0.1x is set to 1x here), fresh Adam per task on both sides",
 }
 
 
@@ -129,8 +130,8 @@ def run_neurosculpt(args: argparse.Namespace) -> dict:
     bench = class_split("split-fmnist", (train.x, train.y), (test.x, test.y), ORDER, "task",
                         seed=args.seed)
     params = {"naive": {}, "ewc": {"lam": EWC_LAMBDA}, "replay": {"buffer_size": REPLAY_MEMORY},
-              "packnet": {"prune_ratio": PACKNET_PRUNE,
-                          "retrain_epochs": PACKNET_RETRAIN_EPOCHS}}[args.strategy]
+              "packnet": {"prune_ratio": PACKNET_PRUNE, "retrain_epochs": PACKNET_RETRAIN_EPOCHS,
+                          "retrain_lr_factor": 1.0}}[args.strategy]
     torch.manual_seed(args.seed)
     model = build_model({"kind": "snn-mlp", "hidden": tuple(args.hidden), "steps": args.steps,
                          "beta": BETA, "threshold": THRESHOLD, "slope": SLOPE},
@@ -167,6 +168,7 @@ def _snntorch_net(args: argparse.Namespace, packnet: bool):
                 snntorch.Leaky(beta=BETA, threshold=THRESHOLD, reset_mechanism="zero",
                                spike_grad=grad) for _ in args.hidden)
             self.readout = snntorch.Leaky(beta=BETA, reset_mechanism="none")
+            self.max_class_label = sizes[-1]  # ten outputs from the start, as neurosculpt
 
         def forward_single_task(self, x, task_label):
             steps = args.steps
@@ -191,11 +193,21 @@ def _snntorch_net(args: argparse.Namespace, packnet: bool):
             return logits.masked_fill(~allowed, float("-inf"))
 
     net = SpikingMLP()
-    if packnet:
-        from avalanche.models import PackNetModel
+    if not packnet:
+        return net
+    from avalanche.models.packnet import PackNetModel
 
-        net = PackNetModel(net)
-    return net
+    class TaskPackNet(PackNetModel):
+        """``PackNetModel`` calls its wrappee without the task id; this one passes it on, so
+        the task's outputs are selected as in the other strategies."""
+
+        def forward(self, input, task_id):
+            task = int(task_id[0])
+            assert bool(task_id.eq(task).all()), "one task per batch"
+            self.activate_task(min(task, self.task_count))
+            return self.wrappee.forward_single_task(input, task)
+
+    return TaskPackNet(net)
 
 
 def run_avalanche(args: argparse.Namespace) -> dict:
@@ -217,24 +229,24 @@ def run_avalanche(args: argparse.Namespace) -> dict:
     model = _snntorch_net(args, packnet=args.strategy == "packnet")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-    common = {"train_mb_size": args.batch, "train_epochs": args.epochs, "eval_mb_size": 1000,
-              "evaluator": evaluator, "device": "cpu"}
     criterion = torch.nn.CrossEntropyLoss()
+    common = {"model": model, "optimizer": optimizer, "criterion": criterion,
+              "train_mb_size": args.batch, "train_epochs": args.epochs, "eval_mb_size": 1000,
+              "evaluator": evaluator, "device": "cpu"}
     if args.strategy == "naive":
-        strategy = Naive(model, optimizer, criterion, **common)
+        strategy = Naive(**common)
     elif args.strategy == "ewc":
-        strategy = EWC(model, optimizer, criterion, ewc_lambda=EWC_LAMBDA / 2, mode="separate",
-                       **common)
+        strategy = EWC(ewc_lambda=EWC_LAMBDA / 2, mode="separate", **common)
     elif args.strategy == "replay":
-        strategy = Replay(model, optimizer, criterion, mem_size=REPLAY_MEMORY, **common)
+        strategy = Replay(mem_size=REPLAY_MEMORY, **common)
     else:
-        strategy = PackNet(model, optimizer, post_prune_epochs=PACKNET_RETRAIN_EPOCHS,
-                           prune_proportion=PACKNET_PRUNE, **common)
+        common["train_epochs"] = args.epochs + PACKNET_RETRAIN_EPOCHS  # Avalanche counts both
+        strategy = PackNet(post_prune_epochs=PACKNET_RETRAIN_EPOCHS,
+                           prune_proportion=[PACKNET_PRUNE] * (len(ORDER) - 1) + [0.0],
+                           **common)
     loaded = _process_age()
     matrix = []
-    for k, experience in enumerate(benchmark.train_stream):
-        if args.strategy == "packnet" and k == len(ORDER) - 1:
-            strategy.prune_proportion = 0.0  # the last task is not pruned (as neurosculpt)
+    for experience in benchmark.train_stream:
         strategy.train(experience)
         results = strategy.eval(benchmark.test_stream)
         matrix.append([_exp_accuracy(results, j) for j in range(len(ORDER))])
