@@ -66,9 +66,11 @@ def _copy_layers(base: list[nn.Linear], scale: float = 1.0) -> list[nn.Linear]:
     return layers
 
 
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> float:
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
+                bf16: bool = False) -> float:
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
     return float(loss.detach())
@@ -107,7 +109,8 @@ class TorchLoopMLP(nn.Module):
         return spikes.sum(0)
 
 
-def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor, bf16: bool = False
+                     ) -> Runner:
     """The library's own model (plastic layers, LIF modules, spike-count readout), fed the same
     time-major currents: ``x.transpose(0, 1)`` is a view the sequence encoder turns back."""
     from neurosculpt.models import build_model
@@ -124,8 +127,28 @@ def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
             dst.bias.copy_(src.bias)
     opt = _adam(model.parameters(), fast=True)
     x_batch_major = x.transpose(0, 1)
-    return Runner("neurosculpt", _version("neurosculpt"),
-                  lambda: _train_step(model, opt, x_batch_major, y))
+    return Runner("neurosculpt-bf16" if bf16 else "neurosculpt", _version("neurosculpt"),
+                  lambda: _train_step(model, opt, x_batch_major, y, bf16))
+
+
+class Unsupported(RuntimeError):
+    """A runner this machine cannot run meaningfully (reported and skipped)."""
+
+
+FORCE_BF16 = False
+
+
+def make_neurosculpt_bf16(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    """neurosculpt's model trained as ``--precision bf16`` does: the forward pass and loss under
+    ``torch.autocast(bfloat16)``, membranes, parameters and the fused Adam in float32."""
+    from neurosculpt.loop import bf16_supported, check_precision
+
+    if not (FORCE_BF16 or bf16_supported(torch.device("cpu"))):
+        try:
+            check_precision("bf16", torch.device("cpu"))
+        except ValueError as exc:
+            raise Unsupported(f"{exc} (--force-bf16 times the emulation anyway)") from exc
+    return make_neurosculpt(base, x, y, bf16=True)
 
 
 def make_torch_loop(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
@@ -248,6 +271,7 @@ def make_norse(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
 
 BUILDERS: dict[str, Callable[[list[nn.Linear], Tensor, Tensor], Runner]] = {
     "neurosculpt": make_neurosculpt,
+    "neurosculpt-bf16": make_neurosculpt_bf16,
     "torch-loop": make_torch_loop,
     "snntorch": make_snntorch,
     "spikingjelly": make_spikingjelly,
@@ -346,7 +370,11 @@ def main(argv: list[str] | None = None) -> None:
         "--quiet", type=float, default=0.85, help="GEMM-rate fraction for a round to count"
     )
     parser.add_argument("--libs", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="time neurosculpt-bf16 even where bfloat16 is only emulated")
     args = parser.parse_args(argv)
+    global FORCE_BF16
+    FORCE_BF16 = args.force_bf16
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -369,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
                 runners.append(BUILDERS[name](base, x, y))
             except ImportError as exc:
                 print(f"T={steps}: {name} not installed ({exc}); skipped")
+            except Unsupported as exc:
+                print(f"T={steps}: {name} skipped: {exc}")
         timings, peak = measure(
             runners, probe, args.steps_per_round, args.rounds, args.warmup, args.quiet
         )
