@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
             f"sgemm {probe.version}: {peak / 1e9:.1f} GFLOP/s"
         )
         print(
-            f"{'library':<14}{'version':<10}{'samples/s':>11}{'ms/step':>10}"
+            f"{'library':<18}{'version':<10}{'samples/s':>11}{'ms/step':>10}"
             f"{'vs neurosculpt':>16}{'% GEMM rate':>13}{'quiet rounds':>14}"
         )
         for runner in runners:
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio = f"{ref / sec:.2f}x" if ref else "-"
             quiet = f"{timings[runner.name].quiet_rounds}/{args.rounds}"
             print(
-                f"{runner.name:<14}{runner.version:<10}{args.batch / sec:>11.0f}"
+                f"{runner.name:<18}{runner.version:<10}{args.batch / sec:>11.0f}"
                 f"{sec * 1e3:>10.1f}{ratio:>16}{100 * flops / sec / peak:>12.1f}%{quiet:>14}"
             )
             if runner.name in PEERS:
