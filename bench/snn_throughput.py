@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     global FORCE_BF16
     FORCE_BF16 = args.force_bf16
+    from neurosculpt.loop import bf16_supported
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
 
     measured_peers: dict[str, str] = {}
     ratios: list[float] = []
+    bf16_ratios: list[float] = []
     for steps in args.steps:
         gen = torch.Generator().manual_seed(steps)
         x = torch.rand(steps, args.batch, SIZES[0], generator=gen)
@@ -426,6 +428,16 @@ def main(argv: list[str] | None = None) -> None:
         peer_secs = [s for n, s in secs.items() if n in PEERS]
         if ref and peer_secs:
             ratios.append(min(peer_secs) / ref)
+        if ref and "neurosculpt-bf16" in secs:
+            bf16_ratios.append(ref / secs["neurosculpt-bf16"])
+    if "neurosculpt-bf16" in args.libs:
+        if len(bf16_ratios) == len(args.steps):
+            native = ("native" if bf16_supported(torch.device("cpu"))
+                      else "EMULATED: this CPU has no native bf16")
+            print(f"bf16_speedup_min: {min(bf16_ratios):.2f} (bf16 / fp32 throughput, min over "
+                  f"T; {native})")
+        else:
+            print("bf16_speedup_min: n/a (bf16 skipped: see above)")
     if ratios and len(ratios) == len(args.steps):
         peers = ", ".join(f"{n} {v}" for n, v in measured_peers.items())
         print(f"speedup_vs_fastest_peer: {min(ratios):.2f} (min over T; peers measured: {peers})")
