@@ -279,14 +279,25 @@ def _worker_command(python: str, side: str, strategy: str, seed: int,
             "--precision", args.precision, "--hidden", *map(str, args.hidden)]
 
 
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(command: list[str], env: dict) -> tuple[float, dict]:
+    """Wall seconds from starting the process to its exit (it exits right after printing the
+    matrix), and its report with the process's CPU seconds added."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise SystemExit(f"{command[3]} side failed ({' '.join(command[3:9])}):\n{tail}")
-    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+    return wall, {**json.loads(done.stdout.strip().splitlines()[-1]), "cpu_s": cpu}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -356,22 +367,27 @@ def main(argv: list[str] | None = None) -> None:
                     infos.setdefault((strategy, side), []).append(info)
                     if len(infos[(strategy, side)]) <= len(args.seeds):
                         accs.setdefault((strategy, side), []).append(info["acc"])
-                    print(f"  {strategy:8s} seed {seed} {side:12s} {wall:7.2f} s  ACC "
+                    print(f"  {strategy:8s} seed {seed} {side:12s} {wall:7.2f} s wall "
+                          f"{info['cpu_s']:7.2f} s CPU  ACC "
                           f"{info['acc']:.4f}  imports {info['imported_s'] or 0:5.2f} s  "
                           f"ready {info['ready_s'] or 0:5.2f} s  peak {info['peak_mib']:.0f} MiB",
                           flush=True)
     with os.popen("uptime") as f:
         print(f"load after: {f.read().strip()}")
     print(f"\n{'strategy':10s}{'neurosculpt s':>15s}{'peers s':>10s}{'ratio':>8s}"
-          f"{'ACC neurosculpt':>18s}{'ACC peers':>16s}{'peak MiB':>14s}")
+          f"{'CPU ratio':>11s}{'ACC neurosculpt':>18s}{'ACC peers':>16s}{'peak MiB':>14s}")
     ratios = []
     for strategy in args.strategies:
-        ns, pe = (statistics.median(walls[(strategy, s)]) for s in sides)
-        ratio = pe / ns
+        ns, pe = (infos[(strategy, s)] for s in sides)
+        ns_wall, pe_wall = walls[(strategy, "neurosculpt")], walls[(strategy, "avalanche")]
+        # each pair ran back to back under the same load: the median of the pairs' ratios
+        ratio = statistics.median(p / n for p, n in zip(pe_wall, ns_wall, strict=True))
+        cpu_ratio = statistics.median(p["cpu_s"] / n["cpu_s"] for p, n in zip(pe, ns, strict=True))
         ratios.append(ratio)
         acc = {s: accs[(strategy, s)] for s in sides}
         peak = "/".join(f"{max(i['peak_mib'] for i in infos[(strategy, s)]):.0f}" for s in sides)
-        print(f"{strategy:10s}{ns:15.2f}{pe:10.2f}{ratio:8.2f}"
+        print(f"{strategy:10s}{statistics.median(ns_wall):15.2f}{statistics.median(pe_wall):10.2f}"
+              f"{ratio:8.2f}{cpu_ratio:11.2f}"
               f"{_mean_sd(acc['neurosculpt']):>18s}{_mean_sd(acc['avalanche']):>16s}{peak:>14s}")
     for strategy in args.strategies:
         if strategy in PEER_NOTES:
