@@ -5,7 +5,8 @@ classes in natural order 0-1, 2-3, ..., 8-9; the task id selects the task's two 
 ten-output layer), a spiking MLP ``784-H-H-10`` with LIF units (decay 0.9, threshold 1, reset
 to zero, fast-sigmoid surrogate of slope 25) and a leaky-integrator readout averaged over ``T``
 steps, direct coding (the image is the input current at every step, so the first layer's
-product is computed once per sample on both sides), Adam (lr 1e-3), the same epochs and batch
+product is computed once per sample on both sides), the same initial weights (neurosculpt's
+He-uniform draw for the seed, loaded by both), Adam (lr 1e-3), the same epochs and batch
 size, strategies naive, EWC, replay and PackNet. Each side runs in its own process and is timed
 from the moment the process is started to the moment it has printed the final accuracy matrix:
 interpreter start, imports, data loading, training, every evaluation. The two sides alternate
@@ -112,6 +113,31 @@ def prepare_data(root: Path, per_class: int | None, test_per_class: int | None) 
     return raw
 
 
+def initial_weights(root: Path, seed: int, hidden: list[int]) -> Path:
+    """The initial weights and biases of seed ``seed`` (neurosculpt's He-uniform rule, drawn by
+    building its model), saved once so that both sides start from the same values."""
+    import torch
+
+    from neurosculpt.models import build_model
+
+    path = root / f"init-{seed}-{'-'.join(map(str, hidden))}.pt"
+    if not path.is_file():
+        torch.manual_seed(seed)
+        model = build_model({"kind": "snn-mlp", "hidden": tuple(hidden)}, (1, 28, 28), 10)
+        torch.save([(layer.weight.detach().clone(), layer.bias.detach().clone())
+                    for layer in model.layers], path)
+    return path
+
+
+def _load_initial(layers, path: str) -> None:
+    import torch
+
+    with torch.no_grad():
+        for layer, (weight, bias) in zip(layers, torch.load(path), strict=True):
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+
+
 # --- the neurosculpt side ---------------------------------------------------------------------
 
 
@@ -136,6 +162,7 @@ def run_neurosculpt(args: argparse.Namespace) -> dict:
     model = build_model({"kind": "snn-mlp", "hidden": tuple(args.hidden), "steps": args.steps,
                          "beta": BETA, "threshold": THRESHOLD, "slope": SLOPE},
                         bench.input_shape, bench.n_outputs)
+    _load_initial(model.layers, args.init)
     learner = Learner(model, bench, make_strategies(args.strategy, params), TrainConfig(
         epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed, progress=False,
         precision=args.precision))
@@ -193,6 +220,7 @@ def _snntorch_net(args: argparse.Namespace, packnet: bool):
             return logits.masked_fill(~allowed, float("-inf"))
 
     net = SpikingMLP()
+    _load_initial(net.fcs, args.init)
     if not packnet:
         return net
     from avalanche.models.packnet import PackNetModel
@@ -276,7 +304,8 @@ def _worker_command(python: str, side: str, strategy: str, seed: int,
     return [python, __file__, "--worker", side, "--strategy", strategy, "--seed", str(seed),
             "--data", str(data), "--epochs", str(args.epochs), "--batch", str(args.batch),
             "--lr", str(args.lr), "--steps", str(args.steps), "--threads", str(args.threads),
-            "--precision", args.precision, "--hidden", *map(str, args.hidden)]
+            "--precision", args.precision, "--init", str(initial_weights(data, seed, args.hidden)),
+            "--hidden", *map(str, args.hidden)]
 
 
 def _children_cpu() -> float:
@@ -325,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--init", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args)
