@@ -400,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {strategy:8s} seed {seed} {side:12s} {wall:7.2f} s wall "
                           f"{info['cpu_s']:7.2f} s CPU  ACC "
                           f"{info['acc']:.4f}  imports {info['imported_s'] or 0:5.2f} s  "
-                          f"ready {info['ready_s'] or 0:5.2f} s  peak {info['peak_mib']:.0f} MiB",
+                          f"ready {info['ready_s'] or 0:5.2f} s  peak {info['peak_mib']:.0f} MiB"
+                          f"  final row {' '.join(f'{a:.3f}' for a in info['matrix'][-1])}",
                           flush=True)
     with os.popen("uptime") as f:
         print(f"load after: {f.read().strip()}")
