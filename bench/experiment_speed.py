@@ -275,7 +275,8 @@ def run_avalanche(args: argparse.Namespace) -> dict:
     loaded = _process_age()
     matrix = []
     for experience in benchmark.train_stream:
-        strategy.train(experience)
+        # a fresh Adam state per task, as neurosculpt's loop does (Avalanche keeps it by default)
+        strategy.train(experience, reset_optimizer_state=True)
         results = strategy.eval(benchmark.test_stream)
         matrix.append([_exp_accuracy(results, j) for j in range(len(ORDER))])
     return {"matrix": matrix, "imported_s": imported, "ready_s": loaded}
