@@ -11,8 +11,8 @@ from neurosculpt.benchmarks import make_benchmark
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.plasticity import neuron_scores, synapse_scores
+from neurosculpt.plasticity.structure import apoptosis
 from neurosculpt.strategies import make_strategy
-from neurosculpt.strategies.develop import apoptosis
 
 PHASES = ("before_expand", "after_expand", "before_prune", "after_prune", "before_consolidate",
           "after_consolidate")
@@ -44,8 +44,8 @@ def test_grow_then_prune_leaves_the_kept_network_unchanged() -> None:
         x = torch.rand(16, 6)
         before = model(x)
         sizes = model.hidden_sizes()
-        model.grow_neurons(0, 5)
-        model.grow_neurons(1, 4)
+        model.grow_units(0, 5)
+        model.grow_units(1, 4)
         assert model.hidden_sizes() == [17, 14]
         # prune every outgoing synapse of the new neurons: they no longer reach the output
         for index, n in enumerate(sizes):

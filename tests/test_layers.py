@@ -66,19 +66,19 @@ def test_grow_then_keep_restores_the_network(kind, shape, tiny_model):
         reference = model(x)
     sizes = model.hidden_sizes()
     for index in range(len(sizes)):
-        new = model.grow_neurons(index, 2)
+        new = model.grow_units(index, 2)
         assert model.hidden_sizes()[index] == sizes[index] + 2
         _silence(model.layers[index], new)
         with torch.no_grad():
             torch.testing.assert_close(model(x), reference, rtol=0, atol=1e-5)
-        model.keep_neurons(index, torch.arange(sizes[index]))
+        model.remove_units(index, new)
         assert model.hidden_sizes() == sizes
         with torch.no_grad():
             assert torch.equal(model(x), reference)
 
 
 @pytest.mark.parametrize("kind", ["ann-conv", "snn-conv"])
-def test_keep_neurons_at_flatten_boundary_drops_the_right_inputs(kind, tiny_model):
+def test_remove_units_at_flatten_boundary_drops_the_right_inputs(kind, tiny_model):
     """Compacting the last conv layer removes exactly the flattened features of the dropped
     channel: same output as the full network with that channel silenced."""
     torch.manual_seed(0)
@@ -87,7 +87,7 @@ def test_keep_neurons_at_flatten_boundary_drops_the_right_inputs(kind, tiny_mode
     _silence(model.layers[1], torch.tensor([1]))
     with torch.no_grad():
         reference = model(x)
-    model.keep_neurons(1, torch.tensor([0, 2, 3]))
+    assert torch.equal(model.remove_units(1, torch.tensor([1])), torch.tensor([0, 2, 3]))
     assert model.layers[1].n_out == 3
     assert model.layers[2].n_in == 3 * model.flatten_factor
     with torch.no_grad():
@@ -124,12 +124,12 @@ def test_replace_parameter_carries_adam_state_on_growth():
     opt.step()
 
 
-def test_keep_neurons_moves_adam_state_with_the_kept_rows():
+def test_remove_outputs_moves_adam_state_with_the_kept_rows():
     layer = _layer("linear")
     opt = _adam_after_one_step(layer)
     old = opt.state[layer.weight]["exp_avg"].clone()
-    L.keep_neurons(layer, torch.tensor([3, 1]), opt)
-    assert torch.equal(opt.state[layer.weight]["exp_avg"], old[[3, 1]])
+    L.remove_outputs(layer, torch.tensor([2, 0]), opt)
+    assert torch.equal(opt.state[layer.weight]["exp_avg"], old[[1, 3]])
     assert opt.state[layer.bias]["exp_avg"].shape == (2,)
 
 

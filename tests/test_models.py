@@ -82,7 +82,7 @@ def test_structure_is_json_and_tracks_growth_and_owners(tiny_model):
     model = build_model({"kind": "snn-conv", **tiny_model, "channels": (3, 4)}, (1, 8, 8), 5)
     L.consolidate(model.layers[0], 0)
     L.prune_synapses(model.layers[2], torch.ones_like(model.layers[2].mask))
-    model.grow_neurons(2, 3)
+    model.grow_units(2, 3)
     structure = json.loads(json.dumps(model.structure()))
     assert [s["neurons"] for s in structure] == [3, 4, 35, 32, 5]
     assert structure[0]["partitions"] == {"0": 27}

@@ -12,23 +12,23 @@ import neurosculpt
 from neurosculpt.benchmarks import Split, shared_label_stream
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import build_model
-from neurosculpt.plasticity.controller import (
-    budgets,
-    grow_units,
-    parse_actions,
-    reinit_units,
-    remove_units,
-    reset_optimizer_state,
-)
+from neurosculpt.network import reset_optimizer_state
+from neurosculpt.plasticity.controller import parse_actions
 from neurosculpt.plasticity.signals import (
     PlateauDetector,
     UnitStats,
     dormant_scores,
     effective_rank,
-    free_units,
-    outgoing_weight,
     srank,
     unit_activity,
+)
+from neurosculpt.plasticity.structure import (
+    budgets,
+    free_units,
+    grow_units,
+    outgoing_weight,
+    reinit_units,
+    remove_units,
 )
 from neurosculpt.report import format_run
 from neurosculpt.strategies import available, make_strategies
@@ -102,7 +102,7 @@ def test_dormant_scores_and_unit_activity():
 def test_unit_stats_running_averages_utility_and_bias_correction():
     net = mlp()
     stats = UnitStats(decay=0.9)
-    stats.sync(net)
+    stats.follow(net)
     h0 = torch.tensor([[[1.0, 0.0, 2.0, 0.0, 1.0, 3.0], [3.0, 0.0, 0.0, 0.0, 1.0, 1.0]]])
     h1 = torch.ones(1, 2, 5)
     stats.update(net, [h0, h1])
@@ -117,11 +117,15 @@ def test_unit_stats_running_averages_utility_and_bias_correction():
     # second update stands for 3 steps: weight 1 - 0.9^3 on the new (zero) batch
     raw = torch.tensor([2.0, 0, 1, 0, 1, 2]) * 0.1 * 0.9**3
     assert torch.allclose(stats.mean_activity(0), raw / (1 - 0.9**4))
-    stats.reset(0, torch.tensor([0]))
+    # the statistics follow the network's journal, whoever changes it
+    net.reinit_units(0, torch.tensor([0]))
+    stats.follow(net)
     assert stats.age(0)[0] == 0 and stats.utility(0)[0] == 0
-    stats.grow(1, 2)
+    net.grow_units(1, 2)
+    stats.follow(net)
     assert stats.size(1) == 7 and stats.age(1)[-1] == 0
-    stats.keep(0, torch.tensor([1, 2, 5]))
+    net.remove_units(0, torch.tensor([0, 3, 4]))
+    stats.follow(net)
     assert torch.allclose(stats.mean_activity(0)[1:], (raw / (1 - 0.9**4))[[2, 5]])
 
 
@@ -598,17 +602,17 @@ def test_development_cycle_follows_units_the_controller_grows_and_removes():
 
 
 def test_resize_journal_replays_growth_and_compaction():
-    from neurosculpt.strategies.develop import realign
+    from neurosculpt.network import follow
 
     torch.manual_seed(0)
     net = build_model({"kind": "ann-mlp", "hidden": (4, 5)}, (1, 2, 3), 2)
     tensors = [layer.weight.detach().clone() for layer in net.plastic_layers]
     start = net.resize_serial
-    net.grow_neurons(0, 2)
-    net.keep_neurons(1, torch.tensor([0, 2, 4]))
-    net.keep_neurons(0, torch.tensor([1, 3, 4, 5]))
-    for resize in net.resizes_since(start):
-        realign(tensors, resize)
+    net.grow_units(0, 2)
+    net.remove_units(1, torch.tensor([1, 3]))
+    net.remove_units(0, torch.tensor([0, 2]))
+    resizes = net.resizes_since(start)
+    tensors = [follow(t, resizes, weight=j) for j, t in enumerate(tensors)]
     for tensor, layer in zip(tensors, net.plastic_layers, strict=True):
         assert tensor.shape == layer.weight.shape
     # kept original entries moved with their neurons, grown ones are zero
@@ -616,5 +620,5 @@ def test_resize_journal_replays_growth_and_compaction():
     assert torch.equal(tensors[0][2:], torch.zeros(2, 6))
     with pytest.raises(RuntimeError, match="journal"):
         for _ in range(300):
-            net.grow_neurons(1, 1)
+            net.grow_units(1, 1)
         net.resizes_since(start)

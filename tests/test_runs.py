@@ -84,7 +84,7 @@ class _Grow(Strategy):
         self.grown = 0
 
     def before_task(self, ctx) -> None:
-        ctx.model.grow_neurons(0, 4, ctx.optimizer)
+        ctx.model.grow_units(0, 4, ctx.optimizer)
         self.grown += 4
         self.set_buffer("sizes", torch.tensor(ctx.model.hidden_sizes()[:1] * (ctx.task_id + 1)))
 
@@ -227,3 +227,19 @@ def test_every_strategy_rebuilds_from_its_recorded_parameters(name):
     assert list(recorded) == [name]
     rebuilt = make_strategies(name, recorded)
     assert hyper_parameters(rebuilt) == recorded
+
+
+def test_resume_when_a_later_strategy_removes_units_after_ewc_recorded(tmp_path, quick_run):
+    """The controller removes units in its after_task, after EWC stored its records: EWC
+    follows the journal before the checkpoint (after_eval), so the resumed run, whose journal
+    starts empty, repeats the uninterrupted one."""
+    quick_run.update(strategy="ewc+neuroplastic", keep_checkpoints=True, strategy_params={
+        "ewc": {"fisher_samples": 8},
+        "neuroplastic": {"actions": "renew,reinit,prune", "maturity": 1, "prune_utility": 2.0,
+                         "min_neurons": 4, "check_every": 0, "log_every": 0, "every": 1}})
+    full = run(quick_run, out=tmp_path / "full")
+    removed = [d for t in full.results["tasks"] for d in t["plasticity"]["decisions"]
+               if d["action"] == "prune" and d["n"] > 0]
+    assert removed, "the controller should remove units at task ends"
+    _simulate_crash(tmp_path / "full", tmp_path / "cut", 2)
+    _assert_same_run(runs.resume(tmp_path / "cut"), full)

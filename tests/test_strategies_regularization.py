@@ -21,7 +21,7 @@ from neurosculpt.loop import Context, Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
 from neurosculpt.strategies import make_strategies, make_strategy
 from neurosculpt.strategies.base import Strategy
-from neurosculpt.strategies.ewc import EWC, OnlineEWC, carry_over, leading_slice, per_sample_mean
+from neurosculpt.strategies.ewc import EWC, OnlineEWC, per_sample_mean
 from neurosculpt.strategies.joint import Joint
 from neurosculpt.strategies.lwf import LwF, frozen_copy
 from neurosculpt.strategies.mas import MAS
@@ -237,10 +237,10 @@ class Grow(Strategy):
 
     def before_task(self, ctx: Context) -> None:
         if ctx.task_id == self.shrink_at:
-            ctx.model.keep_neurons(0, torch.arange(0, ctx.model.layers[0].n_out, 2),
+            ctx.model.remove_units(0, torch.arange(1, ctx.model.layers[0].n_out, 2),
                                    ctx.optimizer)
         elif ctx.task_id > 0:
-            ctx.model.grow_neurons(0, 8, ctx.optimizer)
+            ctx.model.grow_units(0, 8, ctx.optimizer)
 
 
 @pytest.mark.parametrize("spec", PENALTIES + ["lwf"])
@@ -253,7 +253,7 @@ def test_survives_growth_and_compaction(spec):
         importance, anchor = (prefix.format(k=0) for prefix in RECORD[spec])
         assert strategy.stored(anchor, "layers.0.weight").shape == (64, 64)
         grown = copy.deepcopy(run.model)
-        grown.grow_neurons(0, 8)
+        grown.grow_units(0, 8)
         assert value(strategy.penalty(grown)) == 0.0
         with torch.no_grad():
             grown.layers[0].weight[64:] += 1.0
@@ -273,16 +273,6 @@ def test_survives_growth_and_compaction(spec):
     row = run.summary()["accuracy_matrix"][2]
     assert all(v is not None and math.isfinite(v) for v in row)
     assert row[2] > 0.6
-
-
-def test_leading_slice_and_carry_over():
-    old = torch.arange(6.0).view(2, 3)
-    assert leading_slice(old, torch.zeros(3, 3)) == (slice(0, 2), slice(0, 3))
-    assert leading_slice(old, torch.zeros(1, 3)) is None
-    assert leading_slice(old, torch.zeros(6)) is None
-    grown = carry_over(old, torch.full((3, 4), -1.0))
-    assert torch.equal(grown[:2, :3], old) and bool((grown[2] == -1).all())
-    assert torch.equal(carry_over(old, torch.zeros(1, 3)), torch.zeros(1, 3))
 
 
 # --- state ----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from .layers import PlasticConv2d, PlasticLayer
 from .models import Network
+from .network import PlasticNetwork
 
 E_AC_PJ = 0.9
 """Energy of one 32-bit float accumulate at 45 nm, in pJ (Horowitz 2014)."""
@@ -98,7 +99,7 @@ def _index_bytes(layer: PlasticLayer, live: int, bpw: int) -> int:
 
 
 @torch.no_grad()
-def measure_energy(model: Network, split_or_batches: object, max_samples: int = 256, *,
+def measure_energy(model: PlasticNetwork, split_or_batches: object, max_samples: int = 256, *,
                    task: int | None | str = "current", e_ac: float = E_AC_PJ,
                    e_mac: float = E_MAC_PJ, bytes_per_weight: int = 4) -> dict:
     """Per-layer and total operations, sparsity, footprint and energy, per sample (JSON-friendly).
@@ -118,7 +119,7 @@ def measure_energy(model: Network, split_or_batches: object, max_samples: int = 
             x = args[0]
             spiking = _binary(x)
             effective, dense = _ops(module, x)
-            if i == 0 and model.constant_input:
+            if i == 0 and isinstance(model, Network) and model.constant_input:
                 # the model computes a constant input's current once; a chip without a current
                 # cache (and the peers' convention) repeats it at every step, so count it so
                 effective, dense = effective * model.encoder.steps, dense * model.encoder.steps
@@ -160,7 +161,7 @@ def measure_energy(model: Network, split_or_batches: object, max_samples: int = 
         model.set_task(previous)
 
 
-def _report(model: Network, counts: list[_LayerCount], spikes: list[float],
+def _report(model: PlasticNetwork, counts: list[_LayerCount], spikes: list[float],
             outputs: list[float], neurons: list[int], samples: int, steps: int, e_ac: float,
             e_mac: float, bpw: int) -> dict:
     layers = model.plastic_layers
@@ -205,7 +206,7 @@ def _report(model: Network, counts: list[_LayerCount], spikes: list[float],
     return {
         "samples": samples,
         "time_steps": steps,
-        "spiking": model.config.spiking,
+        "spiking": model.spiking,
         "per_sample": {
             "acs": acs,
             "macs": macs,

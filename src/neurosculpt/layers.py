@@ -8,7 +8,7 @@ Every plastic layer owns, next to its ``weight`` and ``bias``:
   cycle;
 - ``frozen``: per synapse, whether its value is fixed; a frozen synapse reads its value from the
   ``frozen_weight`` buffer, so no optimizer (momentum, weight decay) can move it;
-- the same three for the bias, per output neuron.
+- the same three for the bias, per output unit.
 
 All of it lives in parameters and buffers, so ``state_dict`` is the whole truth.
 
@@ -63,7 +63,7 @@ class PlasticLayer(nn.Module):
         self.active_task: int | None = None
         self.training_task: int = 0
 
-    def reset_weights(self, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
+    def reinit_weights(self, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
         """Fresh He-uniform weights (and PyTorch-default biases) for the given rows/columns
         (index tensors)."""
         shape = self.weight.shape
@@ -168,7 +168,7 @@ class PlasticLinear(PlasticLayer):
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.bias = nn.Parameter(torch.empty(n_out))
         self._init_structure()
-        self.reset_weights(rows=torch.arange(n_out))
+        self.reinit_weights(rows=torch.arange(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, *self.effective_parameters())
@@ -187,7 +187,7 @@ class PlasticConv2d(PlasticLayer):
         self.weight = nn.Parameter(torch.empty(n_out, n_in, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(n_out))
         self._init_structure()
-        self.reset_weights(rows=torch.arange(n_out))
+        self.reinit_weights(rows=torch.arange(n_out))
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = self.effective_parameters()
@@ -271,7 +271,7 @@ _BIAS_BUFFERS = (("bias_owner", FREE), ("bias_frozen", False), ("frozen_bias", 0
 
 def _resize(layer: PlasticLayer, dim: int, new_size: int, old_index: Tensor, new_index: Tensor,
             optimizer: torch.optim.Optimizer | None) -> None:
-    """Resize ``layer`` along ``dim`` (0 = output neurons, 1 = inputs), moving kept entries."""
+    """Resize ``layer`` along ``dim`` (0 = output units, 1 = inputs), moving kept entries."""
     new_shape = list(layer.weight.shape)
     new_shape[dim] = new_size
     data = torch.zeros(new_shape, dtype=layer.weight.dtype)
@@ -292,43 +292,49 @@ def _resize(layer: PlasticLayer, dim: int, new_size: int, old_index: Tensor, new
 
 def grow_outputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer | None = None
                  ) -> Tensor:
-    """Append ``n`` output neurons with fresh weights; return their indices."""
+    """Append ``n`` output units with fresh weights; return their indices."""
     old = layer.n_out
     kept = torch.arange(old)
     _resize(layer, 0, old + n, kept, kept, optimizer)
     new_rows = torch.arange(old, old + n)
-    layer.reset_weights(rows=new_rows)
+    layer.reinit_weights(rows=new_rows)
     return new_rows
 
 
 def grow_inputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer | None = None
                 ) -> Tensor:
-    """Append ``n`` input channels (new neurons of the previous layer); return their indices.
+    """Append ``n`` input channels (new units of the layer it reads); return their indices.
 
     The new synapses start at fresh small values (they are free and trainable), so the layer's
-    output on old inputs is unchanged only up to the contribution of new neurons, which is zero
-    until those neurons fire.
+    output on old inputs is unchanged only up to the contribution of new units, which is zero
+    until those units are active.
     """
     old = layer.n_in
     kept = torch.arange(old)
     _resize(layer, 1, old + n, kept, kept, optimizer)
     new_cols = torch.arange(old, old + n)
-    layer.reset_weights(cols=new_cols)
+    layer.reinit_weights(cols=new_cols)
     return new_cols
 
 
-def keep_neurons(layer: PlasticLayer, keep: Tensor, optimizer: torch.optim.Optimizer | None = None
-                 ) -> None:
-    """Compaction: keep only output neurons ``keep`` so the tensors really shrink."""
-    keep = keep.to(torch.long)
+def remove_outputs(layer: PlasticLayer, units: Tensor,
+                   optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Compaction: delete output units ``units`` so the tensors really shrink."""
+    keep = _complement(layer.n_out, units)
     _resize(layer, 0, len(keep), keep, torch.arange(len(keep)), optimizer)
 
 
-def keep_inputs(layer: PlasticLayer, keep: Tensor, optimizer: torch.optim.Optimizer | None = None
-                ) -> None:
-    """Compaction of the input side, matching :func:`keep_neurons` on the previous layer."""
-    keep = keep.to(torch.long)
+def remove_inputs(layer: PlasticLayer, inputs: Tensor,
+                  optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Compaction of the input side, matching :func:`remove_outputs` on the layer it reads."""
+    keep = _complement(layer.n_in, inputs)
     _resize(layer, 1, len(keep), keep, torch.arange(len(keep)), optimizer)
+
+
+def _complement(n: int, remove: Tensor) -> Tensor:
+    drop = torch.zeros(n, dtype=torch.bool)
+    drop[torch.as_tensor(remove, dtype=torch.long)] = True
+    return torch.nonzero(~drop).flatten()
 
 
 def top_by_position(values: Tensor, k: int) -> Tensor:

@@ -29,7 +29,7 @@ from torch import Tensor
 from . import metrics
 from .benchmarks import Benchmark, Split, Task
 from .energy import measure_energy
-from .models import Network
+from .network import PlasticNetwork
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 PRECISIONS = ("fp32", "bf16")
@@ -117,7 +117,7 @@ class Context:
 
     def __init__(self, learner: Learner) -> None:
         self.learner = learner
-        self.model: Network = learner.model
+        self.model: PlasticNetwork = learner.model
         self.benchmark: Benchmark = learner.benchmark
         self.config: TrainConfig = learner.config
         self.optimizer: torch.optim.Optimizer = learner.make_optimizer()
@@ -152,7 +152,7 @@ class Context:
 class Learner:
     """Trains a model on a benchmark, task after task, with a list of strategies."""
 
-    def __init__(self, model: Network, benchmark: Benchmark, strategies: Sequence,
+    def __init__(self, model: PlasticNetwork, benchmark: Benchmark, strategies: Sequence,
                  config: TrainConfig | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.model = model

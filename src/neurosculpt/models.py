@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from . import layers as L
 from .encoding import DirectEncoder, make_encoder
+from .network import Consumer, PlasticNetwork, Units
 from .neurons import LI, make_neuron
 
 MODELS = ("snn-mlp", "snn-conv", "ann-mlp", "ann-conv")
@@ -102,30 +103,9 @@ class ReLUUnits(nn.Module):
         return torch.relu(x)
 
 
-RESIZE_JOURNAL = 256
-
-
-@dataclass(frozen=True)
-class Resize:
-    """One growth or compaction of hidden layer ``layer``.
-
-    Growth: ``neurons`` is ``arange(n)`` for ``n`` neurons appended and ``inputs`` the number of
-    input columns appended to the next layer (an int). Compaction: ``neurons`` are the kept
-    neurons (sorted indices) and ``inputs`` the kept input columns of the next layer.
-    """
-
-    serial: int
-    layer: int
-    neurons: Tensor
-    inputs: Tensor | int
-
-    @property
-    def grew(self) -> bool:
-        return isinstance(self.inputs, int)
-
-
-class Network(nn.Module):
-    """A feed-forward network of plastic layers, spiking or not.
+class Network(PlasticNetwork):
+    """A feed-forward network of plastic layers, spiking or not: the built-in
+    :class:`~neurosculpt.network.PlasticNetwork`.
 
     ``record_activity`` makes the forward pass keep each hidden population's output
     ``[T, B, ...]`` (spikes or ReLU activations) in ``self.activity``, for plasticity signals
@@ -164,10 +144,6 @@ class Network(nn.Module):
         self.readout = LI(beta=config.readout_beta) if config.spiking else None
         if config.spiking and config.readout == "spikes":
             self.output_neurons = self._make_units()
-        self.record_activity = False
-        self.activity: list[Tensor] = []
-        self.resizes: list[Resize] = []
-        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
 
     # --- construction ---------------------------------------------------------------------------
     def _make_encoder(self) -> nn.Module:
@@ -205,92 +181,32 @@ class Network(nn.Module):
             n *= int(d)
         return n, 0, 1
 
-    # --- structure ------------------------------------------------------------------------------
+    # --- the PlasticNetwork interface -----------------------------------------------------------
     @property
     def plastic_layers(self) -> list[L.PlasticLayer]:
         return list(self.layers)
+
+    @property
+    def spiking(self) -> bool:  # type: ignore[override]
+        return self.config.spiking
+
+    def units(self, layer: int) -> Units:
+        """Each hidden layer feeds the next; the last convolution feeds the first linear layer
+        through the flatten, ``H * W`` inputs per channel."""
+        width = self.flatten_factor if layer == self.n_conv - 1 else 1
+        return Units(consumers=(Consumer(layer + 1, width),))
+
+    def initial_widths(self) -> list[int]:
+        """The configured widths (not the current tensors): the same after growth, compaction
+        and resume."""
+        cfg = self.config
+        return [*(cfg.channels if cfg.conv else ()), *cfg.hidden]
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters outside the plastic layers (learnable neuron constants), which every
         task's subnetwork shares."""
         return [p for name, child in self.named_children() if name != "layers"
                 for p in child.parameters()]
-
-    def hidden_sizes(self) -> list[int]:
-        return [layer.n_out for layer in list(self.layers)[:-1]]  # slicing a ModuleList copies it
-
-    def _input_index(self, layer_index: int, neurons: Tensor) -> Tensor:
-        """Input positions of the next layer fed by ``neurons`` of layer ``layer_index``."""
-        if layer_index == self.n_conv - 1 and self.flatten_factor > 1:
-            f = self.flatten_factor
-            return (neurons[:, None] * f + torch.arange(f)).flatten()
-        return neurons
-
-    def grow_neurons(self, layer_index: int, n: int,
-                     optimizer: torch.optim.Optimizer | None = None) -> Tensor:
-        """Add ``n`` neurons to hidden layer ``layer_index`` and their outgoing synapses."""
-        if not 0 <= layer_index < len(self.layers) - 1:
-            raise IndexError(f"hidden layer index {layer_index} out of range")
-        new = L.grow_outputs(self.layers[layer_index], n, optimizer)
-        fan = n * (self.flatten_factor if layer_index == self.n_conv - 1 else 1)
-        L.grow_inputs(self.layers[layer_index + 1], fan, optimizer)
-        self._journal(layer_index, torch.arange(n), fan)
-        return new
-
-    def keep_neurons(self, layer_index: int, keep: Tensor,
-                     optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Compact hidden layer ``layer_index`` to neurons ``keep`` (apoptosis of the rest)."""
-        keep = torch.as_tensor(keep, dtype=torch.long).sort().values
-        inputs = self._input_index(layer_index, keep)
-        L.keep_neurons(self.layers[layer_index], keep, optimizer)
-        L.keep_inputs(self.layers[layer_index + 1], inputs, optimizer)
-        self._journal(layer_index, keep, inputs)
-
-    def _journal(self, layer: int, neurons: Tensor, inputs: Tensor | int) -> None:
-        """Record a resize so that strategies holding per-synapse state can follow it
-        (:meth:`resizes_since`); only the latest ``RESIZE_JOURNAL`` entries are kept."""
-        serial = self.resizes[-1].serial + 1 if self.resizes else 1
-        self.resizes.append(Resize(serial, layer, neurons, inputs))
-        del self.resizes[:-RESIZE_JOURNAL]
-
-    def resizes_since(self, serial: int) -> list[Resize]:
-        """Resizes after the one numbered ``serial`` (0: all kept), oldest first."""
-        if self.resizes and serial < self.resizes[0].serial - 1:
-            raise RuntimeError(f"resize {serial + 1} is no longer in the journal; follow the "
-                               "model's resizes at least once per step")
-        return [r for r in self.resizes if r.serial > serial]
-
-    @property
-    def resize_serial(self) -> int:
-        """Number of the latest resize (0: none yet)."""
-        return self.resizes[-1].serial if self.resizes else 0
-
-    def set_task(self, task: int | None) -> None:
-        """Select the subnetwork of ``task`` (``None``: the union of all live synapses)."""
-        L.set_active_task(self.layers, task)
-
-    def set_training_task(self, task: int) -> None:
-        self.current_task.fill_(task)
-        L.set_training_task(self.layers, task)
-
-    def live_synapses(self) -> int:
-        return sum(layer.live_synapses() for layer in self.layers)
-
-    def structure(self) -> list[dict]:
-        """Per-layer record: neurons, live synapses, partition sizes (JSON-friendly)."""
-        return [
-            {
-                "layer": i,
-                "type": type(layer).__name__,
-                "neurons": layer.n_out,
-                "live_neurons": layer.live_neurons(),
-                "inputs": layer.n_in,
-                "synapses": layer.weight.numel(),
-                "live_synapses": layer.live_synapses(),
-                "partitions": L.partition_sizes(layer),
-            }
-            for i, layer in enumerate(self.layers)
-        ]
 
     # --- forward --------------------------------------------------------------------------------
     @property

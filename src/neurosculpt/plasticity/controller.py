@@ -1,18 +1,16 @@
-"""Unit-level structural operations and the neuroplasticity controller.
+"""The neuroplasticity controller and the unit-level rules it shares with the baselines.
 
-Operations (shared by the baseline strategies ``cbp``, ``redo``, ``dropin`` and the controller):
-
-- :func:`reinit_units`: fresh incoming weights, zero bias, zero outgoing weights, optimizer state
-  of those entries reset (Dohare et al. 2024; Sokar et al. 2023);
-- :func:`grow_units`: append units the same way (so the network function is unchanged);
-- :func:`remove_units`: apoptosis, the layer really shrinks (``Network.keep_neurons``);
+- :func:`apply_reinit`, :func:`apply_grow`, :func:`apply_remove`: the unit operations of
+  :mod:`neurosculpt.plasticity.structure` as plasticity rules use them, with the running
+  statistics they need (the statistics follow through the resize journal);
 - :class:`Renewal`: continual backprop's selection of mature, lowest-utility units at rate rho.
 
-Every operation touches only units no task owns (:func:`~neurosculpt.plasticity.signals.free_units`)
-so consolidated subnetworks (PackNet, the development cycle) are never changed.
+Every rule touches only units no task owns
+(:func:`~neurosculpt.plasticity.structure.free_units`), so consolidated subnetworks (PackNet, the
+development cycle) are never changed.
 
 :class:`Controller` decides from the signals of :mod:`neurosculpt.plasticity.signals` when to
-renew, reinitialise, grow or prune, within a per-layer neuron budget, and logs every decision
+renew, reinitialise, grow or prune, within a per-layer unit budget, and logs every decision
 with the signal values that triggered it.
 """
 
@@ -23,113 +21,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..models import Network
-from .signals import Monitor, dormant_scores, effective_rank, log_decision, next_inputs
+from ..network import PlasticNetwork
+from .signals import Monitor, dormant_scores, effective_rank, log_decision
+from .structure import budgets, grow_units, hidden_layers, reinit_units, remove_units
 
 ACTIONS = ("renew", "reinit", "grow", "prune")
-OPTIMIZER_RESETS = ("first", "all", "none")
-SECOND_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq")
 
 
 # --- structural operations ---------------------------------------------------------------------
-
-
-def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor, dim: int,
-                          index: Tensor, mode: str = "first") -> None:
-    """Reset the per-element optimizer state of ``param``'s entries ``index`` along ``dim``.
-
-    ``all`` zeroes every per-element state (Adam's ``exp_avg`` and ``exp_avg_sq``, SGD's
-    momentum), as Dohare et al. do; ``first`` (default) zeroes the first moment / momentum and
-    keeps Adam's second moment; ``none`` leaves the state alone.
-
-    Why ``first``: Dohare et al.'s AdamGnT also restarts each reset entry's step count, so its
-    bias correction starts again. PyTorch's Adam has one step count per parameter; zeroing both
-    moments without it makes the first updates of a reset unit up to ~6 times larger than lr
-    for hundreds of steps. Keeping the second moment (a scale estimate for that position) avoids
-    this; on the random-label digits protocol it matches AdamGnT far better than ``all``
-    (docs/plasticity.md).
-    """
-    if mode not in OPTIMIZER_RESETS:
-        raise ValueError(f"optimizer reset must be one of {OPTIMIZER_RESETS}, got {mode!r}")
-    if optimizer is None or len(index) == 0 or mode == "none":
-        return
-    state = optimizer.state.get(param)
-    if not state:
-        return
-    for key, value in state.items():
-        if mode == "first" and key in SECOND_MOMENTS:
-            continue
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value.index_fill_(dim, index, 0)
-
-
-def _fresh_units(model: Network, layer: int, units: Tensor) -> None:
-    """Fresh incoming weights (the model's own init), zero bias, zero outgoing weights."""
-    cur, nxt = model.layers[layer], model.layers[layer + 1]
-    cur.reset_weights(rows=units)
-    with torch.no_grad():
-        cur.weight[units] *= cur.mask[units]
-        cur.bias[units] = 0.0
-        nxt.weight[:, next_inputs(model, layer, units)] = 0.0
-
-
-@torch.no_grad()
-def _absorb_mean_output(model: Network, layer: int, units: Tensor, mean_act: Tensor) -> None:
-    """Add the mean contribution of ``units`` to the next layer's bias before they disappear, so
-    its output is unchanged on average (Dohare et al.'s bias correction; for a convolution the
-    kernel sum, exact away from the padded border)."""
-    nxt = model.layers[layer + 1]
-    w = nxt.effective_weight()[:, next_inputs(model, layer, units)]
-    w = w.reshape(nxt.n_out, len(units), -1).sum(2)  # [outputs, units]
-    nxt.bias += w @ mean_act[units]
-
-
-def reinit_units(model: Network, layer: int, units: Tensor,
-                 optimizer: torch.optim.Optimizer | None,
-                 mean_act: Tensor | None = None, optimizer_reset: str = "first") -> None:
-    """Reinitialise ``units`` of hidden layer ``layer`` (Dohare et al. 2024; Sokar et al. 2023).
-
-    Incoming weights are drawn again from the initial distribution (pruned synapses stay zero),
-    the bias is zeroed, outgoing weights are zeroed so the network's function does not jump,
-    and the optimizer state of all those entries is reset (see :func:`reset_optimizer_state`).
-    With ``mean_act`` (the units' mean activity) their mean contribution first moves into the
-    next layer's bias.
-    """
-    units = torch.as_tensor(units, dtype=torch.long)
-    if len(units) == 0:
-        return
-    if mean_act is not None:
-        _absorb_mean_output(model, layer, units, mean_act)
-    _fresh_units(model, layer, units)
-    cur, nxt = model.layers[layer], model.layers[layer + 1]
-    reset_optimizer_state(optimizer, cur.weight, 0, units, optimizer_reset)
-    reset_optimizer_state(optimizer, cur.bias, 0, units, optimizer_reset)
-    reset_optimizer_state(optimizer, nxt.weight, 1, next_inputs(model, layer, units),
-                          optimizer_reset)
-
-
-def grow_units(model: Network, layer: int, n: int,
-               optimizer: torch.optim.Optimizer | None) -> Tensor:
-    """Append ``n`` fresh units to hidden layer ``layer`` (zero outgoing weights: the network's
-    output is unchanged until they learn); Adam state of every old entry is kept."""
-    new = model.grow_neurons(layer, n, optimizer)
-    _fresh_units(model, layer, new)
-    return new
-
-
-def remove_units(model: Network, layer: int, units: Tensor,
-                 optimizer: torch.optim.Optimizer | None,
-                 mean_act: Tensor | None = None) -> Tensor:
-    """Apoptosis: delete ``units`` from hidden layer ``layer``; return the kept indices."""
-    units = torch.as_tensor(units, dtype=torch.long)
-    n = model.layers[layer].n_out
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[units] = False
-    if mean_act is not None and len(units):
-        _absorb_mean_output(model, layer, units, mean_act)
-    kept = torch.nonzero(keep).flatten()
-    model.keep_neurons(layer, kept, optimizer)
-    return kept
 
 
 class Renewal:
@@ -160,12 +59,13 @@ class Renewal:
         self._eligible = [None] * n_layers
         self._calls = 0
 
-    def _mask(self, monitor: Monitor, model: Network, i: int) -> Tensor:
+    def _mask(self, monitor: Monitor, model: PlasticNetwork, i: int) -> Tensor:
         stats = monitor.stats
-        stats.ensure(model, i)
+        stats.follow(model)
         return (stats.age(i) > self.maturity) & monitor.free_units(model, i)
 
-    def select(self, monitor: Monitor, model: Network, steps: int = 1) -> list[tuple[int, Tensor]]:
+    def select(self, monitor: Monitor, model: PlasticNetwork,
+               steps: int = 1) -> list[tuple[int, Tensor]]:
         """Advance ``steps`` steps; return ``(layer, units)`` to reinitialise now."""
         if self.rate <= 0:
             return []
@@ -174,6 +74,8 @@ class Renewal:
         self._calls += 1
         out = []
         for i in range(len(self.carry)):
+            if model.units(i).fixed:
+                continue
             if recount or self._eligible[i] is None:
                 self._eligible[i] = int(self._mask(monitor, model, i).sum())
             self.carry[i] += self.rate * steps * self._eligible[i]
@@ -198,55 +100,38 @@ class Renewal:
         self.carry = [float(c) for c in state["carry"]]
 
 
-def apply_reinit(monitor: Monitor, model: Network, layer: int, units: Tensor,
+def apply_reinit(monitor: Monitor, model: PlasticNetwork, layer: int, units: Tensor,
                  optimizer: torch.optim.Optimizer | None, bias_correction: bool = True,
                  optimizer_reset: str = "first") -> None:
-    """:func:`reinit_units` plus resetting the units' running statistics."""
-    monitor.stats.ensure(model, layer)
+    """:func:`~neurosculpt.plasticity.structure.reinit_units` (with Dohare et al.'s bias
+    correction from the running mean activity); the statistics of the units start over."""
+    monitor.stats.follow(model)
     mean_act = None
     if bias_correction:
-        mean_act = torch.zeros(model.layers[layer].n_out)
+        mean_act = torch.zeros(model.plastic_layers[layer].n_out)
         mean_act[units] = monitor.stats.mean_activity(layer, units)
     reinit_units(model, layer, units, optimizer, mean_act, optimizer_reset)
-    monitor.stats.reset(layer, units)
+    monitor.stats.follow(model)
 
 
-def apply_grow(monitor: Monitor, model: Network, layer: int, n: int,
+def apply_grow(monitor: Monitor, model: PlasticNetwork, layer: int, n: int,
                optimizer: torch.optim.Optimizer | None) -> Tensor:
-    monitor.stats.sync(model)
+    """:func:`~neurosculpt.plasticity.structure.grow_units`; the new units' statistics start
+    fresh."""
+    monitor.stats.follow(model)
     new = grow_units(model, layer, n, optimizer)
-    monitor.stats.sync(model)
-    monitor.invalidate(layer)
+    monitor.stats.follow(model)
     return new
 
 
-def apply_remove(monitor: Monitor, model: Network, layer: int, units: Tensor,
+def apply_remove(monitor: Monitor, model: PlasticNetwork, layer: int, units: Tensor,
                  optimizer: torch.optim.Optimizer | None, bias_correction: bool = True) -> None:
+    """:func:`~neurosculpt.plasticity.structure.remove_units` (with the bias correction); the
+    kept units keep their statistics."""
+    monitor.stats.follow(model)
     mean_act = monitor.stats.mean_activity(layer) if bias_correction else None
-    kept = remove_units(model, layer, units, optimizer, mean_act)
-    monitor.stats.keep(layer, kept)
-    monitor.invalidate(layer)
-
-
-def configured_widths(model: Network) -> list[int]:
-    """Hidden widths the model was built with (not its current, possibly grown, tensors)."""
-    cfg = model.config
-    return list(cfg.channels if cfg.conv else ()) + list(cfg.hidden)
-
-
-def budgets(max_neurons: int | float | list | tuple | None, widths: list[int]) -> list[int]:
-    """Per-layer budget: an int for every layer, a list per layer, or a float factor of the
-    configured widths (``None``: 1.5 times the configured width)."""
-    if max_neurons is None:
-        max_neurons = 1.5
-    if isinstance(max_neurons, (list, tuple)):
-        if len(max_neurons) != len(widths):
-            raise ValueError(f"max_neurons has {len(max_neurons)} entries for {len(widths)} "
-                             "hidden layers")
-        return [int(m) for m in max_neurons]
-    if isinstance(max_neurons, float):
-        return [int(math.ceil(max_neurons * w)) for w in widths]
-    return [int(max_neurons)] * len(widths)
+    remove_units(model, layer, units, optimizer, mean_act)
+    monitor.stats.follow(model)
 
 
 def parse_actions(actions: str | list | tuple | None) -> list[str]:
@@ -264,7 +149,7 @@ def parse_actions(actions: str | list | tuple | None) -> list[str]:
 
 
 class Controller(nn.Module):
-    """Signal-driven neuroplasticity within a neuron budget (the ``neuroplastic`` strategy).
+    """Signal-driven neuroplasticity within a unit budget (the ``neuroplastic`` strategy).
 
     Rules, per hidden layer, each an action that can be switched off (``actions``):
 
@@ -331,7 +216,7 @@ class Controller(nn.Module):
         model = ctx.model
         widths = model.hidden_sizes()
         if not self.budget:
-            self.budget = budgets(self.max_neurons, configured_widths(model))
+            self.budget = budgets(self.max_neurons, model.initial_widths())
         self.renewal.start(len(widths))
         self.renewed = [0] * len(widths)
         self.accuracy = 0.0
@@ -371,12 +256,12 @@ class Controller(nn.Module):
     def _check(self, ctx) -> None:
         monitor, model = self.monitor, ctx.model
         stats = monitor.stats
-        stats.sync(model)
+        stats.follow(model)
         plateau = monitor.plateau.plateau
         grew = False
         self._log_renewals(ctx)
-        for i in range(len(model.hidden_sizes())):
-            n = model.layers[i].n_out
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             scores = dormant_scores(stats.mean_activity(i))
             mature = (stats.age(i) > self.maturity) & monitor.free_units(model, i)
             dormant = (scores <= self.tau) & mature
@@ -415,8 +300,8 @@ class Controller(nn.Module):
         """Across tasks: the last task ended unlearned (running batch accuracy below ``solved``),
         so every layer with room and few dormant units gets ``grow`` more units."""
         monitor, model = self.monitor, ctx.model
-        for i in range(len(model.hidden_sizes())):
-            n = model.layers[i].n_out
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             room = self.budget[i] - n
             dormant_frac = float((dormant_scores(monitor.stats.mean_activity(i)) <= self.tau)
                                  .float().mean())
@@ -438,9 +323,9 @@ class Controller(nn.Module):
     def _apoptosis(self, ctx) -> None:
         monitor, model = self.monitor, ctx.model
         stats = monitor.stats
-        stats.sync(model)
-        for i in range(len(model.hidden_sizes())):
-            n = model.layers[i].n_out
+        stats.follow(model)
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             util = stats.utility(i)
             active = stats.active_fraction(i)
             mature = (stats.age(i) > self.maturity) & monitor.free_units(model, i)
@@ -460,9 +345,9 @@ class Controller(nn.Module):
 
     def _enforce_budget(self, ctx) -> None:
         monitor, model = self.monitor, ctx.model
-        monitor.stats.sync(model)
-        for i in range(len(model.hidden_sizes())):
-            n = model.layers[i].n_out
+        monitor.stats.follow(model)
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             excess = n - self.budget[i]
             if excess <= 0:
                 continue

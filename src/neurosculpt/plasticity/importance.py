@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers import PlasticConv2d, PlasticLayer
-from ..models import Network
+from ..network import PlasticNetwork
 
 SYNAPSE_SCORES = ("magnitude", "activity", "taylor", "obd")
 NEURON_SCORES = ("magnitude", "activity", "taylor", "obd")
@@ -58,7 +58,7 @@ class GradientStats:
     are tied to the layer shapes at creation: create new ones after growth or compaction.
     """
 
-    def __init__(self, model: Network, squares: bool = True) -> None:
+    def __init__(self, model: PlasticNetwork, squares: bool = True) -> None:
         self.layers = list(model.plastic_layers)
         self.taylor = [torch.zeros_like(layer.weight, dtype=torch.float32)
                        for layer in self.layers]
@@ -105,7 +105,7 @@ class GradientStats:
         return out
 
 
-def gradient_stats(model: Network, batches: Batches,
+def gradient_stats(model: PlasticNetwork, batches: Batches,
                    forward: Callable[[Tensor], Tensor] | None = None,
                    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> GradientStats:
     """Accumulate :class:`GradientStats` over ``batches`` without touching ``.grad``."""
@@ -121,7 +121,7 @@ def gradient_stats(model: Network, batches: Batches,
 
 
 @torch.no_grad()
-def cofiring(model: Network, batches: Batches,
+def cofiring(model: PlasticNetwork, batches: Batches,
              forward: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
     """``|E[pre * post]|`` per synapse of every plastic layer (see the module docstring)."""
     forward = forward or model
@@ -162,7 +162,7 @@ def cofiring(model: Network, batches: Batches,
     return [(s / count).abs() * layer.mask for s, layer in zip(sums, layers, strict=True)]
 
 
-def synapse_scores(model: Network, kind: str, batches: Batches | None = None, *,
+def synapse_scores(model: PlasticNetwork, kind: str, batches: Batches | None = None, *,
                    forward: Callable[[Tensor], Tensor] | None = None,
                    stats: GradientStats | None = None,
                    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy
@@ -189,7 +189,7 @@ def synapse_scores(model: Network, kind: str, batches: Batches | None = None, *,
 
 
 @torch.no_grad()
-def firing_rates(model: Network, batches: Batches,
+def firing_rates(model: PlasticNetwork, batches: Batches,
                  forward: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
     """Mean activity per neuron of each hidden layer, and mean ``|current|`` of each output."""
     forward = forward or model
@@ -216,7 +216,7 @@ def firing_rates(model: Network, batches: Batches,
     return [s / n for s in sums]
 
 
-def neuron_scores(model: Network, kind: str, batches: Batches | None = None, *,
+def neuron_scores(model: PlasticNetwork, kind: str, batches: Batches | None = None, *,
                   forward: Callable[[Tensor], Tensor] | None = None,
                   stats: GradientStats | None = None) -> list[Tensor]:
     """Importance of every output neuron of every plastic layer (one vector per layer).

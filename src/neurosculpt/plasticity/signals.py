@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import FREE
-from ..models import Network
+from ..network import PlasticNetwork, follow
+from .structure import free_units, outgoing_weight
 
 
 def unit_activity(h: Tensor) -> Tensor:
@@ -76,44 +77,6 @@ def dormant_scores(mean_activity: Tensor) -> Tensor:
     return mean_activity / mean
 
 
-def unit_columns(model: Network, layer: int, t: Tensor) -> Tensor:
-    """Rearrange a tensor shaped like the next layer's weight to ``[units of layer, ...]``.
-
-    Row ``j`` holds everything of the next layer that reads unit ``j`` (for a convolution
-    flattened into a linear layer, all ``H * W`` positions of channel ``j``).
-    """
-    cols = t.transpose(0, 1).flatten(1)
-    if layer == model.n_conv - 1 and model.flatten_factor > 1:
-        cols = cols.reshape(-1, model.flatten_factor * cols.shape[1])
-    return cols
-
-
-def next_inputs(model: Network, layer: int, units: Tensor) -> Tensor:
-    """Input indices of layer ``layer + 1`` fed by ``units`` of ``layer``."""
-    if layer == model.n_conv - 1 and model.flatten_factor > 1:
-        f = model.flatten_factor
-        return (units[:, None] * f + torch.arange(f)).flatten()
-    return units
-
-
-def outgoing_weight(model: Network, layer: int) -> Tensor:
-    """Sum of |outgoing weights| of every unit of hidden layer ``layer`` (live synapses)."""
-    nxt = model.layers[layer + 1]
-    return unit_columns(model, layer, nxt.effective_weight().detach().abs()).sum(1)
-
-
-def free_units(model: Network, layer: int) -> Tensor:
-    """Units no task owns: none of their incoming, bias or outgoing synapses is consolidated.
-
-    Only these may be reinitialised or removed without changing an earlier task's subnetwork.
-    """
-    cur, nxt = model.layers[layer], model.layers[layer + 1]
-    owned_in = ((cur.owner != FREE) | cur.frozen).flatten(1).any(1)
-    owned_in |= (cur.bias_owner != FREE) | cur.bias_frozen
-    owned_out = unit_columns(model, layer, (nxt.owner != FREE) | nxt.frozen).any(1)
-    return ~(owned_in | owned_out)
-
-
 UTILITIES = ("contribution", "centered")
 
 
@@ -140,8 +103,9 @@ class UnitStats(nn.Module):
     weights move little in a few steps and this halves the cost of an update.
 
     Averages are read bias-corrected like Adam's moments, ``x / (1 - eta^age)``, as in Dohare et
-    al.'s implementation. When another strategy resizes a layer, appended units start fresh; a
-    layer that shrank without going through :meth:`keep` starts over (its unit order is unknown).
+    al.'s implementation. Whoever grows, removes or reinitialises units, the statistics follow
+    through the model's resize journal (:meth:`follow`): grown and reinitialised units start
+    fresh, kept units keep their history.
     """
 
     ROWS = {"act": 0, "active": 1, "util": 2}
@@ -160,6 +124,7 @@ class UnitStats(nn.Module):
         self.steps = 0
         self.updates = 0
         self._out: dict[int, Tensor] = {}
+        self._serial: int | None = None
 
     def _put(self, key: str, value: Tensor) -> None:
         if key in self._buffers:
@@ -171,42 +136,46 @@ class UnitStats(nn.Module):
         have = self._buffers.get(f"birth{i}")
         return None if have is None else len(have)
 
-    def ensure(self, model: Network, i: int) -> None:
-        """:meth:`sync` if layer ``i`` changed size (another strategy may resize layers)."""
-        if self.size(i) != model.layers[i].n_out:
-            self.sync(model)
-
-    def sync(self, model: Network) -> None:
-        """Match the buffers to the model's current layer sizes."""
+    def follow(self, model: PlasticNetwork) -> None:
+        """Carry the buffers through the model's structural changes since the last call (the
+        resize journal); layers seen for the first time, or after a checkpoint whose journal is
+        gone, start from the model's current sizes."""
+        resizes = [] if self._serial is None else model.resizes_since(self._serial)
+        for r in resizes:
+            i = r.layer
+            if f"birth{i}" not in self._buffers:
+                continue
+            self._put(f"stats{i}", follow(self._buffers[f"stats{i}"], [r], units=i, axis=1,
+                                          fill=0.0, reinit=True))
+            self._put(f"birth{i}", follow(self._buffers[f"birth{i}"], [r], units=i,
+                                          fill=self.steps, reinit=True))
+            if r.kind == "reinit" and i in self._out:
+                self._out[i][r.reset] = 0.0
+            else:
+                self._out.pop(i, None)
+        self._serial = model.resize_serial
         for i, n in enumerate(model.hidden_sizes()):
-            have = self.size(i)
-            if have == n:
-                continue
-            if have is not None and have < n:
-                self.grow(i, n - have)
-                continue
-            self._put(f"stats{i}", torch.zeros(3, n))
-            self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long))
-        n_layers = len(model.layers)
+            if self.size(i) != n:
+                self._put(f"stats{i}", torch.zeros(3, n))
+                self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long))
+        n_layers = len(model.plastic_layers)
         if "grad" not in self._buffers or len(self._buffers["grad"]) != n_layers:
             self._put("grad", torch.zeros(n_layers))
 
     @torch.no_grad()
-    def update(self, model: Network, activity: list[Tensor], steps: int = 1) -> None:
+    def update(self, model: PlasticNetwork, activity: list[Tensor], steps: int = 1) -> None:
         """Fold one batch of hidden activity into the running averages, standing for ``steps``
         training steps. Hidden activity is non-negative (ReLU outputs or spikes), so |h| = h."""
         weight = 1.0 - self.decay ** steps
-        layers = list(model.layers)
+        self.follow(model)
+        layers = model.plastic_layers
         for i, h in enumerate(activity[: len(layers) - 1]):
             if h.shape[2] != layers[i].n_out:
                 continue  # recorded before another strategy resized the layer
             a = h[0] if h.shape[0] == 1 else h.mean(0)
             if a.dim() > 2:
                 a = a.flatten(2).mean(2)
-            stats = self._buffers.get(f"stats{i}")
-            if stats is None or a.shape[1] != stats.shape[1]:
-                self.sync(model)
-                stats = self._buffers[f"stats{i}"]
+            stats = self._buffers[f"stats{i}"]
             out = self._out.get(i)
             if out is None or len(out) != a.shape[1] or self.updates % self.out_every == 0:
                 out = self._out[i] = outgoing_weight(model, i)
@@ -218,10 +187,10 @@ class UnitStats(nn.Module):
         self.updates += 1
 
     @torch.no_grad()
-    def update_gradients(self, model: Network) -> None:
+    def update_gradients(self, model: PlasticNetwork) -> None:
         """Fold the current gradient norm of every plastic layer into its running average."""
-        norms = torch.zeros(len(model.layers))
-        for j, layer in enumerate(model.layers):
+        norms = torch.zeros(len(model.plastic_layers))
+        for j, layer in enumerate(model.plastic_layers):
             grads = [p.grad for p in (layer.weight, layer.bias) if p.grad is not None]
             if grads:
                 norms[j] = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))
@@ -259,26 +228,6 @@ class UnitStats(nn.Module):
         grad = self._buffers.get("grad")
         return float(grad[i]) if grad is not None and i < len(grad) else 0.0
 
-    def reset(self, i: int, units: Tensor) -> None:
-        """Forget the history of reinitialised ``units`` of layer ``i``."""
-        self._buffers[f"stats{i}"][:, units] = 0.0
-        self._buffers[f"birth{i}"][units] = self.steps
-        if i in self._out:
-            self._out[i][units] = 0.0
-
-    def keep(self, i: int, keep: Tensor) -> None:
-        """Follow a compaction of layer ``i`` to units ``keep`` (sorted)."""
-        self._put(f"stats{i}", self._buffers[f"stats{i}"][:, keep].clone())
-        self._put(f"birth{i}", self._buffers[f"birth{i}"][keep].clone())
-        self._out.pop(i, None)
-
-    def grow(self, i: int, n: int) -> None:
-        """Follow ``n`` units appended to layer ``i``."""
-        stats, birth = self._buffers[f"stats{i}"], self._buffers[f"birth{i}"]
-        self._put(f"stats{i}", torch.cat([stats, torch.zeros(3, n)], 1))
-        self._put(f"birth{i}", torch.cat([birth, torch.full((n,), self.steps)]))
-        self._out.pop(i, None)
-
     def clear_cache(self) -> None:
         """Drop the cached outgoing-weight sums (done at every task start, so a run resumed from
         a checkpoint recomputes them exactly when an uninterrupted run does)."""
@@ -290,6 +239,7 @@ class UnitStats(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         self.steps, self.updates = int(state["steps"]), int(state["updates"])
         self._out = {}
+        self._serial = None
 
 
 class PlateauDetector:
@@ -357,7 +307,7 @@ def probe_inputs(split, n: int) -> Tensor:
 
 
 @torch.no_grad()
-def probe_activity(model: Network, x: Tensor) -> list[Tensor]:
+def probe_activity(model: PlasticNetwork, x: Tensor) -> list[Tensor]:
     """Hidden activity on ``x`` (``[B, N]`` per layer, see :func:`unit_activity`), measured in
     eval mode (no unit dropout).
 
@@ -376,17 +326,17 @@ def probe_activity(model: Network, x: Tensor) -> list[Tensor]:
     return activity
 
 
-def layer_signals(model: Network, stats: UnitStats, probe: list[Tensor] | None, tau: float,
+def layer_signals(model: PlasticNetwork, stats: UnitStats, probe: list[Tensor] | None, tau: float,
                   budget: list[int | None] | None = None) -> list[dict]:
     """One snapshot of every layer's signals (JSON-friendly, 4 significant digits).
 
     ``probe``: hidden activity on the probe batch (from :func:`probe_activity`); without it the
     dormant fractions come from the running averages and the ranks are left out.
     """
-    spiking = model.config.spiking
+    spiking = model.spiking
     out = []
-    n_hidden = len(model.hidden_sizes())
-    for i, layer in enumerate(model.layers):
+    n_hidden = len(model.plastic_layers) - 1
+    for i, layer in enumerate(model.plastic_layers):
         live = layer.mask
         weight = torch.where(layer.frozen, layer.frozen_weight, layer.weight.detach()).abs()[live]
         row: dict = {
@@ -406,14 +356,15 @@ def layer_signals(model: Network, stats: UnitStats, probe: list[Tensor] | None, 
     return out
 
 
-def _hidden_signals(model: Network, stats: UnitStats, i: int, probe: list[Tensor] | None,
+def _hidden_signals(model: PlasticNetwork, stats: UnitStats, i: int, probe: list[Tensor] | None,
                     tau: float, spiking: bool) -> dict:
     util = stats.utility(i) if stats.size(i) is not None else None
     row: dict = {"free_units": int(free_units(model, i).sum())}
-    if util is not None and len(util) == model.layers[i].n_out:
+    n = model.plastic_layers[i].n_out
+    if util is not None and len(util) == n:
         row["utility_mean"] = _round(float(util.mean()))
         row["utility_min"] = _round(float(util.min()))
-    if probe is not None and i < len(probe) and probe[i].shape[1] == model.layers[i].n_out:
+    if probe is not None and i < len(probe) and probe[i].shape[1] == n:
         a = probe[i]
         mean = a.mean(0)
         active = (a > 0).float().mean(0)
@@ -425,7 +376,7 @@ def _hidden_signals(model: Network, stats: UnitStats, i: int, probe: list[Tensor
         if spiking:
             row["firing_rate"] = _round(float(mean.mean()))
             row["silent"] = _round(float((a.sum(0) == 0).float().mean()))
-    elif util is not None and len(util) == model.layers[i].n_out:
+    elif util is not None and len(util) == n:
         mean = stats.mean_activity(i)
         row["dormant"] = _round(float((dormant_scores(mean) <= tau).float().mean()))
         row["dead"] = _round(float((stats.active_fraction(i) < 0.01).float().mean()))
@@ -466,13 +417,23 @@ class Monitor(nn.Module):
         self.budget: list[int | None] | None = None
         self._probe_x: Tensor | None = None
         self._free: dict[int, Tensor] = {}
+        self._free_serial = 0
         self._due: dict | None = None
 
-    def free_units(self, model: Network, i: int) -> Tensor:
+    def free_units(self, model: PlasticNetwork, i: int) -> Tensor:
         """:func:`free_units`, cached: ownership only changes between tasks (consolidation), so
-        the cache is refreshed at every task start and whenever the layer changes size."""
+        the cache is refreshed at every task start and whenever the layer is grown or removed
+        from (the resize journal)."""
+        if model.resize_serial != self._free_serial:
+            try:
+                for r in model.resizes_since(self._free_serial):
+                    if r.kind != "reinit":
+                        self._free.pop(r.layer, None)
+            except RuntimeError:  # the journal moved on: forget everything
+                self._free = {}
+            self._free_serial = model.resize_serial
         cached = self._free.get(i)
-        if cached is None or len(cached) != model.layers[i].n_out:
+        if cached is None or len(cached) != model.plastic_layers[i].n_out:
             cached = self._free[i] = free_units(model, i)
         return cached
 
@@ -488,8 +449,9 @@ class Monitor(nn.Module):
     def before_task(self, ctx) -> None:
         ctx.model.record_activity = True
         self._free = {}
+        self._free_serial = ctx.model.resize_serial
         self.stats.clear_cache()
-        self.stats.sync(ctx.model)
+        self.stats.follow(ctx.model)
         self.plateau.reset()
         self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
         self._due = None
@@ -528,7 +490,7 @@ class Monitor(nn.Module):
     def snapshot(self, ctx, entry: dict | None = None, end: bool = False) -> dict:
         """Measure every layer's signals now and append them, with ``entry`` (step, loss and
         plateau flag; the current ones by default), to the task's record."""
-        self.stats.sync(ctx.model)
+        self.stats.follow(ctx.model)
         entry = self._entry(ctx) if entry is None else entry
         entry["layers"] = layer_signals(ctx.model, self.stats, self.probe(ctx), self.tau,
                                         self.budget)

@@ -9,7 +9,8 @@ Strategies compose: the loop calls every hook of every strategy in order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -127,3 +128,29 @@ class Naive(Strategy):
 def hyper_parameters(strategies: Sequence[Strategy]) -> dict:
     """The constructor arguments each strategy was built with (recorded in results.json)."""
     return {s.name: dict(getattr(s, "hparams", {})) for s in strategies}
+
+
+def task_steps(ctx: Context) -> tuple[int, int]:
+    """(mini-batches per epoch of the current task, steps of its main training phase)."""
+    cfg = ctx.config
+    n_batches = math.ceil(len(ctx.task.train) / cfg.batch_size)
+    return n_batches, cfg.steps if cfg.steps is not None else cfg.epochs * n_batches
+
+
+def task_batches(ctx: Context, n: int) -> list[tuple[Tensor, Tensor]]:
+    """``n`` seeded mini-batches of the current task's training data (for importance scores)."""
+    gen = torch.Generator().manual_seed(ctx.learner._seed(ctx.task_id, 99))
+    out = []
+    for batch in ctx.task.train.batches(ctx.config.batch_size, gen):
+        if len(out) == n:
+            break
+        out.append(batch)
+    return out
+
+
+def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
+    """Logits of the current task with outputs it may not produce masked, for scoring."""
+    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long))
+
+
+# --- the strategy -------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ synapses, then activity-dependent elimination) applied to continual learning:
    synapses with the highest importance ``score``, or, with ``threshold``, the ones whose score
    is at least ``threshold`` times the layer's mean (one step); optionally also all synapses of
    the task's least important new neurons, down to the fraction ``keep_neurons``. After each step,
-   **apoptosis**: neurons that no task owns and that are left without live inputs or outputs
+   **apoptosis**: units that no task owns and that are left without live inputs or outputs
    are removed and the tensors really shrink (compaction,
-   :meth:`neurosculpt.models.Network.keep_neurons`), which also makes the rest of the training
-   cheaper.
+   :meth:`neurosculpt.network.PlasticNetwork.remove_units`), which also makes the rest of the
+   training cheaper.
 4. **recover**: a short fine-tune of the survivors (``recover_fraction`` of the training phase's
    steps, so it scales with ``--epochs`` and data size), at ``recover_lr`` times the learning
    rate.
@@ -57,242 +57,43 @@ Every phase's structure goes into ``results.json`` under ``tasks[k]["structure"]
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .. import layers as L
 from ..loop import Context
-from ..models import Network, Resize
+from ..network import PlasticNetwork, follow
 from ..plasticity.importance import GradientStats, gradient_stats, synapse_scores
-from .base import Strategy, fix_shared_parameters, scaled_learning_rate
+from ..plasticity.structure import (
+    apoptosis,
+    capacity,
+    consolidate_task,
+    grow_within,
+    hidden_layers,
+    per_layer,
+    quiet_inputs_of_owned_units,
+    release_free_pool,
+    shrink_to,
+    structure_summary,
+)
+from .base import (
+    Strategy,
+    fix_shared_parameters,
+    scaled_learning_rate,
+    task_batches,
+    task_forward,
+    task_steps,
+)
 
 CONSOLIDATIONS = ("freeze", "regularize")
 SCORES = ("magnitude", "activity", "taylor", "obd")
 
 
-# --- structural helpers shared with DSD --------------------------------------------------------
-
-
-def capacity(model: Network, max_neurons: int | Sequence[int] | None) -> list[int]:
-    """Maximum neurons (channels) per hidden layer; default: the widths the model was built with.
-
-    The configured widths come from the model's config, not from its current tensors, so the
-    answer is the same after growth, compaction and resume.
-    """
-    cfg = model.config
-    built = [*(cfg.channels if cfg.conv else ()), *cfg.hidden]
-    if max_neurons is None:
-        return built
-    return per_layer(max_neurons, built, "max_neurons", allow_fraction=False)
-
-
-def per_layer(value: int | float | Sequence[int | float], caps: Sequence[int], name: str,
-              allow_fraction: bool = True) -> list[int]:
-    """An int (count), a float (fraction of each layer's capacity) or one value per layer."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * len(caps)
-    if len(values) != len(caps):
-        raise ValueError(f"{name} has {len(values)} values but the model has {len(caps)} hidden "
-                         "layers")
-    out = []
-    for v, cap in zip(values, caps, strict=True):
-        if isinstance(v, float):
-            if not allow_fraction:
-                raise ValueError(f"{name} must be whole numbers of neurons, got {v}")
-            v = round(v * cap)
-        if v < 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
-        out.append(int(v))
-    return out
-
-
-def head_rows(ctx: Context) -> Tensor:
-    """Boolean ``[n_outputs]``: the outputs the current task may produce (the rows it trains)."""
-    return ctx.benchmark.output_mask(torch.tensor([ctx.task_id]), ctx.task_id)[0]
-
-
-def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) -> list[int]:
-    """Reopen every free synapse of the hidden layers and of the current head; close the free
-    synapses of outputs this task does not produce. ``limits[l]``: at most that many free
-    synapses stay open in hidden layer ``l`` (a uniformly random subset, from the seeded global
-    generator). Returns reopened counts per layer."""
-    layers = ctx.model.plastic_layers
-    out = layers[-1]
-    other = ~head_rows(ctx)[:, None].expand_as(out.mask)
-    reopened = []
-    for index, layer in enumerate(layers):
-        closed = ~layer.mask & (layer.owner == L.FREE)
-        L.reopen_free_synapses(layer)
-        L.clear_optimizer_state(ctx.optimizer, layer.weight, closed)
-        limit = limits[index] if limits is not None and layer is not out else None
-        free = L.free_synapse_mask(layer)
-        if limit is not None and int(free.sum()) > limit:
-            position = torch.nonzero(free.flatten()).flatten()
-            excess = position[torch.randperm(len(position))[limit:]]
-            remove = torch.zeros_like(free)
-            remove.view(-1)[excess] = True
-            L.prune_synapses(layer, remove)
-            closed &= layer.mask
-        reopened.append(int((closed & ~other).sum()) if layer is out else int(closed.sum()))
-    L.prune_synapses(out, L.free_synapse_mask(out) & other)
-    return reopened
-
-
-def quiet_inputs_of_old_neurons(model: Network) -> int:
-    """Set every free synapse onto a neuron an earlier task owns to zero; return how many.
-
-    Such synapses (reopened after pruning, or from newly grown neurons) would otherwise start at
-    random values and scramble the features earlier tasks built before the new task can use
-    them; from zero the task's gradient grows the ones it needs (PackNet's official code also
-    reopens freed weights at zero).
-    """
-    count = 0
-    with torch.no_grad():
-        for layer in model.plastic_layers:
-            shape = (-1,) + (1,) * (layer.weight.dim() - 1)
-            target = L.free_synapse_mask(layer) & (layer.bias_owner != L.FREE).view(shape)
-            layer.weight[target] = 0.0
-            count += int(target.sum())
-    return count
-
-
-def shrink_to(ctx: Context, sizes: Sequence[int]) -> None:
-    """Compact hidden layers wider than ``sizes`` to their first ``sizes[l]`` neurons."""
-    model = ctx.model
-    for index, size in enumerate(sizes):
-        n = model.plastic_layers[index].n_out
-        if n > size:
-            keep = torch.arange(max(size, 1))
-            model.keep_neurons(index, keep, ctx.optimizer)
-            ctx.log(f"layer {index}: starting from {len(keep)} neurons instead of {n}")
-
-
-def grow_within(ctx: Context, amounts: Sequence[int], caps: Sequence[int]) -> list[int]:
-    """Grow ``amounts[l]`` neurons per hidden layer, never beyond ``caps[l]``; log shortfalls."""
-    model = ctx.model
-    grown = []
-    for index, (want, cap) in enumerate(zip(amounts, caps, strict=True)):
-        n_out = model.plastic_layers[index].n_out
-        n = max(0, min(want, cap - n_out))
-        if n < want:
-            ctx.log(f"capacity: layer {index} holds {n_out} of at most {cap} neurons; growing "
-                    f"{n} instead of {want}, task {ctx.task_id} shares more of the existing "
-                    "network")
-        if n > 0:
-            model.grow_neurons(index, n, ctx.optimizer)
-        grown.append(n)
-    return grown
-
-
-def _has_outputs(model: Network, index: int) -> Tensor:
-    """Per neuron of hidden layer ``index``: does it feed any live synapse of the next layer?"""
-    nxt = model.plastic_layers[index + 1]
-    per_column = nxt.mask.transpose(0, 1).flatten(1).any(1)
-    n = model.plastic_layers[index].n_out
-    return per_column.view(n, -1).any(1)
-
-
-def apoptosis(model: Network, optimizer: torch.optim.Optimizer | None) -> list[int]:
-    """Remove hidden neurons no task owns that have no live inputs or no live outputs.
-
-    Repeats until nothing changes (removing a neuron can orphan neurons around it); compaction
-    really shrinks the tensors. Every layer keeps at least one neuron. Returns counts per layer.
-    """
-    layers = model.plastic_layers
-    removed = [0] * (len(layers) - 1)
-    changed = True
-    while changed:
-        changed = False
-        for index in range(len(layers) - 1):
-            layer = layers[index]
-            alive = layer.mask.flatten(1).any(1) & _has_outputs(model, index)
-            dead = (layer.bias_owner == L.FREE) & ~alive
-            if bool(dead.all()):
-                dead[0] = False
-            if not bool(dead.any()):
-                continue
-            keep = torch.nonzero(~dead).flatten()
-            model.keep_neurons(index, keep, optimizer)
-            removed[index] += int(dead.sum())
-            changed = True
-    return removed
-
-
-def consolidate_task(ctx: Context, freeze: bool) -> list[int]:
-    """Give every live free synapse (and bias) to the current task; output biases only for the
-    outputs the task produces, so later heads keep theirs. Returns claimed synapses per layer."""
-    task = ctx.task_id
-    layers = ctx.model.plastic_layers
-    claimed = [L.consolidate(layer, task, freeze=freeze) for layer in layers]
-    out = layers[-1]
-    with torch.no_grad():
-        release = ~head_rows(ctx) & (out.bias_owner == task)
-        out.bias_owner[release] = L.FREE
-        out.bias_frozen[release] = False
-    return claimed
-
-
-def structure_summary(model: Network, partitions: bool = False) -> dict:
-    """Neurons and synapses per layer (compact lists, one entry per plastic layer)."""
-    layers = model.plastic_layers
-    summary = {
-        "neurons": [layer.n_out for layer in layers],
-        "live_neurons": [layer.live_neurons() for layer in layers],
-        "synapses": [layer.weight.numel() for layer in layers],
-        "live_synapses": [layer.live_synapses() for layer in layers],
-        "free_synapses": [int(L.free_synapse_mask(layer).sum()) for layer in layers],
-    }
-    if partitions:
-        summary["partitions"] = [L.partition_sizes(layer) for layer in layers]
-        summary["sparsity"] = [1.0 - layer.live_synapses() / max(layer.weight.numel(), 1)
-                               for layer in layers]
-    return summary
-
-
-def task_steps(ctx: Context) -> tuple[int, int]:
-    """(mini-batches per epoch of the current task, steps of its main training phase)."""
-    cfg = ctx.config
-    n_batches = math.ceil(len(ctx.task.train) / cfg.batch_size)
-    return n_batches, cfg.steps if cfg.steps is not None else cfg.epochs * n_batches
-
-
-def task_batches(ctx: Context, n: int) -> list[tuple[Tensor, Tensor]]:
-    """``n`` seeded mini-batches of the current task's training data (for importance scores)."""
-    gen = torch.Generator().manual_seed(ctx.learner._seed(ctx.task_id, 99))
-    out = []
-    for batch in ctx.task.train.batches(ctx.config.batch_size, gen):
-        if len(out) == n:
-            break
-        out.append(batch)
-    return out
-
-
-def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
-    """Logits of the current task with outputs it may not produce masked, for scoring."""
-    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long))
-
-
-# --- the strategy -------------------------------------------------------------------------------
-
-
 def _schedule(start: float, final: float, progress: float) -> float:
     """Amount kept at ``progress`` of the cubic schedule of Zhu & Gupta 2017 (Eq. 1)."""
     return final + (start - final) * (1.0 - progress) ** 3
-
-
-def realign(tensors: list[Tensor], resize: Resize) -> None:
-    """Apply a growth or compaction of a hidden layer to per-synapse tensors shaped like the
-    plastic layers' weights (in place on the list): new entries are zero."""
-    for offset, which in ((0, resize.neurons), (1, resize.inputs)):
-        old = tensors[resize.layer + offset]
-        if resize.grew:
-            shape = list(old.shape)
-            shape[offset] = len(which) if offset == 0 else int(which)  # type: ignore[arg-type]
-            new = torch.cat([old, old.new_zeros(shape)], dim=offset)
-        else:
-            new = old.index_select(offset, which)  # type: ignore[arg-type]
-        tensors[resize.layer + offset] = new
 
 
 class Develop(Strategy):
@@ -401,7 +202,7 @@ class Develop(Strategy):
         grown = grow_within(ctx, per_layer(self.grow, caps, "grow"), caps)
         self._follow_resizes(model)
         reopened = release_free_pool(ctx, self.budget_left(ctx, caps))
-        quiet_inputs_of_old_neurons(model)
+        quiet_inputs_of_owned_units(model)
         self._structure["after_expand"] = structure_summary(model)
         ctx.record["structure"] = self._structure
         ctx.record["develop"] = {"capacity": caps, "grown": grown, "reopened": reopened}
@@ -476,6 +277,12 @@ class Develop(Strategy):
         self._stats = None
         self._rounds = {}
 
+    def after_eval(self, ctx: Context) -> None:
+        """Catch up with changes made by strategies composed after this one, before the
+        checkpoint."""
+        if self._serial is not None:
+            self._follow_resizes(ctx.model)
+
     # --- pieces ---------------------------------------------------------------------------------
     def prune_round(self, ctx: Context, progress: float) -> None:
         """Prune towards the schedule's target at ``progress``, then remove dead neurons."""
@@ -527,12 +334,17 @@ class Develop(Strategy):
         """
         if self.budget >= 1.0:
             return [None] * len(caps)
-        layers = ctx.model.plastic_layers
+        model = ctx.model
+        layers = model.plastic_layers
+        # the hidden layer whose units a layer reads: its fan-in at full capacity scales with it
+        producer = {c.layer: k for k in range(len(layers) - 1)
+                    for c in model.units(k).consumers}
         out: list[int | None] = []
         for index, layer in enumerate(layers[:-1]):
             row = layer.weight[0].numel()
-            if index > 0:
-                row = row * caps[index - 1] // max(layers[index - 1].n_out, 1)
+            k = producer.get(index)
+            if k is not None:
+                row = row * caps[k] // max(layers[k].n_out, 1)
             owned = int((layer.mask & (layer.owner != L.FREE)).sum())
             left = max(0, round(self.budget * row * caps[index]) - owned)
             pool = int((layer.owner == L.FREE).sum())
@@ -542,7 +354,7 @@ class Develop(Strategy):
             out.append(left)
         return out
 
-    def prune_neurons(self, model: Network, scores: list[Tensor], progress: float,
+    def prune_neurons(self, model: PlasticNetwork, scores: list[Tensor], progress: float,
                       pruned: list[int]) -> None:
         """Cut every synapse of the task's new neurons with the least summed importance (in and
         out), on the same schedule with target ``keep_neurons``; apoptosis then removes them.
@@ -551,25 +363,30 @@ class Develop(Strategy):
         instead of an accumulated weight magnitude, and reaching a set fraction.
         """
         layers = model.plastic_layers
-        for index, layer in enumerate(layers[:-1]):
+        for index in hidden_layers(model):
+            layer = layers[index]
             new = layer.bias_owner == L.FREE
             target = max(1, round(_schedule(1.0, self.keep_neurons, progress) * self._new[index]))
             n_cut = int(new.sum()) - target
             if n_cut <= 0:
                 continue
-            nxt = layers[index + 1]
-            outgoing = scores[index + 1].transpose(0, 1).flatten(1).sum(1)
-            importance = scores[index].flatten(1).sum(1) + outgoing.view(layer.n_out, -1).sum(1)
+            consumers = model.units(index).consumers
+            importance = scores[index].flatten(1).sum(1)
+            for c in consumers:
+                outgoing = scores[c.layer].transpose(0, 1).flatten(1).sum(1)
+                importance = importance + outgoing.view(layer.n_out, -1).sum(1)
             importance = importance.masked_fill(~new, float("inf"))
             cut = torch.argsort(importance, stable=True)[:n_cut]
             rows = torch.zeros(layer.n_out, dtype=torch.bool)
             rows[cut] = True
             shape = (-1,) + (1,) * (layer.weight.dim() - 1)
             pruned[index] += L.prune_synapses(layer, rows.view(shape).expand_as(layer.mask))
-            cols = torch.zeros(nxt.n_in, dtype=torch.bool)
-            cols[model._input_index(index, cut)] = True
-            shape = (1, -1) + (1,) * (nxt.weight.dim() - 2)
-            pruned[index + 1] += L.prune_synapses(nxt, cols.view(shape).expand_as(nxt.mask))
+            for c in consumers:
+                nxt = layers[c.layer]
+                cols = torch.zeros(nxt.n_in, dtype=torch.bool)
+                cols[c.inputs(cut)] = True
+                shape = (1, -1) + (1,) * (nxt.weight.dim() - 2)
+                pruned[c.layer] += L.prune_synapses(nxt, cols.view(shape).expand_as(nxt.mask))
 
     def to_remove(self, layer: L.PlasticLayer, score: Tensor, n_keep: int) -> Tensor:
         """Boolean mask of free synapses to prune: all but the ``n_keep`` best by score (ties
@@ -609,21 +426,23 @@ class Develop(Strategy):
                 layer.frozen_bias[bias] = layer.bias[bias]
                 layer.bias_frozen |= bias
 
-    def _follow_resizes(self, model: Network) -> None:
+    def _follow_resizes(self, model: PlasticNetwork) -> None:
         """Keep per-synapse state (gradient statistics, the penalty's buffers) aligned with
-        every growth or compaction of the model since the last call, whoever made it (this
-        strategy, or a composed one such as the plasticity controller); :meth:`before_task`
-        sets the starting point."""
-        for resize in model.resizes_since(self._serial):
-            if self._stats is not None:
-                realign(self._stats.taylor, resize)
-                if self._stats.sq_grad is not None:
-                    realign(self._stats.sq_grad, resize)
-            if "importance0" in self._buffers:
-                n = len(model.plastic_layers)
-                for name in ("importance", "anchor"):
-                    tensors = [self._buffers[f"{name}{i}"] for i in range(n)]
-                    realign(tensors, resize)
-                    for i, tensor in enumerate(tensors):
-                        self._buffers[f"{name}{i}"] = tensor
-            self._serial = resize.serial
+        every structural change of the model since the last call, whoever made it (this
+        strategy, or a composed one such as the plasticity controller), through the journal;
+        :meth:`before_task` sets the starting point. New synapses start at zero."""
+        resizes = model.resizes_since(self._serial)
+        if not resizes:
+            return
+        if self._stats is not None:
+            self._stats.taylor = [follow(t, resizes, weight=j)
+                                  for j, t in enumerate(self._stats.taylor)]
+            if self._stats.sq_grad is not None:
+                self._stats.sq_grad = [follow(t, resizes, weight=j)
+                                       for j, t in enumerate(self._stats.sq_grad)]
+        for name in ("importance", "anchor"):
+            for j in range(len(model.plastic_layers)):
+                if f"{name}{j}" in self._buffers:
+                    self.set_buffer(f"{name}{j}",
+                                    follow(self._buffers[f"{name}{j}"], resizes, weight=j))
+        self._serial = resizes[-1].serial

@@ -8,7 +8,9 @@ The paper proposes the concepts; the concrete rules here are ours:
   on a plateau (or every ``every`` steps), up to ``max_neurons``; incoming weights from the
   initial distribution, outgoing weights zero, so the network's output does not jump;
 - unit dropout (temporary apoptosis, Srivastava et al. 2014): during training each unit is
-  silenced for a whole sample with probability ``dropout`` (outputs rescaled by ``1/(1-p)``);
+  silenced for a whole sample with probability ``dropout`` (outputs rescaled by ``1/(1-p)``):
+  the inputs it feeds in every consumer are zeroed, so it works on any
+  :class:`~neurosculpt.network.PlasticNetwork` (the activity the signals see is the unit's own);
 - apoptosis (permanent): at the end of a task mature units whose contribution utility (Dohare
   et al. 2024, Eq. 1) is below ``apoptosis`` times the layer mean are removed and the layer is
   compacted, never below ``min_neurons``.
@@ -16,12 +18,16 @@ The paper proposes the concepts; the concrete rules here are ours:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
 from ..loop import Context
-from ..plasticity.controller import apply_grow, apply_remove, budgets, configured_widths
+from ..network import Consumer, PlasticNetwork
+from ..plasticity.controller import apply_grow, apply_remove
 from ..plasticity.signals import Monitor, log_decision
+from ..plasticity.structure import budgets, hidden_layers
 from .base import MonitoredStrategy
 
 
@@ -55,21 +61,45 @@ class Dropin(MonitoredStrategy):
                                plateau_patience=plateau_patience)
         self.budget: list[int] = []
         self._hooks: list = []
+        self._masks: dict[int, Tensor] = {}
+        self._batch = 0
 
-    def _unit_dropout(self, module: nn.Module, inputs: tuple, out: Tensor) -> Tensor:
+    def _install_dropout(self, model: PlasticNetwork) -> None:
+        """Hooks: the network's forward notes the batch size and forgets the last masks; every
+        consumer of a hidden layer's units drops the inputs of that layer's dropped units."""
+        def start(module: nn.Module, args: tuple) -> None:
+            self._batch = args[0].shape[0]
+            self._masks = {}
+
+        self._hooks = [model.register_forward_pre_hook(start)]
+        for i in hidden_layers(model):
+            for c in model.units(i).consumers:
+                hook = functools.partial(self._drop_inputs, model, i, c)
+                self._hooks.append(model.plastic_layers[c.layer].register_forward_pre_hook(hook))
+
+    def _drop_inputs(self, model: PlasticNetwork, layer: int, consumer: Consumer,
+                     module: nn.Module, args: tuple) -> tuple | None:
+        """Zero the inputs fed by dropped units; one mask per sample and layer, the same at
+        every time step (inputs are ``[T * B, ...]``)."""
         if not module.training:
-            return out
-        shape = (1, out.shape[1], out.shape[2]) + (1,) * (out.dim() - 3)
-        keep = torch.rand(shape) >= self.dropout
-        return out * keep / (1.0 - self.dropout)
+            return None
+        x = args[0]
+        mask = self._masks.get(layer)
+        if mask is None:
+            n = model.plastic_layers[layer].n_out
+            keep = torch.rand(self._batch, n, device=x.device) >= self.dropout
+            mask = self._masks[layer] = keep.to(x.dtype) / (1.0 - self.dropout)
+        m = mask.repeat_interleave(consumer.width, 1) if consumer.width > 1 else mask
+        steps = x.shape[0] // self._batch
+        shape = (1, *m.shape) + (1,) * (x.dim() - 2)
+        return ((x.view(steps, self._batch, *x.shape[1:]) * m.view(shape)).view_as(x),)
 
     def before_task(self, ctx: Context) -> None:
         if not self.budget:
-            self.budget = budgets(self.max_neurons, configured_widths(ctx.model))
+            self.budget = budgets(self.max_neurons, ctx.model.initial_widths())
         self.monitor.budget = list(self.budget)
         if self.dropout > 0 and not self._hooks:
-            self._hooks = [units.register_forward_hook(self._unit_dropout)
-                           for units in ctx.model.neurons]
+            self._install_dropout(ctx.model)
         super().before_task(ctx)
 
     def after_step(self, ctx: Context) -> None:
@@ -81,7 +111,8 @@ class Dropin(MonitoredStrategy):
         if not due:
             return
         model = ctx.model
-        for i, n in enumerate(model.hidden_sizes()):
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             k = min(self.grow_n, self.budget[i] - n)
             if k <= 0:
                 continue
@@ -99,8 +130,9 @@ class Dropin(MonitoredStrategy):
 
     def _apoptosis(self, ctx: Context) -> None:
         model, stats = ctx.model, self.monitor.stats
-        stats.sync(model)
-        for i, n in enumerate(model.hidden_sizes()):
+        stats.follow(model)
+        for i in hidden_layers(model):
+            n = model.plastic_layers[i].n_out
             util = stats.utility(i)
             mean_util = float(util.mean())
             low = (util < self.apoptosis * mean_util) & (stats.age(i) > self.maturity)

@@ -44,9 +44,9 @@ from torch import Tensor
 
 from .. import layers as L
 from ..loop import Context
+from ..network import PlasticNetwork, follow
 from ..plasticity.importance import neuron_scores
-from .base import Strategy, fix_shared_parameters
-from .develop import (
+from ..plasticity.structure import (
     capacity,
     consolidate_task,
     grow_within,
@@ -54,8 +54,8 @@ from .develop import (
     release_free_pool,
     shrink_to,
     structure_summary,
-    task_steps,
 )
+from .base import Strategy, fix_shared_parameters, task_steps
 
 
 class DSD(Strategy):
@@ -68,6 +68,7 @@ class DSD(Strategy):
     """
 
     name = "dsd"
+    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
 
     def __init__(self, init_fraction: float = 0.3, grow_fraction: float = 0.15,
                  rounds: int = 10, max_neurons: int | list | None = None,
@@ -95,6 +96,7 @@ class DSD(Strategy):
             "c_conv": self.c_conv, "start": start, "bonus": bonus, "decay": decay,
         }
         self._accumulated: list[Tensor] = []
+        self._serial = 0
         self._schedule: dict[int, int] = {}
         self._step = -1
         self._pruned: list[int] = []
@@ -118,6 +120,7 @@ class DSD(Strategy):
         ctx.record["dsd"] = {"capacity": caps, "grown": grown}
         hidden = model.plastic_layers[:-1]
         self._accumulated = [torch.full((layer.n_out,), self.start) for layer in hidden]
+        self._serial = model.resize_serial
         self._pruned = [0] * len(hidden)
         _, total = task_steps(ctx)
         self._schedule = {round(r * total / (self.rounds + 1)): r
@@ -148,9 +151,13 @@ class DSD(Strategy):
     def prune_round(self, ctx: Context, r: int) -> list[int]:
         """One update of the accumulated scores; prune (compact away) new neurons below zero."""
         model = ctx.model
+        self._follow_resizes(model)
         scores = neuron_scores(model, "magnitude")
         removed = []
         for index, layer in enumerate(model.plastic_layers[:-1]):
+            if model.units(index).fixed:
+                removed.append(0)
+                continue
             candidate = layer.bias_owner == L.FREE
             score = scores[index].clone()
             if not bool(candidate.any()):
@@ -166,10 +173,18 @@ class DSD(Strategy):
             prune = candidate & (acc < 0)
             if bool(prune.all()):
                 prune[torch.argmax(acc)] = False
-            keep = torch.nonzero(~prune).flatten()
-            if len(keep) < layer.n_out:
-                model.keep_neurons(index, keep, ctx.optimizer)
-            self._accumulated[index] = acc[keep]
+            self._accumulated[index] = acc
+            if bool(prune.any()):
+                model.remove_units(index, torch.nonzero(prune).flatten(), ctx.optimizer)
+            self._follow_resizes(model)
             removed.append(int(prune.sum()))
             self._pruned[index] += int(prune.sum())
         return removed
+
+    def _follow_resizes(self, model: PlasticNetwork) -> None:
+        """Carry the accumulated scores through every structural change since the last call,
+        whoever made it (new units start at ``start``)."""
+        resizes = model.resizes_since(self._serial)
+        self._accumulated = [follow(acc, resizes, units=i, fill=self.start)
+                             for i, acc in enumerate(self._accumulated)]
+        self._serial = model.resize_serial

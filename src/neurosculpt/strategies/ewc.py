@@ -3,17 +3,11 @@ penalty they share with SI and MAS.
 
 All three methods add ``sum_i Omega_i (theta_i - theta*_i)^2`` to the loss, with an importance
 ``Omega`` and an anchor ``theta*`` recorded at the end of a task. Both are kept per parameter
-*name* (``model.named_parameters()``) in buffers, so they survive checkpoints and compose with
-strategies that grow or compact the network:
-
-- a parameter with the recorded shape is penalised as usual;
-- a parameter that grew (every dimension at least as large, new neurons/inputs appended at the
-  end by :mod:`neurosculpt.layers`) is penalised on the overlapping leading slice, which holds
-  exactly the old entries; the new entries are free;
-- a parameter that shrank or changed rank (compaction moved its entries) is not penalised by
-  that record: the old positions cannot be matched any more;
-- running importances carried into a new shape keep the old values on the leading slice and
-  start new entries at zero (and drop the old values when the parameter shrank).
+*name* (``model.named_parameters()``) in buffers, so they survive checkpoints, and they follow
+every structural change of the network through its resize journal
+(:func:`neurosculpt.network.follow`): the record of a unit stays on that unit's row when other
+units are removed or grown, entries of new units have zero importance (they are free), and
+the records of removed units go with them.
 """
 
 from __future__ import annotations
@@ -25,32 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..loop import Context
+from ..network import PlasticNetwork, Resize, follow
 from .base import Strategy
 
 
 def buffer_name(prefix: str, param_name: str) -> str:
     """Buffer name of a per-parameter record (buffer names may not contain dots)."""
     return f"{prefix}__{param_name.replace('.', '__')}"
-
-
-def leading_slice(stored: Tensor, param: Tensor) -> tuple[slice, ...] | None:
-    """Index of ``param`` that ``stored`` covers, or None when the shapes cannot be aligned."""
-    if stored.dim() != param.dim():
-        return None
-    if any(s > p for s, p in zip(stored.shape, param.shape, strict=True)):
-        return None
-    return tuple(slice(0, s) for s in stored.shape)
-
-
-def carry_over(old: Tensor | None, fill: Tensor) -> Tensor:
-    """``fill`` (already in the current shape) with ``old`` copied into its leading slice when
-    ``old`` fits; ``fill`` alone when there is no old value or the parameter shrank."""
-    out = fill.detach().clone()
-    if old is not None:
-        index = leading_slice(old, out)
-        if index is not None:
-            out[index] = old
-    return out
 
 
 def trainable_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
@@ -94,7 +69,16 @@ class ParameterPenalty(Strategy):
 
     Subclasses list their records in :meth:`records` as ``(importance prefix, anchor prefix,
     weight)``; the loss gets ``sum_records weight * sum_i Omega_i (theta_i - theta*_i)^2``.
+    Every record follows the model's resize journal (:meth:`follow`).
     """
+
+    # where the records stand in the model's journal; a resumed run starts from the model as
+    # loaded (its journal starts empty), so this need not survive a checkpoint
+    transient: tuple[str, ...] = ("_serial",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._serial: int | None = None
 
     def stored(self, prefix: str, param_name: str) -> Tensor | None:
         return self._buffers.get(buffer_name(prefix, param_name))
@@ -106,25 +90,73 @@ class ParameterPenalty(Strategy):
         """The ``(importance prefix, anchor prefix, weight)`` triples currently in force."""
         return []
 
+    def fill(self, prefix: str, param: Tensor) -> float | Tensor:
+        """Value of a record's entries for new units (0: not penalised, no history)."""
+        return 0.0
+
+    def _pending(self, model: nn.Module) -> list[Resize]:
+        if self._serial is None or not isinstance(model, PlasticNetwork):
+            return []
+        return model.resizes_since(self._serial)
+
+    def _followed(self, model: nn.Module, resizes: list[Resize]) -> dict[str, Tensor]:
+        """Every record carried through ``resizes``, by buffer name."""
+        params = dict(trainable_parameters(model))
+        names = {name.replace(".", "__"): name for name in params}
+        out = {}
+        for key, value in self._buffers.items():
+            prefix, _, mangled = key.partition("__")
+            name = names.get(mangled)
+            if name is not None and value is not None:
+                out[key] = follow(value, resizes, name=name,
+                                  fill=self.fill(prefix, params[name].detach()))
+        return out
+
+    def follow(self, model: nn.Module) -> None:
+        """Carry every record through the model's structural changes since the last call (the
+        first call takes the model as it is: a fresh strategy or one loaded from a checkpoint,
+        whose records match the model saved with it)."""
+        resizes = self._pending(model)
+        if resizes:
+            for key, value in self._followed(model, resizes).items():
+                self._buffers[key] = value
+        if isinstance(model, PlasticNetwork):
+            self._serial = model.resize_serial
+
     def penalty(self, model: nn.Module) -> Tensor:
-        """The regularisation term for the model's current parameters (0 before any record)."""
+        """The regularisation term for the model's current parameters (0 before any record).
+        Records are read through the model's journal, so ``model`` may have changed shape
+        since they were last followed."""
+        resizes = self._pending(model)
+        records = self._followed(model, resizes) if resizes else self._buffers
         total = torch.zeros(())
         for importance_prefix, anchor_prefix, weight in self.records():
             for name, p in trainable_parameters(model):
-                importance = self.stored(importance_prefix, name)
-                anchor = self.stored(anchor_prefix, name)
+                importance = records.get(buffer_name(importance_prefix, name))
+                anchor = records.get(buffer_name(anchor_prefix, name))
                 if importance is None or anchor is None:
                     continue
-                index = leading_slice(importance, p)
-                if index is None:
-                    continue
-                total = total + weight * (importance * (p[index] - anchor) ** 2).sum()
+                if importance.shape != p.shape:
+                    raise RuntimeError(
+                        f"{self.name}: the record of {name} has shape {tuple(importance.shape)} "
+                        f"but the parameter {tuple(p.shape)}; networks must change shape "
+                        "through grow_units / remove_units (the resize journal)")
+                total = total + weight * (importance * (p - anchor) ** 2).sum()
         return total
 
     def loss(self, ctx: Context, loss: Tensor) -> Tensor:
+        self.follow(ctx.model)
         if not self.records():
             return loss
         return loss + self.penalty(ctx.model)
+
+    def before_task(self, ctx: Context) -> None:
+        self.follow(ctx.model)
+
+    def after_eval(self, ctx: Context) -> None:
+        """Catch up before the checkpoint: a strategy composed after this one may have changed
+        the network after this one's ``after_task``."""
+        self.follow(ctx.model)
 
 
 def empirical_fisher(ctx: Context, samples: int) -> dict[str, Tensor]:
@@ -163,6 +195,7 @@ class EWC(ParameterPenalty):
         return [(f"fisher{k}", f"anchor{k}", self.lam / 2) for k in self.consolidated.tolist()]
 
     def after_task(self, ctx: Context) -> None:
+        self.follow(ctx.model)
         fisher = empirical_fisher(ctx, self.fisher_samples)
         k = ctx.task_id
         for name, p in trainable_parameters(ctx.model):
@@ -206,10 +239,11 @@ class OnlineEWC(ParameterPenalty):
         return [("fisher", "anchor", self.lam / 2)] if int(self.tasks_seen) > 0 else []
 
     def after_task(self, ctx: Context) -> None:
+        self.follow(ctx.model)
         fisher = empirical_fisher(ctx, self.fisher_samples)
         for name, p in trainable_parameters(ctx.model):
             old = self.stored("fisher", name)
-            decayed = carry_over(None if old is None else self.gamma * old, torch.zeros_like(p))
+            decayed = torch.zeros_like(p) if old is None else self.gamma * old
             self.store("fisher", name, decayed + fisher[name])
             self.store("anchor", name, p)
         self.tasks_seen += 1

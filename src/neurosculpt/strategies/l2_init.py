@@ -8,10 +8,8 @@ training loss is therefore the task's loss alone.
 
 ``theta_0`` are the plastic layers' weights and biases when the first task starts (neuron
 parameters such as a learnable threshold are not regularised). Synapses pruned or frozen by
-another strategy are left out. When a layer changes shape, entries that appear are anchored at
-their value when first seen (right after their creation, i.e. their initial value); a layer
-that shrank is re-anchored at its current values (the mapping of old to new units is not known
-here).
+another strategy are left out. The anchors follow the network's resize journal: entries of
+grown units are anchored at their initial value, removed units take their anchors with them.
 """
 
 from __future__ import annotations
@@ -20,24 +18,16 @@ import torch
 from torch import Tensor
 
 from ..loop import Context
+from ..network import follow
 from ..plasticity.signals import Monitor
 from .base import MonitoredStrategy
-
-
-def _extend(anchor: Tensor, current: Tensor) -> Tensor:
-    """Keep ``anchor`` where it overlaps a grown ``current``; new entries take current values."""
-    if anchor.dim() != current.dim() or any(
-            a > c for a, c in zip(anchor.shape, current.shape, strict=True)):
-        return current.detach().clone()
-    out = current.detach().clone()
-    out[tuple(slice(0, a) for a in anchor.shape)] = anchor
-    return out
 
 
 class L2Init(MonitoredStrategy):
     """Regenerative regularisation towards the initial parameters."""
 
     name = "l2-init"
+    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
 
     def __init__(self, lam: float = 1e-3, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
@@ -46,17 +36,23 @@ class L2Init(MonitoredStrategy):
         self.hparams = {"lam": lam, "log_every": log_every, "probe": probe}
         self.lam = lam
         self.monitor = Monitor(self.name, log_every=log_every, probe=probe)
+        self._serial: int | None = None
         self._keeps: dict[int, tuple[tuple, tuple[Tensor | None, Tensor | None]]] = {}
 
     def _anchors(self, ctx: Context) -> None:
-        for i, layer in enumerate(ctx.model.layers):
+        """Anchor every plastic layer when first seen; follow the journal since the last call
+        (new units' entries take their current, i.e. initial, values)."""
+        model = ctx.model
+        resizes = [] if self._serial is None else model.resizes_since(self._serial)
+        self._serial = model.resize_serial
+        for i, layer in enumerate(model.plastic_layers):
             for kind, param in (("w", layer.weight), ("b", layer.bias)):
                 key = f"anchor_{kind}{i}"
                 have = self._buffers.get(key)
                 if have is None:
                     self.set_buffer(key, param.detach().clone())
-                elif have.shape != param.shape:
-                    self.set_buffer(key, _extend(have, param))
+                elif resizes:
+                    self.set_buffer(key, follow(have, resizes, weight=i, fill=param.detach()))
 
     def before_task(self, ctx: Context) -> None:
         self._anchors(ctx)
@@ -68,7 +64,7 @@ class L2Init(MonitoredStrategy):
             return
         self._anchors(ctx)
         grads, params, anchors, masked = [], [], [], []
-        for i, layer in enumerate(ctx.model.layers):
+        for i, layer in enumerate(ctx.model.plastic_layers):
             keeps = self._keep(i, layer)
             for kind, param, keep in (("w", layer.weight, keeps[0]), ("b", layer.bias, keeps[1])):
                 if param.grad is None:
@@ -99,3 +95,6 @@ class L2Init(MonitoredStrategy):
                 None if bool(keep_w.all()) else keep_w.to(layer.weight.dtype),
                 None if bool(keep_b.all()) else keep_b.to(layer.bias.dtype)))
         return cached[1]
+
+    def after_eval(self, ctx: Context) -> None:
+        self._anchors(ctx)  # catch up before the checkpoint

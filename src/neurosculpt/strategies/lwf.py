@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..loop import Context
-from ..models import Network
+from ..network import PlasticNetwork
 from .base import Strategy
 
 
-def frozen_copy(model: Network) -> Network:
+def frozen_copy(model: PlasticNetwork) -> PlasticNetwork:
     """A copy of ``model`` whose parameters need no gradient, for use as a teacher.
 
     Hooks registered on the model (by any strategy) and recorded activity are not copied: the
@@ -55,7 +55,7 @@ class LwF(Strategy):
     """
 
     name = "lwf"
-    teacher: Network | None
+    teacher: PlasticNetwork | None
 
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
         super().__init__()
@@ -75,8 +75,9 @@ class LwF(Strategy):
         from ..runs import load_state_resizing
 
         if any(key.startswith("teacher.") for key in state):
-            if not isinstance(model, Network):
-                raise TypeError(f"lwf needs a neurosculpt Network, got {type(model).__name__}")
+            if not isinstance(model, PlasticNetwork):
+                raise TypeError(f"lwf needs a neurosculpt PlasticNetwork, got "
+                                f"{type(model).__name__}")
             self.teacher = frozen_copy(model)
         load_state_resizing(self, state)
         if self.teacher is not None:

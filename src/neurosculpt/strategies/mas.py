@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..loop import Context
-from .ewc import ParameterPenalty, carry_over, per_sample_mean, trainable_parameters
+from .ewc import ParameterPenalty, per_sample_mean, trainable_parameters
 
 
 def _squared_output_norm(logits: Tensor, _labels: Tensor) -> Tensor:
@@ -45,9 +45,11 @@ class MAS(ParameterPenalty):
         return [("importance", "anchor", self.lam)] if int(self.tasks_seen) > 0 else []
 
     def after_task(self, ctx: Context) -> None:
+        self.follow(ctx.model)
         new = per_sample_mean(ctx, _squared_output_norm, torch.abs, self.samples, salt=2)
         for name, p in trainable_parameters(ctx.model):
-            old = carry_over(self.stored("importance", name), torch.zeros_like(p))
+            old = self.stored("importance", name)
+            old = torch.zeros_like(p) if old is None else old
             self.store("importance", name, old + new[name])
             self.store("anchor", name, p)
         self.tasks_seen += 1

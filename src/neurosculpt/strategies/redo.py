@@ -16,6 +16,7 @@ import torch
 from ..loop import Context
 from ..plasticity.controller import apply_reinit
 from ..plasticity.signals import Monitor, dormant_scores, log_decision
+from ..plasticity.structure import hidden_layers
 from .base import MonitoredStrategy
 
 
@@ -44,7 +45,10 @@ class ReDo(MonitoredStrategy):
             return
         model = ctx.model
         activity = self.monitor.probe(ctx)
+        resizable = hidden_layers(model)
         for i, a in enumerate(activity or []):
+            if i not in resizable:
+                continue
             scores = dormant_scores(a.mean(0))
             dormant = (scores <= self.tau) & self.monitor.free_units(model, i)
             if not bool(dormant.any()):

@@ -2,7 +2,7 @@
 
 At every task boundary each trainable weight and bias becomes ``w <- shrink * w + noise * e``.
 Deviation: Ash & Adams draw ``e`` from one isotropic Gaussian; here ``e`` is a fresh draw from
-each layer's own initial distribution (:meth:`neurosculpt.layers.PlasticLayer.reset_weights`:
+each layer's own initial distribution (:meth:`neurosculpt.layers.PlasticLayer.reinit_weights`:
 He-uniform weights, PyTorch-default biases), so one ``noise`` value suits layers of any width,
 and ``shrink=0, noise=1`` is exactly a fresh network. Frozen (consolidated) synapses and biases
 are left alone.
@@ -39,7 +39,7 @@ class ShrinkPerturb(MonitoredStrategy):
     @torch.no_grad()
     def before_task(self, ctx: Context) -> None:
         if ctx.task_id > 0:
-            for i, layer in enumerate(ctx.model.layers):
+            for i, layer in enumerate(ctx.model.plastic_layers):
                 fan_in = layer.weight[0].numel()
                 bound = weight_bound(fan_in)
                 bias_bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..loop import Context
-from .ewc import ParameterPenalty, carry_over, leading_slice, trainable_parameters
+from .ewc import ParameterPenalty, trainable_parameters
 
 
 class SI(ParameterPenalty):
@@ -23,7 +23,8 @@ class SI(ParameterPenalty):
     *without* SI's own penalty (its analytic gradient ``2 c Omega (theta - theta*)`` is
     subtracted; penalties of other composed strategies stay in), and ``Omega`` is clipped at
     zero after each update so the penalty stays convex when parameters moved uphill (momentum,
-    Adam). Parameters that grow mid-task start their path integral from zero.
+    Adam). Units that grow mid-task start their path integral from zero and their change
+    ``Delta`` from their value when they appeared (records follow the resize journal).
     """
 
     name = "si"
@@ -44,12 +45,19 @@ class SI(ParameterPenalty):
     def records(self) -> list[tuple[str, str, float]]:
         return [("importance", "anchor", self.c)] if int(self.tasks_seen) > 0 else []
 
+    def fill(self, prefix: str, param: Tensor) -> float | Tensor:
+        """A new unit's path starts where it appeared."""
+        return param if prefix == "start" else 0.0
+
     def before_task(self, ctx: Context) -> None:
+        super().before_task(ctx)
         for name, p in trainable_parameters(ctx.model):
-            self.store("start", name, carry_over(self.stored("start", name), p))
+            if self.stored("start", name) is None:
+                self.store("start", name, p)
 
     def after_backward(self, ctx: Context) -> None:
         self._grads, self._before = {}, {}
+        self.follow(ctx.model)
         penalised = bool(self.records())
         for name, p in trainable_parameters(ctx.model):
             if p.grad is None:
@@ -57,13 +65,12 @@ class SI(ParameterPenalty):
             grad = p.grad.detach().clone()
             importance, anchor = self.stored("importance", name), self.stored("anchor", name)
             if penalised and importance is not None and anchor is not None:
-                index = leading_slice(importance, p)
-                if index is not None:
-                    grad[index] -= 2 * self.c * importance * (p.detach()[index] - anchor)
+                grad -= 2 * self.c * importance * (p.detach() - anchor)
             self._grads[name] = grad
             self._before[name] = p.detach().clone()
 
     def after_step(self, ctx: Context) -> None:
+        self.follow(ctx.model)
         for name, p in trainable_parameters(ctx.model):
             grad, before = self._grads.get(name), self._before.get(name)
             if grad is None or before is None or before.shape != p.shape:
@@ -73,16 +80,20 @@ class SI(ParameterPenalty):
             if path is not None and path.shape == p.shape:
                 path.sub_(step)
             else:
-                self.store("path", name, carry_over(path, torch.zeros_like(p)) - step)
+                self.store("path", name, -step)
         self._grads, self._before = {}, {}
 
     def after_task(self, ctx: Context) -> None:
+        self.follow(ctx.model)
         for name, p in trainable_parameters(ctx.model):
             theta = p.detach()
-            w = carry_over(self.stored("path", name), torch.zeros_like(theta))
-            start = carry_over(self.stored("start", name), theta)
+            w = self.stored("path", name)
+            w = torch.zeros_like(theta) if w is None else w
+            start = self.stored("start", name)
+            start = theta if start is None else start
             new = w / ((theta - start) ** 2 + self.xi)
-            old = carry_over(self.stored("importance", name), torch.zeros_like(theta))
+            old = self.stored("importance", name)
+            old = torch.zeros_like(theta) if old is None else old
             self.store("importance", name, (old + new).clamp(min=0.0))
             self.store("anchor", name, theta)
             self.store("start", name, theta)
