@@ -9,9 +9,11 @@ neurosculpt sees. Reported per network and peer: mismatching spikes of every spi
 layer's current when the graph ends in the membrane readout.
 
 Neither importer maps NIR ``LI`` nodes (our default membrane readout: snnTorch's raises, Norse's
-drops the node without a word), so for membrane-readout models the peers get the same graph with
-its ``LI`` node removed (the output is then the current that our readout integrates, scaled by
-``tau / dt``); the LI-readout graph itself is round-tripped through neurosculpt's importer.
+drops the node without a word), so membrane-readout models are exported with
+``readout="affine"``: the whole graph, ending in the output ``Affine``, whose per-step output
+weighted by the metadata's ``readout_weights`` gives the class scores. Reported: the largest
+difference of those scores from neurosculpt's and whether every predicted class agrees; the
+LI-readout graph itself is round-tripped through neurosculpt's importer.
 Norse's importer knows ``SumPool2d`` but not ``AvgPool2d``, so convolutional graphs for Norse
 are exported with ``pooling="sum"``. Both importers map NIR ``Flatten(start_dim=0)`` to
 ``torch.nn.Flatten(0)``, which would also flatten a batch dimension, so convolutional graphs are
@@ -27,6 +29,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import io
+import json
 import logging
 import tempfile
 import warnings
@@ -72,13 +75,11 @@ def ours(model: nn.Module, encoded: Tensor) -> tuple[list[Tensor], Tensor, Tenso
     if model.config.readout == "spikes":
         handles.append(model.output_neurons.register_forward_hook(
             lambda mod, args, out: captured.__setitem__("spikes", out)))
-    encoder, model.encoder = model.encoder, nn.Identity()
     model.record_activity = True
     try:
         with torch.no_grad():
-            model(encoded)
+            model(encoded, encoded=True)
     finally:
-        model.encoder = encoder
         model.record_activity = False
         for h in handles:
             h.remove()
@@ -145,13 +146,6 @@ def load_peer(peer: str, graph: nir.NIRGraph, dt: float) -> nn.Module:
     return norse.torch.from_nir(graph, dt=dt)
 
 
-def strip_readout(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """The same graph with its LI/I readout node removed (output = the readout's input)."""
-    nodes = {k: v for k, v in graph.nodes.items() if k != "readout"}
-    edges = [(a, b) for a, b in graph.edges if "readout" not in (a, b)] + [("fc_out", "output")]
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph.metadata)
-
-
 def compare(name: str, model: nn.Module, x: Tensor, folder: Path, dt: float) -> list[str]:
     """Rows of the result table for one trained network."""
     torch.manual_seed(1)
@@ -173,7 +167,9 @@ def compare(name: str, model: nn.Module, x: Tensor, folder: Path, dt: float) -> 
                 li = "loads" if kept else "loads without its LI node (silently dropped)"
             except Exception as exc:  # noqa: BLE001 - reported, not hidden
                 li = f"fails ({type(exc).__name__})"
-            graph = strip_readout(graph)
+            export_nir(model, path, dt=dt, pooling="sum" if peer == "norse" else "avg",
+                       readout="affine")
+            graph = nir.read(str(path))
         else:
             li = "n/a"
         try:
@@ -192,11 +188,15 @@ def compare(name: str, model: nn.Module, x: Tensor, folder: Path, dt: float) -> 
             out_mism = int((out != out_spikes.reshape(out.shape)).sum())
             out_text = f"{out_mism}/{out.numel()} output spikes differ"
         else:
-            scale = float(graph.nodes["fc_out"].weight[0, 0] / model.layers[-1]
-                          .effective_weight()[0, 0].double())
-            diff = float((out.double() / scale - current.double().reshape(out.shape))
-                         .abs().max())
-            out_text = f"output current max |diff| {diff:.2e}"
+            weights = torch.tensor(json.loads(graph.metadata["readout_weights"]),
+                                   dtype=torch.float64)
+            scores = (out.double() * weights.view(-1, 1, 1)).sum(0)
+            with torch.no_grad():
+                expected = model(encoded, encoded=True).double()
+            diff = float((scores - expected).abs().max())
+            agree = bool(torch.equal(scores.argmax(1), expected.argmax(1)))
+            out_text = (f"whole graph (affine readout): class scores max |diff| {diff:.2e}, "
+                        f"same predicted class for every sample: {agree}")
         rows.append(
             f"{name:<22} {peer:<9} hidden spikes differing {sum(mism)}/{total} "
             f"({n_spikes} spikes); {out_text}; LI graph {li}; "
@@ -207,11 +207,7 @@ def compare(name: str, model: nn.Module, x: Tensor, folder: Path, dt: float) -> 
 
 def _fixed(model: nn.Module, encoded: Tensor) -> Tensor:
     """Model output for already encoded input."""
-    encoder, model.encoder = model.encoder, nn.Identity()
-    try:
-        return model(encoded)
-    finally:
-        model.encoder = encoder
+    return model(encoded, encoded=True)
 
 
 def main() -> None:

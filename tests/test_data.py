@@ -114,7 +114,7 @@ def test_read_idx_detects_gzip_by_content(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda b: b"\x08\x03" + b[2:], "bad magic"),
+        (lambda b: b"\x08\x03" + b[2:], "wrong magic"),
         (lambda b: b[:2] + b"\x42" + b[3:], "unknown dtype"),
         (lambda b: b[:-5], "truncated"),
         (lambda b: b + b"\x00", "longer"),

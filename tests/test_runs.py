@@ -19,6 +19,7 @@ import torch
 from neurosculpt import RunConfig, run, runs
 from neurosculpt.strategies import available, hyper_parameters, make_strategies
 from neurosculpt.strategies.base import Strategy
+from neurosculpt.validation import UserError
 
 
 def _strict_json(path: Path) -> dict:
@@ -214,7 +215,7 @@ def test_write_json_is_atomic_and_strict(tmp_path):
 def test_unreadable_checkpoint_names_the_file(tmp_path):
     path = tmp_path / "task_000.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="task_000.pt cannot be read; delete it"):
+    with pytest.raises(UserError, match="task_000.pt cannot be read; delete it"):
         runs.load_checkpoint(path)
 
 

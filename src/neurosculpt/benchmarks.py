@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .validation import UserError, unknown_name
+
 SCENARIOS = ("task", "class", "domain")
 
 
@@ -311,7 +313,11 @@ def _shared_benchmark(name: str, kind: str, base: str, n_tasks: int, scenario: s
     splits = []
     if kind == "fsdd-speakers":
         speakers_tr, speakers_te = meta["speaker"]
-        for s in torch.unique(speakers_tr)[:n_tasks]:
+        speakers = torch.unique(speakers_tr)
+        if n_tasks > len(speakers):
+            raise UserError(f"{name}: {n_tasks} tasks asked, the data has {len(speakers)} "
+                            "speakers (one task each)")
+        for s in speakers[:n_tasks]:
             a, b = speakers_tr == s, speakers_te == s
             splits.append((_limit(Split(tr[0][a], tr[1][a]), samples_per_task, gen),
                            _limit(Split(te[0][b], te[1][b]), test_samples_per_task, gen)))
@@ -362,7 +368,7 @@ def _parse(name: str) -> tuple[str, str]:
         prefix = kind + "-"
         if name.startswith(prefix) and name[len(prefix):] in BASES:
             return kind, name[len(prefix):]
-    raise ValueError(f"unknown benchmark {name!r}; valid benchmarks: {', '.join(BENCHMARKS)}")
+    raise unknown_name("benchmark", name, BENCHMARKS)
 
 
 BENCHMARKS = (
@@ -386,6 +392,8 @@ def make_benchmark(
     tuning hyper-parameters without touching the test set.
     """
     kind, base = _parse(name)
+    if n_tasks is not None and n_tasks < 1:
+        raise UserError(f"{name}: the number of tasks must be >= 1, got {n_tasks}")
     scenario = scenario or DEFAULT_SCENARIO.get(kind, "task")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,8 +47,8 @@ def _run_config(args: argparse.Namespace):
     from .runs import RunConfig, load_toml
 
     values: dict = load_toml(args.config) if args.config else {}
-    source = str(args.config) if args.config else "arguments"
-    RunConfig.from_dict(values, source=source)
+    RunConfig.from_dict(values, source=str(args.config))
+    source = f"the command line or {args.config}" if args.config else "the command line"
     flags = {
         "benchmark": args.benchmark, "strategy": args.strategy, "model": args.model,
         "scenario": args.scenario, "tasks": args.tasks, "epochs": args.epochs,
@@ -75,22 +76,25 @@ def _run_config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from . import runs
     from .report import format_run
+    from .validation import check_resume_flags, check_run_folders, parse_seeds
 
     log = print if not args.quiet else None
     if args.resume:
+        check_resume_flags(args, vars(build_parser().parse_args(["run"])))
         result = runs.resume(args.resume, log=log)
         print(format_run(result.results))
         return 0
     config = _run_config(args)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [config.seed]
+    seeds = parse_seeds(args.seeds, args.seed) if args.seeds else [config.seed]
     base = Path(args.out) if args.out else None
-    for seed in seeds:
-        cfg = runs.RunConfig.from_dict({**config.__dict__, "seed": seed})
-        out = runs.default_out(cfg) if base is None else (
-            base / f"seed{seed}" if len(seeds) > 1 else base)
+    configs = [runs.RunConfig.from_dict({**config.__dict__, "seed": seed}) for seed in seeds]
+    outs = [runs.default_out(cfg) if base is None else (
+        base / f"seed{cfg.seed}" if len(seeds) > 1 else base) for cfg in configs]
+    check_run_folders(outs, args.overwrite)  # before the first seed trains
+    for cfg, out in zip(configs, outs, strict=True):
         if log:
             print(f"run folder: {out}")
-        result = runs.run(cfg, out=out, log=log)
+        result = runs.run(cfg, out=out, log=log, overwrite=args.overwrite)
         print(format_run(result.results))
     return 0
 
@@ -134,7 +138,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                        "and write a run folder (config, results.json, metrics.csv, checkpoints).")
     p.add_argument("--benchmark", "-b", help="benchmark name (see `neurosculpt list`)")
     p.add_argument("--strategy", "-s", help="strategy name, or several joined by + (replay+ewc)")
-    p.add_argument("--model", "-m", help="snn-mlp, snn-conv, ann-mlp or ann-conv")
+    p.add_argument("--model", "-m", help="snn-mlp, snn-conv, ann-mlp, ann-conv, or your own: "
+                   "path/to/file.py:factory or package.module:factory (docs/own-models.md)")
     p.add_argument("--scenario", choices=["task", "class", "domain"])
     p.add_argument("--tasks", type=int, help="number of tasks (streams that allow it)")
     p.add_argument("--epochs", type=int, help="epochs per task")
@@ -151,6 +156,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="comma-separated seeds, one run folder each (e.g. 0,1,2)")
     p.add_argument("--out", "-o", help="run folder (default runs/<benchmark>-<strategy>-...)")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the -o folder (default: refuse)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy parameter, e.g. lam=100 or ewc.lam=100 (repeatable)")
     p.add_argument("--model-param", action="append", default=[], metavar="KEY=VALUE",
@@ -200,21 +207,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from .data import DataError
     from .loop import TrainingDiverged
+    from .validation import NeurosculptWarning, describe_os_error
 
+    def show_warning(message, category, *rest) -> None:  # one line, like the errors
+        if issubclass(category, NeurosculptWarning):
+            print(f"neurosculpt: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest)
+
+    default_show, warnings.showwarning = warnings.showwarning, show_warning
     try:
         return args.func(args)
     except TrainingDiverged as exc:
         print(f"neurosculpt: training diverged: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, DataError, RuntimeError) as exc:
+    except ValueError as exc:  # UserError, DataError, NIR errors: bad input, named
         print(f"neurosculpt: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave: missing, unwritable, full
+        print(f"neurosculpt: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neurosculpt: interrupted; finished tasks are saved (resume with --resume)",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = default_show
 
 
 if __name__ == "__main__":

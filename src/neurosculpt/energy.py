@@ -4,14 +4,20 @@ Definitions follow NeuroBench (Yik et al. 2025, "The neurobench framework for be
 neuromorphic computing algorithms and systems", Nat. Commun. 16:1545):
 
 * effective synaptic operations: for every input activation that is not zero, one operation per
-  live synapse it reaches (biases are not counted). A layer's operations are accumulates (ACs)
+  connected synapse it reaches (biases are not counted). Connected = live (in the mask of the
+  selected subnetwork) with a weight that is not exactly 0: NeuroBench sees only weights, so a
+  live synapse whose weight is 0 (PackNet and the development cycle can leave such synapses)
+  counts as absent there and here. A layer's operations are accumulates (ACs)
   when all its inputs are in {-1, 0, 1} (spikes), multiply-accumulates (MACs) otherwise (analog
   input such as direct-coded pixels, or average-pooled spikes);
 * dense operations: every synapse of the layer's full weight tensor for every input, zero or
   not (the work of hardware that exploits no sparsity);
 * activation sparsity: zeros / all outputs of the hidden neuron populations (over neurons, time
   steps and samples);
-* connection sparsity: absent synapses / all synapses of the plastic layers.
+* connection sparsity: synapses with weight exactly 0 (absent, or live at 0) / all synapses of
+  the plastic layers, as NeuroBench counts it; ``mask_sparsity`` is the same over the mask alone
+  (absent synapses / all), and each layer reports ``live_synapses`` (mask) beside
+  ``connected_synapses`` (mask and weight != 0).
 
 Live synapses are ``layer.synapse_mask(layer.active_task)``: select a task's subnetwork with
 ``model.set_task`` (or the ``task`` argument) before measuring. Energy = ACs * 0.9 pJ + MACs *
@@ -65,7 +71,7 @@ def _binary(x: Tensor) -> bool:
 
 def _ops(layer: PlasticLayer, x: Tensor) -> tuple[float, float]:
     """Effective and dense synaptic operations of ``layer`` on input ``x`` ``[N, ...]``."""
-    live = layer.synapse_mask(layer.active_task).double()
+    live = _connected(layer).double()
     active = (x != 0).double()
     if isinstance(layer, PlasticConv2d):
         effective = F.conv2d(active, live, padding=layer.padding).sum()
@@ -74,6 +80,11 @@ def _ops(layer: PlasticLayer, x: Tensor) -> tuple[float, float]:
         return float(effective), float(dense)
     effective = active.sum(0) @ live.sum(0)
     return float(effective), float(x.shape[0] * layer.weight.numel())
+
+
+def _connected(layer: PlasticLayer) -> Tensor:
+    """Synapses that carry a weight: live in the selected subnetwork and not exactly 0."""
+    return layer.synapse_mask(layer.active_task) & (layer.effective_weight().detach() != 0)
 
 
 def _batches(data: object, max_samples: int) -> Iterator[Tensor]:
@@ -108,6 +119,8 @@ def measure_energy(model: PlasticNetwork, split_or_batches: object, max_samples:
     input tensors or ``(x, y)`` pairs; at most ``max_samples`` samples are used. ``task`` selects
     a subnetwork for the measurement (default: keep the model's current selection).
     """
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
     layers = model.plastic_layers
     previous = layers[0].active_task
     if task != "current":
@@ -168,6 +181,7 @@ def _report(model: PlasticNetwork, counts: list[_LayerCount], spikes: list[float
     per_layer = []
     for i, (layer, c) in enumerate(zip(layers, counts, strict=True)):
         live = int(layer.synapse_mask(layer.active_task).sum())
+        connected = int(_connected(layer).sum())
         row = {
             "layer": i,
             "type": type(layer).__name__,
@@ -177,7 +191,9 @@ def _report(model: PlasticNetwork, counts: list[_LayerCount], spikes: list[float
             "dense_ops": c.dense / samples,
             "synapses": layer.weight.numel(),
             "live_synapses": live,
-            "connection_sparsity": 1.0 - live / max(layer.weight.numel(), 1),
+            "connected_synapses": connected,
+            "connection_sparsity": 1.0 - connected / max(layer.weight.numel(), 1),
+            "mask_sparsity": 1.0 - live / max(layer.weight.numel(), 1),
             "energy_pj": (c.acs * e_ac + c.macs * e_mac) / samples,
         }
         if i < len(spikes):
@@ -190,6 +206,7 @@ def _report(model: PlasticNetwork, counts: list[_LayerCount], spikes: list[float
     dense = sum(r["dense_ops"] for r in per_layer)
     total = sum(layer.weight.numel() for layer in layers)
     live = sum(r["live_synapses"] for r in per_layer)
+    connected = sum(r["connected_synapses"] for r in per_layer)
     biases = sum(layer.n_out for layer in layers)
     state = sum(neurons) + layers[-1].n_out
     weight_bytes = index_bytes = 0
@@ -215,7 +232,10 @@ def _report(model: PlasticNetwork, counts: list[_LayerCount], spikes: list[float
             "energy_pj": energy,
         },
         "activation_sparsity": 1.0 - sum(spikes) / max(sum(outputs), 1.0),
-        "connection_sparsity": 1.0 - live / max(total, 1),
+        "connection_sparsity": 1.0 - connected / max(total, 1),
+        "mask_sparsity": 1.0 - live / max(total, 1),
+        "live_synapses": live,
+        "connected_synapses": connected,
         "footprint": {
             "bytes_per_weight": bpw,
             "weight_bytes": weight_bytes,
@@ -242,11 +262,12 @@ def format_energy(report: dict, title: str = "") -> str:
     ps, fp, ann = report["per_sample"], report["footprint"], report["non_spiking"]
     lines = [title] if title else []
     lines.append(f"{'layer':<6}{'input':<8}{'ACs':>12}{'MACs':>12}{'live syn':>10}"
-                 f"{'conn sp':>9}{'act sp':>8}")
+                 f"{'w != 0':>10}{'conn sp':>9}{'act sp':>8}")
     for r in report["layers"]:
         act = f"{r['activation_sparsity']:.3f}" if "activation_sparsity" in r else "-"
         lines.append(f"{r['layer']:<6}{r['input']:<8}{r['acs']:>12.4g}{r['macs']:>12.4g}"
-                     f"{r['live_synapses']:>10}{r['connection_sparsity']:>9.3f}{act:>8}")
+                     f"{r['live_synapses']:>10}{r['connected_synapses']:>10}"
+                     f"{r['connection_sparsity']:>9.3f}{act:>8}")
     ratio = report["energy_ratio"]
     lines.append(
         f"per sample: {ps['acs']:.4g} ACs + {ps['macs']:.4g} MACs = {ps['energy_pj'] / 1e3:.4g} nJ"
@@ -255,7 +276,8 @@ def format_energy(report: dict, title: str = "") -> str:
     )
     lines.append(
         f"activation sparsity {report['activation_sparsity']:.3f}, connection sparsity "
-        f"{report['connection_sparsity']:.3f}, footprint {fp['total_bytes'] / 1024:.1f} KiB "
+        f"{report['connection_sparsity']:.3f} (mask alone {report['mask_sparsity']:.3f}), "
+        f"footprint {fp['total_bytes'] / 1024:.1f} KiB "
         f"(dense {fp['dense_bytes'] / 1024:.1f} KiB, {fp['bytes_per_weight']} B/weight)"
     )
     return "\n".join(lines)

@@ -180,10 +180,12 @@ class PlasticLinear(PlasticLayer):
 class PlasticConv2d(PlasticLayer):
     """2-D convolution with per-synapse (per kernel weight) mask, owners and freezing."""
 
-    def __init__(self, n_in: int, n_out: int, kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(self, n_in: int, n_out: int, kernel_size: int = 3, padding: int = 1,
+                 stride: int = 1) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.padding = padding
+        self.stride = stride
         self.weight = nn.Parameter(torch.empty(n_out, n_in, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(n_out))
         self._init_structure()
@@ -191,12 +193,12 @@ class PlasticConv2d(PlasticLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = self.effective_parameters()
-        return F.conv2d(x, weight, bias, padding=self.padding)
+        return F.conv2d(x, weight, bias, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:
         return (
             f"n_in={self.n_in}, n_out={self.n_out}, kernel_size={self.kernel_size}, "
-            f"padding={self.padding}, live={self.live_synapses()}"
+            f"padding={self.padding}, stride={self.stride}, live={self.live_synapses()}"
         )
 
 

@@ -21,6 +21,7 @@ from . import layers as L
 from .encoding import DirectEncoder, make_encoder
 from .network import Consumer, PlasticNetwork, Units
 from .neurons import LI, make_neuron
+from .validation import unknown_name
 
 MODELS = ("snn-mlp", "snn-conv", "ann-mlp", "ann-conv")
 READOUTS = ("membrane", "spikes")
@@ -49,12 +50,16 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in MODELS:
-            raise ValueError(f"unknown model {self.kind!r}; valid models: {', '.join(MODELS)}")
+            raise unknown_name("model", self.kind, MODELS)
         if self.readout not in READOUTS:
             raise ValueError(f"unknown readout {self.readout!r}; valid: {', '.join(READOUTS)}")
         # ``--model-param hidden=400`` parses to an int: one layer
         self.hidden = _widths(self.hidden)
         self.channels = _widths(self.channels)
+        for key in ("hidden", "channels"):
+            if any(w < 1 for w in getattr(self, key)):
+                raise ValueError(f"{key} = {list(getattr(self, key))}: every layer needs at "
+                                 "least one unit")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
 
@@ -218,15 +223,21 @@ class Network(PlasticNetwork):
     def _flat(self, h: Tensor, layer: int) -> Tensor:
         return h.flatten(1) if layer == self.n_conv else h
 
-    def forward(self, x: Tensor) -> Tensor:
-        batch = x.shape[0]
-        if self.constant_input:
+    def forward(self, x: Tensor, encoded: bool = False) -> Tensor:
+        """Class scores ``[B, outputs]`` of input ``x`` ``[B, ...]``, or of input already encoded
+        ``[T, B, ...]`` (``encoded=True``: spikes from a sensor or another encoder, what a NIR
+        graph consumes) which skips the model's encoder."""
+        if encoded and x.dim() < 3:
+            raise ValueError(f"encoded input must be time-major [T, B, ...], got shape "
+                             f"{tuple(x.shape)}")
+        if self.constant_input and not encoded:
+            batch = x.shape[0]
             first = self.layers[0](self._flat(x, 0))
             steps = self.encoder.steps
             current = first.unsqueeze(0).expand(steps, *first.shape)
         else:
-            h = self.encoder(x)
-            steps = h.shape[0]
+            h = x if encoded else self.encoder(x)
+            steps, batch = h.shape[:2]  # the encoder's time axis comes first
             h = self._flat(h.reshape(steps * batch, *h.shape[2:]), 0)
             current = self.layers[0](h).unflatten(0, (steps, batch))
         self.activity = []

@@ -33,11 +33,26 @@ import torch
 from torch import nn
 
 from . import __version__
+from .adapter import build_user_model, model_name
 from .benchmarks import Benchmark, make_benchmark
+from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
 from .strategies import hyper_parameters, make_strategies
 from .strategies.base import Strategy
+from .validation import (
+    UserError,
+    chance_warning,
+    check_values,
+    config_differences,
+    lock_run_folder,
+    prepare_out,
+    read_json,
+    read_toml,
+    remove_temporary_files,
+    torch_load_reason,
+    warn,
+)
 
 CHECKPOINT_FORMAT = 1
 
@@ -69,9 +84,10 @@ class RunConfig(TrainConfig):
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown key(s) {unknown} in {source}; valid keys: {', '.join(cls.keys())}"
             )
+        check_values(cls, values, source)
         return cls(**values)
 
     def train_config(self) -> TrainConfig:
@@ -81,28 +97,18 @@ class RunConfig(TrainConfig):
         params = dict(self.model_params)
         unknown = sorted(set(params) - set(ModelConfig.keys()) | ({"kind"} & set(params)))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown model parameter(s) {unknown}; valid: "
                 f"{', '.join(k for k in ModelConfig.keys() if k != 'kind')}"
             )
+        check_values(ModelConfig, params, "model parameters (--model-param / [model_params])")
         return ModelConfig(kind=self.model, **params)
 
 
 def load_toml(path: str | Path) -> dict:
     """Read a ``run.toml``: top-level keys of :class:`RunConfig`, ``[model_params]`` and
     ``[strategy_params]`` tables."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise RuntimeError("reading TOML on Python 3.10 needs: pip install tomli") from exc
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    with path.open("rb") as f:
-        return tomllib.load(f)
+    return read_toml(path)
 
 
 # --- atomic files ------------------------------------------------------------------------------
@@ -150,12 +156,13 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(f"checkpoint {path} cannot be read; delete it to resume from the "
-                           f"previous one ({reason})") from exc
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, "
-                           f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
+        reason = torch_load_reason(exc)
+        raise UserError(f"checkpoint {path} cannot be read; delete it to resume from the "
+                        f"previous one ({reason})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise UserError(f"checkpoint {path} has format {found}, "
+                        f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
     return state
 
 
@@ -234,23 +241,30 @@ class Run:
     """Builds everything a config names and drives the learner, writing the run folder."""
 
     def __init__(self, config: RunConfig, out: Path | None,
-                 log=None) -> None:
+                 log=None, model: object = None) -> None:
         self.config = config
         self.out = out
         self.log = log or (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
+        user_model = model if model is not None else (
+            config.model if is_spec(config.model) else None)
+        # checked before loading any data
+        self.model_config = config.model_config() if user_model is None else None
+        self.strategies = make_strategies(config.strategy, config.strategy_params)
         self.benchmark = make_benchmark(
             config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
             data_root=config.data_root, validation=config.validation,
             samples_per_task=config.samples_per_task,
             test_samples_per_task=config.test_samples_per_task,
         )
-        self.model_config = config.model_config()
-        self.strategies = make_strategies(config.strategy, config.strategy_params)
         torch.manual_seed(config.seed)
-        self.model = build_model(self.model_config, self.benchmark.input_shape,
-                                 self.benchmark.n_outputs, sequence=self.benchmark.sequence)
+        if user_model is not None:
+            self.model = build_user_model(user_model, self.benchmark.input_shape,
+                                          self.benchmark.n_outputs, config.model_params)
+        else:
+            self.model = build_model(self.model_config, self.benchmark.input_shape,
+                                     self.benchmark.n_outputs, sequence=self.benchmark.sequence)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
                                config.train_config(), log=self.log)
         self.clock = RunClock()
@@ -259,7 +273,9 @@ class Run:
 
     # --- files ----------------------------------------------------------------------------------
     def resolved_config(self) -> dict:
-        return {**asdict(self.config), "model_params": self.model_config.to_dict(),
+        model_params = (self.model_config.to_dict() if self.model_config is not None
+                        else dict(self.config.model_params))
+        return {**asdict(self.config), "model_params": model_params,
                 "strategy_params": hyper_parameters(self.strategies)}
 
     def results(self) -> dict:
@@ -289,6 +305,17 @@ class Run:
         writer.writerows(rows)
         _atomic_write(self.out / "metrics.csv", lambda f: f.write(text.getvalue().encode()))
 
+    def task_end(self, learner: Learner) -> None:
+        """After each task: warn if it learned nothing, then checkpoint."""
+        record = learner.tasks[-1]
+        task = self.benchmark.tasks[record["task"]]
+        allowed = int(self.benchmark.output_mask(torch.tensor([task.id]), task.id).sum())
+        message = chance_warning(record, allowed, len(task.test))
+        if message is not None:
+            record.setdefault("warnings", []).append(message)
+            warn(message)
+        self.checkpoint(learner)
+
     def checkpoint(self, learner: Learner) -> None:
         if self.out is None:
             return
@@ -296,6 +323,7 @@ class Run:
         save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
             "format": CHECKPOINT_FORMAT,
             "task": k,
+            "run_config": json.loads(json.dumps(_jsonable(self.resolved_config()))),
             "model": self.model.state_dict(),
             "optimizer": learner.ctx.optimizer.state_dict(),
             "strategies": [s.state_dict() for s in self.strategies],
@@ -309,11 +337,32 @@ class Run:
                     old.unlink()
         self.write()
 
+    def check_checkpoint(self, state: dict, where: Path) -> None:
+        """Refuse a checkpoint written under another configuration than ``config.json``'s
+        (edited after the run started): resuming would mix two runs."""
+        current = json.loads(json.dumps(_jsonable(self.resolved_config())))
+        if "run_config" in state:
+            saved = state["run_config"]
+        else:  # checkpoints before run_config was recorded: the optimisation settings only
+            saved = state["learner"].get("config", {})
+            current = {k: current[k] for k in saved if k in current}
+        differ = config_differences(saved, current, ignore=RESUME_MAY_CHANGE)
+        if differ:
+            raise UserError(
+                f"config.json of {where} differs from the configuration its checkpoint was "
+                f"written with ({'; '.join(differ)}); restore config.json, or start a new run "
+                "with -o")
+
     def restore(self, state: dict) -> None:
-        load_state_resizing(self.model, state["model"])
+        try:
+            load_state_resizing(self.model, state["model"])
+        except (AttributeError, KeyError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"the checkpoint does not fit the model config.json describes "
+                            f"({reason})") from exc
         if len(state["strategies"]) != len(self.strategies):
-            raise RuntimeError(f"checkpoint holds {len(state['strategies'])} strategies, the run "
-                               f"config names {len(self.strategies)}")
+            raise UserError(f"checkpoint holds {len(state['strategies'])} strategies, the run "
+                            f"config names {len(self.strategies)}")
         for strategy, s_state in zip(self.strategies, state["strategies"], strict=True):
             strategy.load_checkpoint_state(s_state, self.model)
         self.learner.load_state(state["learner"])
@@ -327,7 +376,7 @@ class Run:
             write_json(self.out / "config.json", self.resolved_config())
             self.write()  # a run folder always has results.json, even if killed in task 0
         try:
-            self.learner.run(on_task_end=self.checkpoint)
+            self.learner.run(on_task_end=self.task_end)
             self.status = "complete"
         except TrainingDiverged as exc:
             self.status, self.error = "diverged", str(exc)
@@ -335,32 +384,79 @@ class Run:
         except KeyboardInterrupt:
             self.status, self.error = "interrupted", "interrupted by the user"
             raise
+        except OSError as exc:  # a full disk, a folder gone read-only: finished tasks stay
+            reason = exc.strerror or str(exc)
+            self.status, self.error = "failed", f"{reason}: {exc.filename or self.out}"
+            raise RunFolderError(
+                f"writing run folder {self.out} failed ({reason}); the tasks finished before "
+                f"stay in it: once fixed, continue with neurosculpt run --resume {self.out}"
+            ) from exc
         finally:
             results = self.results()  # once: the file and the returned result agree exactly
-            self.write(results)
+            try:
+                self.write(results)
+            except OSError:
+                if self.status == "complete":
+                    raise
+                # already failing: the earlier results.json stays, the first error is reported
         return RunResult(results, self.out, self.model, self.benchmark, self.strategies)
+
+
+class RunFolderError(UserError):
+    """Writing the run folder failed (full disk, read-only): finished tasks are kept."""
+
+
+RESUME_MAY_CHANGE = ("progress", "threads", "keep_checkpoints", "data_root")
+"""Settings that do not change results: a resumed run may differ from its checkpoint in them."""
 
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{config.benchmark}-{config.strategy}-{config.model}-s{config.seed}-{stamp}"
+    model = config.model.rpartition(":")[2].strip("<>").replace(" ", "-") if is_spec(
+        config.model) else config.model
+    name = f"{config.benchmark}-{config.strategy}-{model}-s{config.seed}-{stamp}"
     return Path("runs") / name
 
 
 def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
-        log=None, **overrides) -> RunResult:
+        log=None, overwrite: bool = False, **overrides) -> RunResult:
     """Run a continual-learning experiment; the Python twin of ``neurosculpt run``.
+
+    ``out`` must not hold a run already (continue one with :func:`resume`), unless
+    ``overwrite``; it is locked while the run writes it.
 
     >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
     >>> result.metrics["acc"]  # doctest: +SKIP
+
+    ``model`` may also be a model factory spec, a factory or an ``nn.Module``
+    (:func:`neurosculpt.adapter.build_user_model`); a module instance cannot be resumed by spec.
     """
+    if isinstance(config, dict) and not isinstance(config.get("model", ""), str):
+        config = dict(config)
+        overrides = {"model": config.pop("model"), **overrides}
+    user_model = overrides.get("model")
+    if user_model is None or isinstance(user_model, str):
+        user_model = None
+    else:  # a factory or an nn.Module (neurosculpt.adapter); config.json records its name
+        overrides["model"] = model_name(user_model)
     if config is None:
         config = RunConfig()
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
     if overrides:
         config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
-    return Run(config, Path(out) if out is not None else None, log).execute()
+    if out is None:
+        return Run(config, None, log, model=user_model).execute()
+    out = Path(out)
+    created = not out.exists()
+    try:
+        with lock_run_folder(out):
+            prepare_out(out, overwrite)
+            return Run(config, out, log, model=user_model).execute()
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before writing anything: leave no empty folder behind
+        raise
 
 
 def latest_checkpoint(path: Path) -> Path | None:
@@ -376,19 +472,34 @@ def config_from_folder(path: str | Path) -> RunConfig:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
-    resolved = json.loads(config_file.read_text())
-    model_params = {k: v for k, v in resolved["model_params"].items() if k != "kind"}
-    return RunConfig.from_dict({**resolved, "model_params": model_params})
+    resolved = read_json(config_file, "run config")
+    if not isinstance(resolved, dict) or not isinstance(resolved.get("model_params", {}), dict):
+        raise UserError(f"run config {config_file} is not a table of RunConfig keys")
+    model_params = {k: v for k, v in resolved.get("model_params", {}).items() if k != "kind"}
+    return RunConfig.from_dict({**resolved, "model_params": model_params},
+                               source=str(config_file))
 
 
 def resume(path: str | Path, log=None) -> RunResult:
     """Continue a run that stopped; finished runs are returned as they are."""
     path = Path(path)
-    runner = Run(config_from_folder(path), path, log)
-    checkpoint = latest_checkpoint(path)
-    if checkpoint is not None:
-        runner.restore(load_checkpoint(checkpoint))
-    return runner.execute()
+    config = config_from_folder(path)
+    if config.model.startswith("<"):
+        raise UserError(f"{path} was trained on {config.model}, passed to run() as an object; "
+                         "resume needs a model factory spec (file.py:name or module:name)")
+    with lock_run_folder(path):
+        for leftover in remove_temporary_files(path):  # a kill during a write leaves these
+            (log or (lambda m: None))(f"removed unfinished write {leftover}")
+        runner = Run(config, path, log)
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint)
+            runner.check_checkpoint(state, path)
+            try:
+                runner.restore(state)
+            except UserError as exc:
+                raise UserError(f"cannot resume {path} from {checkpoint.name}: {exc}") from exc
+        return runner.execute()
 
 
 def read_results(path: str | Path) -> dict:
@@ -397,4 +508,8 @@ def read_results(path: str | Path) -> dict:
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no results.json in {path}: is it a run folder?")
-    return json.loads(file.read_text())
+    results = read_json(file, "results file")
+    if not isinstance(results, dict):
+        raise UserError(f"results file {file} holds {type(results).__name__}, not a run's "
+                        "results (see docs/results-schema.md)")
+    return results

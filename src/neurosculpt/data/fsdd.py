@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..validation import warn
 from .base import ArraySplit, DataError, cache_dir, env_dir
 from .download import download_and_extract
 
@@ -56,12 +57,18 @@ def _recordings(folder: Path) -> list[_Recording]:
     """FSDD-named WAV files in ``folder``, sorted by (speaker, digit, index) for determinism."""
     if not folder.is_dir():
         return []
-    found = []
+    found, misnamed = [], []
     for path in folder.iterdir():
         match = _NAME.match(path.name)
         if match and path.is_file():
             digit, speaker, index = match.groups()
             found.append(_Recording(path, int(digit), speaker, int(index)))
+        elif path.suffix.lower() == ".wav":
+            misnamed.append(path.name)
+    if found and misnamed:
+        shown = ", ".join(sorted(misnamed)[:5]) + (", ..." if len(misnamed) > 5 else "")
+        warn(f"{folder}: skipped {len(misnamed)} WAV file(s) not named "
+             f"{{digit}}_{{speaker}}_{{index}}.wav: {shown}")
     return sorted(found, key=lambda r: (r.speaker, r.digit, r.index))
 
 
@@ -112,12 +119,17 @@ def read_wav(path: str | Path) -> np.ndarray:
             frames = wav.getnframes()
             data = wav.readframes(frames)
     except (wave.Error, EOFError, OSError) as exc:
-        raise DataError(f"bad WAV file {path}: {exc}") from exc
+        size = path.stat().st_size if path.is_file() else None
+        reason = "the file is empty (0 bytes)" if size == 0 else (
+            str(exc) or f"{type(exc).__name__}: the file ends inside its header")
+        raise DataError(f"bad WAV file {path}: {reason}") from exc
     if (channels, width, rate) != (1, 2, SAMPLE_RATE):
         raise DataError(
             f"bad WAV file {path}: need mono 16-bit {SAMPLE_RATE} Hz, got {channels} channel(s), "
             f"{8 * width}-bit, {rate} Hz"
         )
+    if frames == 0:
+        raise DataError(f"bad WAV file {path}: it holds no audio (0 frames)")
     if len(data) != 2 * frames:
         raise DataError(
             f"bad WAV file {path}: truncated, header says {frames} frames, found {len(data) // 2}"

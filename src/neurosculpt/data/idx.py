@@ -32,12 +32,13 @@ TEST_LABELS = "t10k-labels-idx1-ubyte"
 IDX_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
+def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file, gzip-compressed or raw, into a native-endian array.
 
     Gzip is recognised by its magic bytes rather than the file name. The header's magic, dtype
-    code and dimensions are checked and the payload must have exactly the announced length, so a
-    truncated or corrupt file raises :class:`DataError` naming it instead of yielding garbage.
+    code and dimensions (``ndim`` when given: 1 for labels, 3 for images) are checked and the
+    payload must have exactly the announced length, so a truncated or corrupt file raises
+    :class:`DataError` naming it instead of yielding garbage.
     """
     path = Path(path)
     try:
@@ -51,13 +52,19 @@ def read_idx(path: str | Path) -> np.ndarray:
             raise DataError(f"IDX file {path} is not a valid gzip stream: {exc}") from exc
     if len(raw) < 4:
         raise DataError(f"IDX file {path} is too short ({len(raw)} bytes) to hold a header")
+    expected_magic = (f"0x000008{ndim:02x} (unsigned bytes, {ndim} dimension"
+                      f"{'s' if ndim != 1 else ''})" if ndim else "0x0000 + dtype + dimensions")
     if raw[:2] != b"\x00\x00":
-        raise DataError(f"IDX file {path} has bad magic number 0x{raw[:4].hex()}")
-    code, ndim = raw[2], raw[3]
+        raise DataError(f"IDX file {path} has wrong magic number 0x{raw[:4].hex()}, expected "
+                        f"{expected_magic}: not an IDX file")
+    code, found_ndim = raw[2], raw[3]
     if code not in _IDX_DTYPES:
-        raise DataError(f"IDX file {path} has unknown dtype code 0x{code:02x}")
-    if ndim == 0:
-        raise DataError(f"IDX file {path} declares zero dimensions")
+        raise DataError(f"IDX file {path} has wrong magic number 0x{raw[:4].hex()} (unknown "
+                        f"dtype code 0x{code:02x}), expected {expected_magic}")
+    if found_ndim == 0 or (ndim is not None and found_ndim != ndim):
+        raise DataError(f"IDX file {path} has wrong magic number 0x{raw[:4].hex()} "
+                        f"({found_ndim} dimensions), expected {expected_magic}")
+    ndim = found_ndim
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"IDX file {path} is truncated inside its {ndim}-dimension header")
@@ -195,8 +202,13 @@ def _locate(source: IdxSource, root: str | Path | None, download: bool) -> dict[
     )
 
 
+N_CLASSES = 10
+"""MNIST and Fashion-MNIST both have ten classes, labelled 0-9."""
+
+
 def _split(images_path: Path, labels_path: Path) -> ArraySplit:
-    images, labels = cached_array(images_path, read_idx), cached_array(labels_path, read_idx)
+    images = cached_array(images_path, lambda path: read_idx(path, ndim=3))
+    labels = cached_array(labels_path, lambda path: read_idx(path, ndim=1))
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{images_path} should hold uint8 images [N, H, W], got {images.dtype} {images.shape}"
@@ -206,6 +218,10 @@ def _split(images_path: Path, labels_path: Path) -> ArraySplit:
             f"{labels_path} holds labels of shape {labels.shape} for {images.shape[0]} images "
             f"in {images_path}"
         )
+    if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
+        bad = int(labels.max()) if labels.max() >= N_CLASSES else int(labels.min())
+        raise DataError(f"{labels_path} holds label {bad}; the data set has {N_CLASSES} "
+                        f"classes, labelled 0-{N_CLASSES - 1}")
     x = torch.from_numpy(images).to(torch.float32).div_(255.0).unsqueeze(1)
     return ArraySplit(x, torch.from_numpy(labels.astype(np.int64)))
 

@@ -8,12 +8,13 @@ what ``neurosculpt import`` writes and what :func:`load_model` reads back.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from ..adapter import build_user_model
 from ..benchmarks import Benchmark, make_benchmark
+from ..loading import is_spec
 from ..models import ModelConfig, Network
 from ..runs import (
     RunConfig,
@@ -23,6 +24,7 @@ from ..runs import (
     load_state_resizing,
     write_json,
 )
+from ..validation import UserError, read_json, torch_load_reason
 
 MODEL_FORMAT = 1
 
@@ -48,14 +50,30 @@ def load_model(folder: str | Path) -> Network:
     meta_file = folder / "model.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{folder} is not a model folder (no model.json)")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != MODEL_FORMAT:
-        raise RuntimeError(f"{meta_file} has format {meta.get('format')}, this neurosculpt "
-                           f"reads format {MODEL_FORMAT}")
-    model = Network(ModelConfig(**meta["config"]), tuple(meta["input_shape"]), meta["n_outputs"],
-                    sequence=meta["sequence"])
-    load_state_resizing(model, torch.load(folder / "model.pt", map_location="cpu",
-                                          weights_only=True))
+    meta = read_json(meta_file, "model description")
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise UserError(f"{meta_file} has format {found}, this neurosculpt reads format "
+                        f"{MODEL_FORMAT}")
+    try:
+        model = Network(ModelConfig(**meta["config"]), tuple(meta["input_shape"]),
+                        meta["n_outputs"], sequence=meta["sequence"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{meta_file} does not describe a model ({type(exc).__name__}: "
+                        f"{exc})") from exc
+    weights = folder / "model.pt"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        reason = torch_load_reason(exc)
+        raise UserError(f"model weights {weights} cannot be read ({reason})") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"model weights {weights} hold {type(state).__name__}, not a state_dict")
+    try:
+        load_state_resizing(model, state)
+    except (AttributeError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"model weights {weights} do not fit {meta_file} ({reason})") from exc
     model.set_training_task(int(model.current_task))
     return model.eval()
 
@@ -77,9 +95,18 @@ def model_from_run(path: str | Path) -> tuple[Network, Benchmark, RunConfig]:
         samples_per_task=config.samples_per_task,
         test_samples_per_task=config.test_samples_per_task,
     )
-    model = Network(config.model_config(), benchmark.input_shape, benchmark.n_outputs,
-                    sequence=benchmark.sequence)
-    load_state_resizing(model, load_checkpoint(checkpoint)["model"])
+    if is_spec(config.model):  # a user's model: rebuilt by its factory (neurosculpt.adapter)
+        model = build_user_model(config.model, benchmark.input_shape, benchmark.n_outputs,
+                                 config.model_params)
+    else:
+        model = Network(config.model_config(), benchmark.input_shape, benchmark.n_outputs,
+                        sequence=benchmark.sequence)
+    try:
+        load_state_resizing(model, load_checkpoint(checkpoint)["model"])
+    except (AttributeError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {checkpoint} does not fit the model {path}/config.json "
+                        f"describes ({reason})") from exc
     model.set_training_task(int(model.current_task))
     return model.eval(), benchmark, config
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..models import Network
+from ..validation import UserError
 
 
 def _load(source: str) -> tuple[Network, object]:
@@ -24,9 +25,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .nir import describe, export_nir
 
     model, _ = _load(args.run)
+    last = int(model.current_task)
+    if args.task is not None and not 0 <= args.task <= last:
+        raise UserError(f"--task {args.task}: {args.run} holds tasks 0-{last}")
     out = Path(args.out) if args.out else Path(args.run) / (
         "model.nir" if args.task is None else f"model_task{args.task}.nir")
-    graph = export_nir(model, out, args.task, dt=args.dt, pooling=args.pooling)
+    graph = export_nir(model, out, args.task, dt=args.dt, pooling=args.pooling,
+                       readout=args.readout, nir_version=args.nir_version)
     scope = "all live synapses" if args.task is None else f"task {args.task}'s subnetwork"
     print(f"wrote {out} ({scope}, {model.live_synapses()} live synapses in the model)")
     print("\n".join(describe(graph)))
@@ -54,6 +59,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_energy(args: argparse.Namespace) -> int:
     from ..energy import format_energy, measure_energy
 
+    if args.max_samples < 1:
+        raise UserError(f"--max-samples {args.max_samples}: must be >= 1")
     model, benchmark = _load(args.run)
     if benchmark is None:
         raise ValueError(f"{args.run} is a model folder: energy needs a run folder for test data")
@@ -83,6 +90,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="time step stored in the graph (default 1e-4, what snnTorch assumes)")
     p.add_argument("--pooling", choices=["avg", "sum"], default="avg",
                    help="pooling node for snn-conv (sum: for importers without AvgPool2d)")
+    p.add_argument("--readout", choices=["li", "affine"], default="li",
+                   help="membrane readout as Affine + NIR LI (default; neurosculpt reads it), or "
+                        "as the output Affine alone with the LI's mean as readout_weights in the "
+                        "metadata (snnTorch and Norse load the whole graph)")
+    p.add_argument("--nir-version", metavar="VERSION",
+                   help="write for this nir release (e.g. 1.0.4: no v_reset fields, for sinabs "
+                        "and rockpool, which pin nir <= 1.0.4); default: the installed nir's")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("import", help="read a NIR graph as a neurosculpt model folder",
                        description="Build a neurosculpt network from a NIR file and save it as "

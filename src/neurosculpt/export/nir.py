@@ -32,6 +32,8 @@ metadata. What NIR cannot express (reset by subtraction, non-spiking models) rai
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +42,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..layers import PlasticConv2d, PlasticLayer
+from ..layers import PlasticConv2d, PlasticLayer, PlasticLinear
 from ..models import ModelConfig, Network
 from ..neurons import LI, LIF
 
@@ -72,7 +74,7 @@ class NIRImportError(ValueError):
 
 def _require_nir() -> None:
     if nir is None:
-        raise RuntimeError("NIR export/import needs the nir package: pip install nir")
+        raise NIRImportError("NIR export/import needs the nir package: pip install nir")
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -118,12 +120,41 @@ def _weights(layer: PlasticLayer, scale: float) -> tuple[np.ndarray, np.ndarray]
     return w, b
 
 
-def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict:
+READOUTS = ("li", "affine")
+"""How a membrane readout is written: ``li`` (``Affine`` + NIR ``LI``: the readout itself, read
+by neurosculpt; snnTorch's importer rejects ``LI`` and Norse's drops it) or ``affine`` (the
+graph ends in the output ``Affine``, whose per-step output is the readout's input current;
+class scores = the sum over steps of ``readout_weights[t]`` times that output, the closed form
+of the leaky integrator's mean, so snnTorch and Norse load the whole graph and give the same
+scores)."""
+
+
+def readout_weights(beta: float, steps: int) -> list[float]:
+    """Weight of step ``s``'s current in the mean over ``steps`` of ``v = beta*v + I``:
+    ``sum_{t>=s} beta^(t-s) / steps``."""
+    return [sum(beta ** k for k in range(steps - s)) / steps for s in range(steps)]
+
+
+def _metadata(model: Network, task: int | None, dt: float, pooling: str,
+              readout_form: str = "li") -> dict:
     cfg = model.config
     encoder = "sequence" if model.sequence else cfg.encoder
     steps = int(model.input_shape[0]) if model.sequence else cfg.steps
     readout = "spike-count" if cfg.readout == "spikes" else "membrane-mean"
-    return {
+    extra: dict = {}
+    if readout == "membrane-mean" and readout_form == "affine":
+        beta = float(model.readout.beta.detach().clamp(0.0, 1.0))
+        readout = "weighted-sum"
+        extra = {"readout_beta": beta,
+                 "readout_weights": json.dumps(readout_weights(beta, steps))}
+    notes = {
+        "spike-count": "class scores = sum over time_steps of the output spikes",
+        "membrane-mean": "class scores = mean over time_steps of the output LI membrane",
+        "weighted-sum": "class scores = sum over time_steps t of readout_weights[t] times the "
+                        "graph output at step t (the mean of a leaky integrator with decay "
+                        "readout_beta fed by it)",
+    }
+    return {**extra,
         "producer": f"neurosculpt {__version__}",
         "dt": float(dt),
         "time_steps": steps,
@@ -133,10 +164,7 @@ def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict
         "input_flattened": int(not cfg.conv),
         "sequence": int(model.sequence),
         "readout": readout,
-        "readout_note": (
-            "class scores = sum over time_steps of the output spikes" if readout == "spike-count"
-            else "class scores = mean over time_steps of the output LI membrane"
-        ),
+        "readout_note": notes[readout],
         "weight_scaling": (
             "Affine/Conv2d weights and biases feeding LIF and LI nodes are neurosculpt's times "
             "tau/dt (r = 1), so forward Euler with dt gives v = beta*v + I exactly"
@@ -148,11 +176,12 @@ def _metadata(model: Network, task: int | None, dt: float, pooling: str) -> dict
 
 
 def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
-           pooling: str = "avg") -> nir.NIRGraph:
+           pooling: str = "avg", readout: str = "li") -> nir.NIRGraph:
     """NIR graph of ``model``, or of ``task``'s subnetwork (``model.set_task(task)``).
 
     ``dt`` only sets the physical time constants (``tau = dt / (1 - beta)``); the discrete
-    dynamics are the same for any ``dt``. ``pooling`` is ``"avg"`` or ``"sum"`` (see module doc).
+    dynamics are the same for any ``dt``. ``pooling`` is ``"avg"`` or ``"sum"`` (see module doc);
+    ``readout`` is ``"li"`` or ``"affine"`` (see :data:`READOUTS`).
     """
     _require_nir()
     if not model.config.spiking:
@@ -164,20 +193,104 @@ def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
         raise ValueError(f"pooling must be 'avg' or 'sum', got {pooling!r}")
     if not dt > 0.0:
         raise ValueError(f"dt must be > 0, got {dt}")
-    previous = model.layers[0].active_task
+    from ..adapter import AdaptedNetwork
+
+    adapted = isinstance(model, AdaptedNetwork)
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+    if adapted and readout != "li":
+        raise NIRExportError("an adapted network exports its readout as an LI node only")
+    if readout == "affine" and model.config.readout == "spikes":
+        raise NIRExportError("the model's readout is spiking (an output LIF population, which "
+                             "snnTorch and Norse load); readout='affine' is for membrane "
+                             "readouts")
+    previous = model.plastic_layers[0].active_task
     model.set_task(task)
     try:
         with torch.no_grad():
-            nodes = _export_nodes(model, dt, pooling)
+            nodes = (_adapted_nodes(model, dt) if adapted
+                     else _export_nodes(model, dt, pooling, readout))
     finally:
         model.set_task(previous)
     names = list(nodes)
     edges = list(zip(names[:-1], names[1:], strict=True))
-    return nir.NIRGraph(nodes=nodes, edges=edges,
-                        metadata=_metadata(model, task, dt, pooling))
+    metadata = (_adapted_metadata(model, task, dt) if adapted
+                else _metadata(model, task, dt, pooling, readout))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def _export_nodes(model: Network, dt: float, pooling: str) -> dict[str, nir.NIRNode]:
+def _as_lif(unit: nn.Module, where: str) -> LIF:
+    """The library's LIF with the dynamics of ``unit``: a LIF, or an ``snntorch.Leaky`` with
+    reset to zero (snnTorch's delayed reset, ``v = beta * (1 - s_prev) * v + I``, spikes
+    exactly as a LIF that resets in the step it fires)."""
+    if isinstance(unit, LIF):
+        return _check_neuron(unit, where)
+    if type(unit).__name__ == "Leaky" and hasattr(unit, "reset_mechanism"):
+        if unit.reset_mechanism != "zero" or not getattr(unit, "reset_delay", True):
+            raise NIRExportError(f"{where}: snntorch.Leaky with reset_mechanism="
+                                 f"{unit.reset_mechanism!r} has no NIR equivalent; use 'zero'")
+        if float(unit.graded_spikes_factor) != 1.0 or unit.inhibition or unit.state_quant:
+            raise NIRExportError(f"{where}: graded spikes, inhibition and state quantisation "
+                                 "of snntorch.Leaky have no NIR equivalent")
+        return LIF(beta=float(unit.beta.detach().clamp(0.0, 1.0)),
+                   threshold=float(unit.threshold), reset="zero")
+    raise NIRExportError(f"{where}: {type(unit).__name__} has no NIR node")
+
+
+def _as_readout(unit: nn.Module | None, where: str) -> LI:
+    """The library's LI with the dynamics of the output population: an LI, or an
+    ``snntorch.Leaky`` that never resets (``reset_mechanism="none"``), read as its mean
+    membrane potential over the time steps."""
+    if isinstance(unit, LI):
+        return unit
+    if type(unit).__name__ == "Leaky" and getattr(unit, "reset_mechanism", None) == "none":
+        return LI(beta=float(unit.beta.detach().clamp(0.0, 1.0)))
+    raise NIRExportError(f"{where}: {type(unit).__name__} is not a leaky-integrator readout "
+                         "(an LI, or snntorch.Leaky(reset_mechanism='none'))")
+
+
+def _adapted_nodes(model, dt: float) -> dict[str, nir.NIRNode]:
+    """Nodes of an adapted chain of linear layers, each followed by its spiking neurons, the
+    output layer by a leaky-integrator readout (direct-coded input at every step)."""
+    layers = model.plastic_layers
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array([layers[0].n_in]))}
+    for i, layer in enumerate(layers[:-1]):
+        units = model.units(i)
+        where = f"layer {model.layer_names[i]!r}"
+        if not isinstance(layer, PlasticLinear) or [
+                (c.layer, c.width) for c in units.consumers] != [(i + 1, 1)] or units.coupled:
+            raise NIRExportError(f"{where}: NIR export of adapted networks covers chains of "
+                                 "linear layers without norms")
+        node, scale = _neuron_node(_as_lif(model.neurons[i], where), [layer.n_out], dt)
+        nodes[f"fc{i}"], nodes[f"lif{i}"] = nir.Affine(*_weights(layer, scale)), node
+    last = layers[-1]
+    readout = model.net.get_submodule(model.output_tap) if model.output_tap else None
+    node, scale = _readout_node(_as_readout(readout, "output layer"), last.n_out, dt)
+    nodes["fc_out"], nodes["readout"] = nir.Affine(*_weights(last, scale)), node
+    nodes["output"] = nir.Output(output_type=np.array([last.n_out]))
+    return nodes
+
+
+def _adapted_metadata(model, task: int | None, dt: float) -> dict:
+    return {
+        "producer": f"neurosculpt {__version__} adapter",
+        "dt": float(dt),
+        "time_steps": int(model.time_steps),
+        "encoder": "direct",
+        "encoder_note": ENCODER_NOTES["direct"],
+        "input_shape": json.dumps(list(model.input_shape)),
+        "input_flattened": 1,
+        "sequence": 0,
+        "readout": "membrane-mean",
+        "readout_note": "class scores = mean over time_steps of the output LI membrane",
+        "weight_scaling": "as neurosculpt's own export: weights times tau/dt (r = 1)",
+        "task": -1 if task is None else int(task),
+        "neurosculpt_model": model.config.kind,
+    }
+
+
+def _export_nodes(model: Network, dt: float, pooling: str, readout: str = "li"
+                  ) -> dict[str, nir.NIRNode]:
     cfg = model.config
     shape = [int(d) for d in model.input_shape] if cfg.conv else [model.layers[0].n_in]
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
@@ -215,21 +328,67 @@ def _export_nodes(model: Network, dt: float, pooling: str) -> dict[str, nir.NIRN
     if cfg.readout == "spikes":
         node, scale = _neuron_node(_check_neuron(model.output_neurons, "output neurons"),
                                    [last.n_out], dt)
+    elif readout == "affine":  # the readout's input current; its mean is readout_weights
+        node, scale = None, 1.0
     else:
         node, scale = _readout_node(model.readout, last.n_out, dt)
     w, b = _weights(last, scale)
     nodes["fc_out"] = nir.Affine(weight=w * carry, bias=b)
-    nodes["readout"] = node
+    if node is not None:
+        nodes["readout"] = node
     nodes["output"] = nir.Output(output_type=np.array([last.n_out]))
     return nodes
 
 
+LEGACY_NIR = "1.0.4"
+"""The last nir release without ``v_reset`` on ``LIF``/``IF``/``CubaLIF`` (its reader rejects any
+field it does not know); sinabs 3.1.3 and rockpool 3.1.0 pin ``nir <= 1.0.4``."""
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(".")[:3])
+    except ValueError:
+        raise ValueError(f"nir version {text!r}: expected numbers such as 1.0.4") from None
+
+
 def export_nir(model: Network, path: str | Path, task: int | None = None, *,
-               dt: float = DEFAULT_DT, pooling: str = "avg") -> nir.NIRGraph:
-    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``; return the graph."""
-    graph = to_nir(model, task, dt=dt, pooling=pooling)
-    nir.write(str(path), graph)
+               dt: float = DEFAULT_DT, pooling: str = "avg", readout: str = "li",
+               nir_version: str | None = None) -> nir.NIRGraph:
+    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``; return the graph.
+
+    ``nir_version`` (default: the installed nir's format) at or below :data:`LEGACY_NIR`
+    writes a file that nir <= 1.0.4 reads: without the ``v_reset`` fields (all 0 here, which
+    is also how those readers reset, see docs/deployment.md) and with that version recorded.
+    """
+    legacy = nir_version is not None and _version_tuple(nir_version) <= \
+        _version_tuple(LEGACY_NIR)
+    graph = to_nir(model, task, dt=dt, pooling=pooling, readout=readout)
+    try:
+        nir.write(str(path), graph)
+    except OSError as exc:
+        text = str(exc.strerror or exc)
+        found = re.search(r"error message = '([^']*)'", text)  # h5py's wording
+        raise NIRExportError(f"cannot write {path}: {found.group(1) if found else text}"
+                             ) from exc
+    if legacy:
+        _write_legacy(Path(path), nir_version)
     return graph
+
+
+def _write_legacy(path: Path, version: str) -> None:
+    """Remove the fields nir <= 1.0.4 does not know from a file ``nir.write`` wrote."""
+    import h5py
+
+    with h5py.File(str(path), "r+") as f:
+        for name, group in f["node/nodes"].items():
+            if "v_reset" in group:
+                if np.any(np.asarray(group["v_reset"][()]) != 0):
+                    raise NIRExportError(f"{name}: v_reset != 0 has no form in nir "
+                                         f"{version} files")
+                del group["v_reset"]
+        del f["version"]
+        f.create_dataset("version", data=version)
 
 
 # --- import ------------------------------------------------------------------------------------
@@ -336,6 +495,103 @@ def _meta(graph: nir.NIRGraph, key: str) -> object:
 
 WEIGHT_NODES = ("Affine", "Linear", "Conv2d")
 
+MAX_GRAPH_BYTES = 2**30
+"""Largest total size of the arrays a NIR file may declare before :func:`read_graph` refuses it
+(1 GiB: a 16,000 x 16,000 float32 weight). Checked on the HDF5 headers, before reading."""
+MAX_TIME_STEPS = 100_000
+"""Largest ``time_steps`` accepted from a graph or ``--steps`` (each step is one pass)."""
+
+
+def _known_node_types() -> set[str]:
+    found, todo = set(), [nir.NIRNode]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def read_graph(path: str | Path, max_bytes: int = MAX_GRAPH_BYTES) -> nir.NIRGraph:
+    """``nir.read`` of ``path`` after checking, on the HDF5 headers alone, that it is a NIR file
+    of known node types whose arrays fit in ``max_bytes``: a garbage file or one declaring a
+    huge weight is refused with its name instead of failing inside h5py or allocating."""
+    _require_nir()
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise NIRImportError(f"{path} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise NIRImportError(f"{path} is empty (0 bytes); a NIR file is an HDF5 file")
+    if not h5py.is_hdf5(str(path)):
+        head = path.read_bytes()[:8]
+        raise NIRImportError(f"{path} is not a NIR file: not HDF5 (it starts with {head!r})")
+    sizes: list[tuple[int, str, tuple[int, ...]]] = []
+    types: list[tuple[str, str]] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            shape = tuple(int(d) for d in (obj.shape or ()))
+            sizes.append((math.prod(shape) * obj.dtype.itemsize, name, shape))
+            if name.rsplit("/", 1)[-1] == "type" and shape == ():
+                value = obj[()]
+                types.append((name, value.decode() if isinstance(value, bytes) else str(value)))
+
+    try:
+        with h5py.File(str(path), "r") as f:
+            f.visititems(visit)
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise NIRImportError(f"{path} is not a readable NIR file ({exc})") from exc
+    total = sum(s for s, _, _ in sizes)
+    if total > max_bytes:
+        size, name, shape = max(sizes)
+        raise NIRImportError(f"{path} declares {total / 2**30:.1f} GiB of arrays (largest: "
+                             f"{name} of shape {shape}); refusing to load more than "
+                             f"{max_bytes / 2**30:.1f} GiB")
+    known = _known_node_types()
+    unknown = [(name, kind) for name, kind in types if kind not in known]
+    if unknown:
+        name, kind = unknown[0]
+        raise NIRImportError(f"{path}: node {name.rsplit('/', 1)[0]!r} has type {kind!r}, which "
+                             f"nir {getattr(nir, '__version__', '')} does not define")
+    try:
+        return nir.read(str(path))
+    except Exception as exc:  # noqa: BLE001 - nir/h5py raise many kinds; all mean a bad file
+        raise NIRImportError(f"{path} is not a valid NIR graph ({type(exc).__name__}: "
+                             f"{exc})") from exc
+
+
+def check_graph(graph: nir.NIRGraph) -> None:
+    """Refuse non-finite numbers in any node's parameters, naming the node and field."""
+    for name, node in graph.nodes.items():
+        for key, value in vars(node).items():
+            if isinstance(value, (dict, str, bytes)) or value is None:
+                continue
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            if array.size and not np.all(np.isfinite(array)):
+                bad = int(np.size(array) - np.isfinite(array).sum())
+                raise NIRImportError(f"node {name!r} has {bad} non-finite value(s) (NaN or "
+                                     f"infinite) in {key}")
+
+
+def _checked_number(what: str, value: object, low: float, high: float,
+                    integer: bool = False, open_low: bool = False) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` if ``open_low``)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise NIRImportError(f"{what} = {value!r} is not a number") from None
+    above = number > low if open_low else number >= low
+    if not (math.isfinite(number) and above and number <= high):
+        raise NIRImportError(f"{what} = {value!r} is out of range ({'>' if open_low else '>='} "
+                             f"{low:g} and <= {high:g})")
+    if integer and number != int(number):
+        raise NIRImportError(f"{what} = {value!r} is not a whole number")
+    return number
+
 
 def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
              steps: int | None = None, encoder: str | None = None) -> Network:
@@ -350,13 +606,30 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     """
     _require_nir()
     if isinstance(graph, (str, Path)):
-        graph = nir.read(str(graph))
-    dt = float(dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT))
+        path = Path(graph)
+        try:
+            return from_nir(read_graph(path), dt=dt, steps=steps, encoder=encoder)
+        except NIRImportError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise NIRImportError(f"{path}: {exc}") from exc
+    check_graph(graph)
+    dt = _checked_number("dt" if dt is not None else "metadata dt",
+                         dt if dt is not None else (_meta(graph, "dt") or DEFAULT_DT),
+                         0.0, math.inf, open_low=True)
+    if steps is not None or _meta(graph, "time_steps") is not None:
+        steps = int(_checked_number(
+            "steps" if steps is not None else "metadata time_steps",
+            steps if steps is not None else _meta(graph, "time_steps"), 1, MAX_TIME_STEPS,
+            integer=True))
     chain = _chain(graph)[1:-1]
     weights: list[tuple[np.ndarray, np.ndarray]] = []
     neurons: list[tuple[str, float, float, float]] = []
     channels: list[int] = []
-    readout, readout_beta, carry, pos = "membrane", 0.0, 1.0, 0
+    meta_beta = _meta(graph, "readout_beta")  # written with readout="affine"
+    readout_beta = 0.0 if meta_beta is None else _checked_number("metadata readout_beta",
+                                                                 meta_beta, 0.0, 1.0)
+    readout, carry, pos = "membrane", 1.0, 0
     while pos < len(chain):
         name, node = chain[pos]
         w, b = _layer_weights(node, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
+from ..validation import check_parameters, unknown_name
 from .base import Naive, Strategy, hyper_parameters
 
 # name -> "module:Class", imported on demand so a newcomer can open one file per method;
@@ -58,7 +59,7 @@ def available() -> list[str]:
 def strategy_class(name: str) -> type[Strategy]:
     valid = available()
     if name not in valid:
-        raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(valid)}")
+        raise unknown_name("strategy", name, valid)
     target = REGISTRY[name]
     if isinstance(target, type):
         return target
@@ -70,21 +71,30 @@ def make_strategy(name: str, params: dict | None = None) -> Strategy:
     """Build strategy ``name`` with keyword ``params``; unknown parameters are named."""
     cls = strategy_class(name)
     params = dict(params or {})
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    signature = inspect.signature(cls.__init__).parameters
+    accepted = [p for p in signature if p != "self"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(
             f"strategy {name!r} has no parameter(s) {unknown}; valid: {', '.join(accepted)}"
         )
+    defaults = {k: p.default for k, p in signature.items() if p.default is not p.empty}
+    check_parameters(f"strategy {name!r}", defaults, params, "the strategy parameters (-p)")
     return cls(**params)
 
 
 def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
     """Compose strategies from ``"a+b"``; ``params`` maps each name to its keyword arguments,
     or, for a single strategy, may hold its keyword arguments directly."""
-    names = [n.strip() for n in spec.split("+") if n.strip()]
-    if not names:
+    names = [n.strip() for n in spec.split("+")]
+    if not any(names):
         raise ValueError("empty strategy name")
+    if not all(names):
+        raise ValueError(f"strategy {spec!r} has an empty part: join names with one + "
+                         "(e.g. replay+ewc)")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"strategy {spec!r} names {', '.join(repeated)} twice")
     params = dict(params or {})
     nested = {n: params.pop(n) for n in names if isinstance(params.get(n), dict)}
     stray = sorted(k for k, v in params.items() if isinstance(v, dict))
