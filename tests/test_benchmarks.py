@@ -150,13 +150,16 @@ def test_from_tensors_custom_class_order():
         from_tensors(x, y, xt, yt, [[0, 1], [1, 2]])
 
 
-def test_from_dataset_stacks_any_map_style_dataset():
+def test_from_dataset_reads_any_map_style_dataset_like_tensors():
     (x, y), (xt, yt) = _toy(40, 0), _toy(20, 1)
     ds = torch.utils.data.TensorDataset(x, y)
     bench = from_dataset(ds, torch.utils.data.TensorDataset(xt, yt), [[0, 1], [2, 3]])
     reference = from_tensors(x, y, xt, yt, [[0, 1], [2, 3]])
     for a, b in zip(bench.tasks, reference.tasks, strict=True):
-        assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+        for part in ("train", "test"):
+            index = torch.arange(len(getattr(b, part)))
+            got, want = getattr(a, part).get(index), getattr(b, part).get(index)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_unknown_names_list_the_valid_ones():

@@ -191,8 +191,16 @@ def test_registered_user_strategy_runs_by_name(tmp_path):
         strategies.REGISTRY.pop("count-steps-test")
 
 
-def test_parameters_for_a_strategy_not_in_the_spec_are_named():
+def test_parameters_for_a_strategy_not_in_the_spec_are_ignored_and_said():
+    """One config may carry every strategy's section (a sweep shares one file)."""
     from neurosculpt.strategies import make_strategies
 
-    with pytest.raises(ValueError, match=r"\['ewc'\].*does not include"):
-        make_strategies("online-ewc", {"ewc": {"lam": 1.0}})
+    said: list[str] = []
+    built = make_strategies("online-ewc", {"ewc": {"lam": 1.0}, "online-ewc": {"lam": 2.0}},
+                            log=said.append)
+    assert [s.name for s in built] == ["online-ewc"] and built[0].lam == 2.0
+    assert said == ["strategy parameters for ewc ignored: 'online-ewc' does not use it"]
+    with pytest.raises(ValueError, match=r"\['ewx'\].*no strategy"):
+        make_strategies("online-ewc", {"ewx": {"lam": 1.0}})
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['lamda'\]"):
+        make_strategies("online-ewc", {"ewc": {"lam": 1.0}, "online-ewc": {"lamda": 2.0}})

@@ -48,6 +48,7 @@ class _NanOnTask(Strategy):
     def __init__(self, task: int) -> None:
         super().__init__()
         self.task = task
+        self.hparams = {"task": task}
 
     def loss(self, ctx, loss):
         return loss * math.nan if ctx.task_id == self.task else loss
@@ -77,7 +78,7 @@ def _strict_json(path):
 def test_diverged_run_leaves_valid_results(tmp_path, quick_run, monkeypatch):
     from neurosculpt import runs
 
-    monkeypatch.setattr(runs, "make_strategies", lambda spec, params: [_NanOnTask(2)])
+    monkeypatch.setattr(runs, "make_strategies", lambda spec, params, log=None: [_NanOnTask(2)])
     with pytest.raises(TrainingDiverged):
         run(quick_run, out=tmp_path)
     results = _strict_json(tmp_path / "results.json")

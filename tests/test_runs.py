@@ -122,7 +122,7 @@ def _assert_same_run(a, b) -> None:
 @pytest.mark.parametrize("finished", [0, 3])
 def test_resume_repeats_the_uninterrupted_run(tmp_path, quick_run, monkeypatch, grow, finished):
     if grow:  # shapes differ from a fresh model; Adam moments of grown tensors are carried
-        monkeypatch.setattr(runs, "make_strategies", lambda spec, params: [_Grow()])
+        monkeypatch.setattr(runs, "make_strategies", lambda spec, params, log=None: [_Grow()])
         quick_run["reset_optimizer"] = False
     quick_run["keep_checkpoints"] = True  # every task's, to cut the run after any of them
     full = run(quick_run, out=tmp_path / "full")

@@ -13,15 +13,52 @@ batch when it is drawn, so ``permuted-*`` streams of hundreds of tasks do not ho
 
 from __future__ import annotations
 
+import inspect
+import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .validation import UserError, unknown_name
 
 SCENARIOS = ("task", "class", "domain")
+
+
+class DatasetRows:
+    """The inputs of a data set, read only when a batch needs them.
+
+    Behaves like the input tensor of a :class:`Split` for what a stream does with it: indexing
+    with positions or a boolean mask gives another lazy view (selecting a task's classes copies
+    no inputs), :meth:`load` reads the selected samples. ``source`` is a map-style dataset of
+    ``(x, y)`` pairs (read one sample at a time) or a tensor (a memory-mapped file: read with
+    one gather).
+    """
+
+    def __init__(self, source: object, index: Tensor, sample_shape: tuple[int, ...]) -> None:
+        self.source = source
+        self.index = index
+        self.sample_shape = sample_shape
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.sample_shape)
+
+    def __getitem__(self, index: Tensor) -> DatasetRows:
+        return DatasetRows(self.source, self.index[index], self.sample_shape)
+
+    def load(self) -> Tensor:
+        if isinstance(self.source, Tensor):
+            return self.source[self.index].float()
+        if len(self.index) == 0:
+            return torch.empty(0, *self.sample_shape)
+        return torch.stack([torch.as_tensor(self.source[int(i)][0])  # type: ignore[index]
+                            for i in self.index.tolist()]).float()
 
 
 @dataclass
@@ -43,6 +80,8 @@ class Split:
 
     def get(self, index: Tensor) -> tuple[Tensor, Tensor]:
         x = self.x[index]
+        if isinstance(x, DatasetRows):  # a data set read lazily: only this batch is loaded
+            x = x.load()
         if self.perm is not None:
             x = x.flatten(1)[:, self.perm].view_as(x)
         y = self.labels[index] if self.labels is not None else self.y[index]
@@ -54,7 +93,8 @@ class Split:
                 ) -> Iterator[tuple[Tensor, Tensor]]:
         """Mini-batches, shuffled with ``generator`` when one is given."""
         n = len(self)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        order = (torch.randperm(n, generator=generator, device="cpu") if generator is not None
+                 else torch.arange(n, device="cpu"))
         for start in range(0, n, batch_size):
             yield self.get(order[start:start + batch_size])
 
@@ -100,19 +140,22 @@ class Benchmark:
         ``<= training_task``; ``domain``: all outputs.
         """
         if self.scenario == "domain":
-            return torch.ones(len(task_ids), self.n_outputs, dtype=torch.bool)
+            return torch.ones(len(task_ids), self.n_outputs, dtype=torch.bool,
+                              device=task_ids.device)
         if self.scenario == "class":
-            row = self._class_table()[: training_task + 1].any(0)
+            row = self._class_table(task_ids.device)[: training_task + 1].any(0)
             return row.expand(len(task_ids), -1)
-        return self._class_table()[task_ids]
+        return self._class_table(task_ids.device)[task_ids]
 
-    def _class_table(self) -> Tensor:
-        if "_class_table" not in self.info:
-            table = torch.zeros(len(self.tasks), self.n_outputs, dtype=torch.bool)
+    def _class_table(self, device: torch.device) -> Tensor:
+        """Boolean ``[tasks, n_outputs]``: each task's outputs (one copy per device)."""
+        key = f"_class_table_{device}"
+        if key not in self.info:
+            table = torch.zeros(len(self.tasks), self.n_outputs, dtype=torch.bool, device="cpu")
             for task in self.tasks:
                 table[task.id, task.classes] = True
-            self.info["_class_table"] = table
-        return self.info["_class_table"]
+            self.info[key] = table.to(device)
+        return self.info[key]
 
     def describe(self) -> dict:
         return {
@@ -202,8 +245,7 @@ def shared_label_stream(
         remap = torch.arange(n_classes) + offset
         tasks.append(Task(
             id=k, name=f"{name}/{k}",
-            train=Split(tr.x, tr.y, tr.perm, tr.labels, remap),
-            test=Split(te.x, te.y, te.perm, te.labels, remap),
+            train=replace(tr, label_map=remap), test=replace(te, label_map=remap),
             classes=remap.tolist(),
         ))
     n_out = n_classes if scenario == "domain" else n_classes * len(splits)
@@ -211,29 +253,141 @@ def shared_label_stream(
 
 
 def from_tensors(
-    x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
-    task_classes: Sequence[Sequence[int]], scenario: str = "task", name: str = "custom",
-    sequence: bool = False,
+    x_train: Tensor | Sequence[Tensor], y_train: Tensor | Sequence[Tensor],
+    x_test: Tensor | Sequence[Tensor], y_test: Tensor | Sequence[Tensor],
+    task_classes: Sequence[Sequence[int]] | None = None, scenario: str = "task",
+    name: str = "custom", sequence: bool = False,
 ) -> Benchmark:
-    """A custom class-split benchmark from any tensors, e.g.::
+    """A custom benchmark from any tensors.
 
-        bench = from_tensors(x, y, xt, yt, [[0, 1], [2, 3]], scenario="class")
+    Class-split (``task`` or ``class`` scenario): one tensor per argument and the classes of
+    each task, ``from_tensors(x, y, xt, yt, [[0, 1], [2, 3]], scenario="class")``.
+
+    Tasks that share one label set (``domain``, e.g. rotated or re-recorded inputs; also valid
+    with ``task``/``class``, where every task gets its own copy of the outputs): one tensor
+    per task in each argument, ``from_tensors([x0, x1], [y0, y1], [xt0, xt1], [yt0, yt1],
+    scenario="domain")``.
     """
-    return class_split(name, (x_train.float(), y_train.long()), (x_test.float(), y_test.long()),
-                       task_classes, scenario, sequence)
+    per_task = [isinstance(v, (list, tuple)) for v in (x_train, y_train, x_test, y_test)]
+    if any(per_task):
+        if not all(per_task):
+            raise ValueError("from_tensors: give per-task lists for all four of x_train, "
+                             "y_train, x_test, y_test, or single tensors for all four")
+        if task_classes is not None:
+            raise ValueError("from_tensors: task_classes is for one tensor split by class; "
+                             "per-task lists already say which samples form each task")
+        lists = [list(v) for v in (x_train, y_train, x_test, y_test)]  # type: ignore[arg-type]
+        if len({len(v) for v in lists}) != 1 or not lists[0]:
+            raise ValueError(f"from_tensors: per-task lists must be non-empty and equally long, "
+                             f"got lengths {[len(v) for v in lists]}")
+        splits = [(Split(xtr.float(), ytr.long()), Split(xte.float(), yte.long()))
+                  for xtr, ytr, xte, yte in zip(*lists, strict=True)]
+        return _shared_label_custom(name, splits, scenario, sequence)
+    if task_classes is None:
+        raise ValueError("from_tensors: give task_classes (the classes of each task) or, for "
+                         "tasks sharing one label set (scenario='domain'), per-task lists")
+    if scenario == "domain":
+        raise ValueError("from_tensors: a domain stream's tasks share their labels, so classes "
+                         "cannot tell them apart: give per-task lists, "
+                         "from_tensors([x0, x1], [y0, y1], [xt0, xt1], [yt0, yt1], "
+                         "scenario='domain')")
+    return class_split(name, (x_train.float(), y_train.long()),  # type: ignore[union-attr]
+                       (x_test.float(), y_test.long()), task_classes,  # type: ignore[union-attr]
+                       scenario, sequence)
 
 
-def from_dataset(train: torch.utils.data.Dataset, test: torch.utils.data.Dataset,
-                 task_classes: Sequence[Sequence[int]], scenario: str = "task",
-                 name: str = "custom") -> Benchmark:
-    """A custom benchmark from any map-style datasets yielding ``(x, y)`` pairs."""
+def _shared_label_custom(name: str, splits: Sequence[tuple[Split, Split]], scenario: str,
+                         sequence: bool) -> Benchmark:
+    """Per-task splits over one label set: outputs ``0 .. max label`` (per task in the task and
+    class scenarios), every input of the same shape."""
+    shapes = {tuple(part.x.shape[1:]) for pair in splits for part in pair}
+    if len(shapes) != 1:
+        raise ValueError(f"{name}: every task's inputs must have one shape, got {sorted(shapes)}")
+    labels = torch.cat([part.y for pair in splits for part in pair])
+    if len(labels) == 0:
+        raise ValueError(f"{name}: the tasks hold no samples")
+    if int(labels.min()) < 0:
+        raise ValueError(f"{name}: labels must be >= 0, got {int(labels.min())}")
+    return shared_label_stream(name, splits, int(labels.max()) + 1, scenario, shapes.pop(),
+                               sequence, {"custom": True})
 
-    def stack(ds: torch.utils.data.Dataset) -> tuple[Tensor, Tensor]:
-        xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
-        return torch.stack([torch.as_tensor(x) for x in xs]).float(), torch.as_tensor(ys).long()
 
-    (xtr, ytr), (xte, yte) = stack(train), stack(test)
-    return from_tensors(xtr, ytr, xte, yte, task_classes, scenario, name)
+def from_dataset(
+    train: torch.utils.data.Dataset | Sequence[torch.utils.data.Dataset],
+    test: torch.utils.data.Dataset | Sequence[torch.utils.data.Dataset],
+    task_classes: Sequence[Sequence[int]] | None = None, scenario: str = "task",
+    name: str = "custom", spool_dir: str | None = None,
+) -> Benchmark:
+    """A custom benchmark from datasets yielding ``(x, y)`` pairs, read lazily.
+
+    Map-style datasets are read a batch at a time (``dataset[i]`` for the batch's samples
+    only); their labels come from a ``targets`` attribute when it has one entry per sample
+    (torchvision's convention), otherwise from one pass that keeps only the labels. An
+    ``IterableDataset`` cannot be indexed, so it is read once into a memory-mapped file
+    (in ``spool_dir``, default the system's temporary folder; unlinked at once, so nothing is
+    left behind) from which batches are gathered: streams larger than memory work either way.
+    Like :func:`from_tensors`: one dataset per argument plus ``task_classes``, or one dataset
+    per task (a list) for tasks sharing one label set.
+    """
+    per_task = [isinstance(v, (list, tuple)) for v in (train, test)]
+    if any(per_task):
+        if not all(per_task) or task_classes is not None:
+            raise ValueError("from_dataset: give per-task lists for both train and test (and "
+                             "no task_classes), or one dataset each with task_classes")
+        if len(train) != len(test) or not train:  # type: ignore[arg-type]
+            raise ValueError("from_dataset: per-task lists must be non-empty and equally long")
+        splits = [(_lazy_split(tr, spool_dir), _lazy_split(te, spool_dir))
+                  for tr, te in zip(train, test, strict=True)]  # type: ignore[arg-type]
+        return _shared_label_custom(name, splits, scenario, False)
+    if task_classes is None:
+        raise ValueError("from_dataset: give task_classes, or per-task lists of datasets")
+    if scenario == "domain":
+        raise ValueError("from_dataset: a domain stream needs one dataset per task (lists)")
+    tr, te = _lazy_split(train, spool_dir), _lazy_split(test, spool_dir)  # type: ignore[arg-type]
+    return class_split(name, (tr.x, tr.y), (te.x, te.y), task_classes,  # type: ignore[arg-type]
+                       scenario)
+
+
+def _lazy_split(ds: torch.utils.data.Dataset, spool_dir: str | None) -> Split:
+    """A :class:`Split` whose inputs are :class:`DatasetRows` over ``ds``."""
+    if isinstance(ds, torch.utils.data.IterableDataset):
+        return _spool(ds, spool_dir)
+    if not hasattr(ds, "__len__") or not hasattr(ds, "__getitem__"):
+        raise ValueError(f"from_dataset: {type(ds).__name__} is neither a map-style dataset "
+                         "(__len__ and __getitem__) nor an IterableDataset")
+    n = len(ds)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError(f"from_dataset: {type(ds).__name__} is empty")
+    targets = getattr(ds, "targets", None)
+    if targets is not None and len(targets) == n:
+        y = torch.as_tensor(targets).long()
+    else:  # one pass that keeps the labels only
+        y = torch.as_tensor([int(ds[i][1]) for i in range(n)]).long()
+    shape = tuple(torch.as_tensor(ds[0][0]).shape)
+    return Split(DatasetRows(ds, torch.arange(n), shape), y)  # type: ignore[arg-type]
+
+
+def _spool(ds: torch.utils.data.IterableDataset, spool_dir: str | None) -> Split:
+    """Read an iterable dataset once into an unlinked memory-mapped file of float32 inputs."""
+    file = tempfile.TemporaryFile(dir=spool_dir)
+    labels: list[int] = []
+    shape: tuple[int, ...] | None = None
+    for x, y in ds:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if shape is None:
+            shape = tuple(x.shape)
+        elif tuple(x.shape) != shape:
+            raise ValueError(f"from_dataset: sample {len(labels)} has shape {tuple(x.shape)}, "
+                             f"the first one {shape}")
+        file.write(x.contiguous().numpy().tobytes())
+        labels.append(int(y))
+    if shape is None:
+        raise ValueError(f"from_dataset: {type(ds).__name__} yielded no samples")
+    file.flush()
+    array = np.memmap(file, dtype=np.float32, mode="c", shape=(len(labels), *shape))
+    file.close()  # the mapping keeps the (already unlinked) file alive
+    rows = DatasetRows(torch.from_numpy(array), torch.arange(len(labels)), shape)
+    return Split(rows, torch.tensor(labels, dtype=torch.long))  # type: ignore[arg-type]
 
 
 # --- named benchmarks --------------------------------------------------------------------------
@@ -386,11 +540,20 @@ def make_benchmark(
     data_root: str | None = None, validation: bool = False,
     samples_per_task: int | None = None, test_samples_per_task: int | None = None,
 ) -> Benchmark:
-    """Build a named benchmark (see :data:`BENCHMARKS`), seeded for class order/permutations.
+    """Build a named benchmark (see :data:`BENCHMARKS`), seeded for class order/permutations,
+    or a user's one named ``path/file.py:factory`` / ``package.module:factory``
+    (:func:`load_benchmark`).
 
     ``validation=True`` replaces each test set with 10% held out from the training data, for
     tuning hyper-parameters without touching the test set.
     """
+    from .loading import is_spec
+
+    if is_spec(name):
+        return load_benchmark(name, tasks=n_tasks, scenario=scenario, seed=seed,
+                              data_root=data_root, validation=validation,
+                              samples_per_task=samples_per_task,
+                              test_samples_per_task=test_samples_per_task)
     kind, base = _parse(name)
     if n_tasks is not None and n_tasks < 1:
         raise UserError(f"{name}: the number of tasks must be >= 1, got {n_tasks}")
@@ -401,3 +564,45 @@ def make_benchmark(
     if kind == "split":
         return _split_benchmark(name, base, n_tasks, scenario, *args)
     return _shared_benchmark(name, kind, base, n_tasks or DEFAULT_TASKS[kind], scenario, *args)
+
+
+def load_benchmark(spec: str, **options: object) -> Benchmark:
+    """The benchmark a user's factory returns; ``spec`` is ``path/file.py:factory`` or
+    ``package.module:factory`` (:func:`neurosculpt.loading.load_object`).
+
+    The factory receives those of the run's options (``seed``, ``tasks``, ``scenario``,
+    ``data_root``, ``validation``, ``samples_per_task``, ``test_samples_per_task``) that are set
+    and that its signature names (its own defaults hold otherwise); an option that is set but
+    not taken is an error rather than ignored.
+    """
+    from .loading import load_object
+
+    factory = load_object(spec, "benchmark factory")
+    if isinstance(factory, Benchmark):
+        made, taken = factory, set()
+    elif callable(factory):
+        params = inspect.signature(factory).parameters
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        taken = {k for k, v in options.items()
+                 if (takes_all or k in params) and v is not None}
+        try:
+            made = factory(**{k: options[k] for k in taken})
+        except Exception as err:
+            raise ValueError(f"benchmark factory {spec!r} failed: {type(err).__name__}: "
+                             f"{err}") from err
+    else:
+        raise ValueError(f"benchmark factory {spec!r} is a {type(factory).__name__}, not a "
+                         "function returning a neurosculpt.Benchmark")
+    refused = sorted(k for k, v in options.items()
+                     if k not in taken and v not in (None, False) and k != "seed")
+    if refused:
+        raise ValueError(f"benchmark factory {spec!r} does not take {', '.join(refused)}; its "
+                         "parameters decide the stream")
+    if not isinstance(made, Benchmark):
+        raise ValueError(f"benchmark factory {spec!r} returned a {type(made).__name__}, not a "
+                         "neurosculpt.Benchmark (build one with from_tensors or from_dataset)")
+    scenario = options.get("scenario")
+    if scenario is not None and made.scenario != scenario:
+        raise ValueError(f"benchmark factory {spec!r} made a {made.scenario!r} stream, not the "
+                         f"requested {scenario!r}")
+    return made

@@ -58,12 +58,15 @@ def _run_config(args: argparse.Namespace):
         "samples_per_task": args.samples_per_task,
         "test_samples_per_task": args.test_samples_per_task, "threads": args.threads,
         "precision": args.precision,
+        "device": args.device,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.validation:
         values["validation"] = True
     if args.keep_checkpoints:
         values["keep_checkpoints"] = True
+    if args.plugin:
+        values["plugins"] = [*values.get("plugins", []), *args.plugin]
     if args.no_progress or args.quiet:
         values["progress"] = False
     values["strategy_params"] = {**values.get("strategy_params", {}),
@@ -76,12 +79,15 @@ def _run_config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from . import runs
     from .report import format_run
+    from .strategies import load_plugin
     from .validation import check_resume_flags, check_run_folders, parse_seeds
 
     log = print if not args.quiet else None
     if args.resume:
         check_resume_flags(args, vars(build_parser().parse_args(["run"])))
-        result = runs.resume(args.resume, log=log)
+        for plugin in args.plugin:  # besides those config.json names
+            load_plugin(plugin)
+        result = runs.resume(args.resume, log=log, device=args.device)
         print(format_run(result.results))
         return 0
     config = _run_config(args)
@@ -125,10 +131,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .benchmarks import BENCHMARKS, SCENARIOS
     from .models import MODELS
 
-    print("benchmarks: " + ", ".join(BENCHMARKS))
+    for plugin in args.plugin:
+        strategies.load_plugin(plugin)
+    if args.strategy:
+        for name in args.strategy:
+            print(strategies.describe(name))
+        return 0
+    print("benchmarks: " + ", ".join(BENCHMARKS) + "  (or path/file.py:factory)")
     print("scenarios:  " + ", ".join(SCENARIOS))
     print("strategies: " + ", ".join(strategies.available()) + "  (compose with +)")
     print("models:     " + ", ".join(MODELS))
+    print("parameters of a strategy: neurosculpt list STRATEGY")
     return 0
 
 
@@ -136,7 +149,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train a model on a benchmark with a strategy",
                        description="Train task after task, evaluate every task after each one, "
                        "and write a run folder (config, results.json, metrics.csv, checkpoints).")
-    p.add_argument("--benchmark", "-b", help="benchmark name (see `neurosculpt list`)")
+    p.add_argument("--benchmark", "-b", help="benchmark name (see `neurosculpt list`), or "
+                   "path/file.py:factory (a function returning a neurosculpt.Benchmark)")
     p.add_argument("--strategy", "-s", help="strategy name, or several joined by + (replay+ewc)")
     p.add_argument("--model", "-m", help="snn-mlp, snn-conv, ann-mlp, ann-conv, or your own: "
                    "path/to/file.py:factory or package.module:factory (docs/own-models.md)")
@@ -171,6 +185,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16: matrix products in bfloat16 under autocast, membranes and "
                         "optimizer in float32 (needs native bf16: AVX-512 BF16/AMX or a GPU)")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or mps; with --resume, moves "
+                   "the run there")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import a user's strategies (path/file.py or package.module, whose "
+                        "@register decorators run; or file.py:Class); repeatable, recorded in "
+                        "config.json so --resume loads them too")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the checkpoint of every task (default: only the latest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -195,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="side-by-side table of runs (mean ± std over seeds)")
     p.add_argument("runs", nargs="+", help="run folders, or folders containing run folders")
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("list", help="name the benchmarks, strategies and models")
+    p = sub.add_parser("list", help="name the benchmarks, strategies and models; with a "
+                       "strategy name, its parameters")
+    p.add_argument("strategy", nargs="*", help="strategies whose parameters, defaults, meaning "
+                   "and tuned values to print")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import a user's strategies first (see `run --plugin`)")
     p.set_defaults(func=cmd_list)
     add_deployment_commands(sub)
     return parser

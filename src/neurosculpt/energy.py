@@ -75,7 +75,7 @@ def _ops(layer: PlasticLayer, x: Tensor) -> tuple[float, float]:
     active = (x != 0).double()
     if isinstance(layer, PlasticConv2d):
         effective = F.conv2d(active, live, padding=layer.padding).sum()
-        ones = torch.ones(1, *x.shape[1:], dtype=torch.float64)
+        ones = torch.ones(1, *x.shape[1:], dtype=torch.float64, device=x.device)
         dense = F.conv2d(ones, torch.ones_like(live), padding=layer.padding).sum() * x.shape[0]
         return float(effective), float(dense)
     effective = active.sum(0) @ live.sum(0)
@@ -153,8 +153,9 @@ def measure_energy(model: PlasticNetwork, split_or_batches: object, max_samples:
     outputs: list[float] = [0.0] * (len(layers) - 1)
     neurons: list[int] = [0] * (len(layers) - 1)
     try:
+        device = next(model.parameters()).device
         for x in _batches(split_or_batches, max_samples):
-            model(x)
+            model(x.to(device))
             samples += len(x)
             for i, act in enumerate(model.activity):
                 steps = act.shape[0]

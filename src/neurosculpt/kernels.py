@@ -477,8 +477,8 @@ class _LIFSequence(torch.autograd.Function):
                 lib.ns_get_csr(),
                 sums,
             )
-            grad_beta = torch.tensor(sums[0], dtype=torch.float64)
-            grad_thr = torch.tensor(sums[1], dtype=torch.float64)
+            grad_beta = torch.tensor(sums[0], dtype=torch.float64, device="cpu")
+            grad_thr = torch.tensor(sums[1], dtype=torch.float64, device="cpu")
         out_beta, out_thr = (
             grad.to(dtype=meta[0], device=meta[1]) if need else None
             for grad, meta, need in zip(

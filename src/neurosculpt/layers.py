@@ -262,7 +262,7 @@ def replace_parameter(
 def _resize_buffer(layer: nn.Module, name: str, new_shape: Sequence[int], dim: int,
                    old_index: Tensor, new_index: Tensor, fill: float | int | bool) -> None:
     old = getattr(layer, name)
-    new = torch.full(tuple(new_shape), fill, dtype=old.dtype)
+    new = torch.full(tuple(new_shape), fill, dtype=old.dtype, device=old.device)
     new.index_copy_(dim, new_index, old.index_select(dim, old_index))
     setattr(layer, name, new)
 
@@ -276,13 +276,13 @@ def _resize(layer: PlasticLayer, dim: int, new_size: int, old_index: Tensor, new
     """Resize ``layer`` along ``dim`` (0 = output units, 1 = inputs), moving kept entries."""
     new_shape = list(layer.weight.shape)
     new_shape[dim] = new_size
-    data = torch.zeros(new_shape, dtype=layer.weight.dtype)
+    data = layer.weight.new_zeros(new_shape)
     data.index_copy_(dim, new_index, layer.weight.detach().index_select(dim, old_index))
     replace_parameter(layer, "weight", data, optimizer, dim, old_index, new_index)
     for name, fill in _WEIGHT_BUFFERS:
         _resize_buffer(layer, name, new_shape, dim, old_index, new_index, fill)
     if dim == 0:
-        bias = torch.zeros(new_size, dtype=layer.bias.dtype)
+        bias = layer.bias.new_zeros(new_size)
         bias.index_copy_(0, new_index, layer.bias.detach().index_select(0, old_index))
         replace_parameter(layer, "bias", bias, optimizer, 0, old_index, new_index)
         for name, fill in _BIAS_BUFFERS:
@@ -295,10 +295,10 @@ def _resize(layer: PlasticLayer, dim: int, new_size: int, old_index: Tensor, new
 def grow_outputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer | None = None
                  ) -> Tensor:
     """Append ``n`` output units with fresh weights; return their indices."""
-    old = layer.n_out
-    kept = torch.arange(old)
+    old, device = layer.n_out, layer.weight.device
+    kept = torch.arange(old, device=device)
     _resize(layer, 0, old + n, kept, kept, optimizer)
-    new_rows = torch.arange(old, old + n)
+    new_rows = torch.arange(old, old + n, device=device)
     layer.reinit_weights(rows=new_rows)
     return new_rows
 
@@ -311,10 +311,10 @@ def grow_inputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer | 
     output on old inputs is unchanged only up to the contribution of new units, which is zero
     until those units are active.
     """
-    old = layer.n_in
-    kept = torch.arange(old)
+    old, device = layer.n_in, layer.weight.device
+    kept = torch.arange(old, device=device)
     _resize(layer, 1, old + n, kept, kept, optimizer)
-    new_cols = torch.arange(old, old + n)
+    new_cols = torch.arange(old, old + n, device=device)
     layer.reinit_weights(cols=new_cols)
     return new_cols
 
@@ -322,20 +322,20 @@ def grow_inputs(layer: PlasticLayer, n: int, optimizer: torch.optim.Optimizer | 
 def remove_outputs(layer: PlasticLayer, units: Tensor,
                    optimizer: torch.optim.Optimizer | None = None) -> None:
     """Compaction: delete output units ``units`` so the tensors really shrink."""
-    keep = _complement(layer.n_out, units)
-    _resize(layer, 0, len(keep), keep, torch.arange(len(keep)), optimizer)
+    keep = _complement(layer.n_out, units, layer.weight.device)
+    _resize(layer, 0, len(keep), keep, torch.arange(len(keep), device=keep.device), optimizer)
 
 
 def remove_inputs(layer: PlasticLayer, inputs: Tensor,
                   optimizer: torch.optim.Optimizer | None = None) -> None:
     """Compaction of the input side, matching :func:`remove_outputs` on the layer it reads."""
-    keep = _complement(layer.n_in, inputs)
-    _resize(layer, 1, len(keep), keep, torch.arange(len(keep)), optimizer)
+    keep = _complement(layer.n_in, inputs, layer.weight.device)
+    _resize(layer, 1, len(keep), keep, torch.arange(len(keep), device=keep.device), optimizer)
 
 
-def _complement(n: int, remove: Tensor) -> Tensor:
-    drop = torch.zeros(n, dtype=torch.bool)
-    drop[torch.as_tensor(remove, dtype=torch.long)] = True
+def _complement(n: int, remove: Tensor, device: torch.device) -> Tensor:
+    drop = torch.zeros(n, dtype=torch.bool, device=device)
+    drop[torch.as_tensor(remove, dtype=torch.long, device=device)] = True
     return torch.nonzero(~drop).flatten()
 
 
@@ -346,11 +346,11 @@ def top_by_position(values: Tensor, k: int) -> Tensor:
     every pruning step). NaN counts as largest, as in ``torch.sort``."""
     n = len(values)
     if k >= n:
-        return torch.ones(n, dtype=torch.bool)
+        return torch.ones(n, dtype=torch.bool, device=values.device)
     if k <= 0:
-        return torch.zeros(n, dtype=torch.bool)
+        return torch.zeros(n, dtype=torch.bool, device=values.device)
     if bool(torch.isnan(values).any()):  # kthvalue does not order NaN; sort (rare)
-        top = torch.zeros(n, dtype=torch.bool)
+        top = torch.zeros(n, dtype=torch.bool, device=values.device)
         top[torch.argsort(values, descending=True, stable=True)[:k]] = True
         return top
     kth = torch.kthvalue(values, n - k + 1).values
@@ -374,7 +374,8 @@ def reopen_free_synapses(layer: PlasticLayer) -> int:
     if closed.any():
         bound = weight_bound(layer.weight[0].numel())
         with torch.no_grad():
-            layer.weight[closed] = torch.empty(int(closed.sum())).uniform_(-bound, bound)
+            layer.weight[closed] = layer.weight.new_empty(int(closed.sum())).uniform_(-bound,
+                                                                                      bound)
             layer.mask |= closed
     return int(closed.sum())
 

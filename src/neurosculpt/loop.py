@@ -109,6 +109,9 @@ def check_precision(precision: str, device: torch.device) -> None:
 class Context:
     """What a hook sees: the model, the optimizer, the task, the current batch and loss.
 
+    ``device`` is the model's device: batches arrive on it, and a tensor a hook creates belongs
+    there too (``torch.zeros(n, device=ctx.device)``, or ``like.new_zeros``).
+
     Hooks may replace ``x``, ``y``, ``task_ids`` in ``before_batch`` and write JSON-friendly
     facts into ``record`` (saved under this task's entry of ``results.json``). ``after_step``
     hooks find the batch's loss as a float in ``batch_loss`` and its number of correct
@@ -117,6 +120,7 @@ class Context:
 
     def __init__(self, learner: Learner) -> None:
         self.learner = learner
+        self.device: torch.device = learner.device
         self.model: PlasticNetwork = learner.model
         self.benchmark: Benchmark = learner.benchmark
         self.config: TrainConfig = learner.config
@@ -125,11 +129,11 @@ class Context:
         self.task_id = 0
         self.epoch = 0
         self.step = 0
-        self.x: Tensor = torch.empty(0)
-        self.y: Tensor = torch.empty(0)
-        self.task_ids: Tensor = torch.empty(0, dtype=torch.long)
-        self.logits: Tensor = torch.empty(0)
-        self.loss: Tensor = torch.zeros(())
+        self.x: Tensor = torch.empty(0, device=self.device)
+        self.y: Tensor = torch.empty(0, dtype=torch.long, device=self.device)
+        self.task_ids: Tensor = torch.empty(0, dtype=torch.long, device=self.device)
+        self.logits: Tensor = torch.empty(0, device=self.device)
+        self.loss: Tensor = torch.zeros((), device=self.device)
         self.batch_loss = 0.0
         self.batch_correct = 0
         self.record: dict = {}
@@ -160,9 +164,9 @@ class Learner:
         self.strategies = list(strategies)
         self.config = config or TrainConfig()
         self.log = log or (lambda message: None)
-        n = len(benchmark)
-        self.device = next(iter(model.parameters()), torch.empty(0)).device
+        self.device = next(model.parameters()).device
         check_precision(self.config.precision, self.device)
+        n = len(benchmark)
         self.accuracy: list[list[float | None]] = []
         self.random_init_accuracy: list[float | None] = []
         self.tasks: list[dict] = []
@@ -202,16 +206,23 @@ class Learner:
     # --- training -------------------------------------------------------------------------------
     def _batches(self, sets: Sequence[tuple[Split, int]], generator: torch.Generator
                  ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """Shuffled mini-batches over one or several (split, task id) pairs."""
-        sizes = torch.tensor([len(s) for s, _ in sets])
+        """Shuffled mini-batches over one or several (split, task id) pairs, on the model's
+        device (data stays in host memory; each batch is moved when drawn)."""
+        for x, y, tids in self._host_batches(sets, generator):
+            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True),
+                   tids.to(self.device, non_blocking=True))
+
+    def _host_batches(self, sets: Sequence[tuple[Split, int]], generator: torch.Generator
+                      ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        sizes = torch.tensor([len(s) for s, _ in sets], device="cpu")
         offsets = torch.cumsum(sizes, 0) - sizes
-        order = torch.randperm(int(sizes.sum()), generator=generator)
+        order = torch.randperm(int(sizes.sum()), generator=generator, device="cpu")
         bs = self.config.batch_size
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             if len(sets) == 1:  # the common case, without the bookkeeping of a mixture
                 x, y = sets[0][0].get(idx)
-                yield x, y, torch.full((len(y),), sets[0][1], dtype=torch.long)
+                yield x, y, torch.full((len(y),), sets[0][1], dtype=torch.long, device=y.device)
                 continue
             which = torch.searchsorted(offsets, idx, right=True) - 1
             xs, ys, ts = [], [], []
@@ -220,7 +231,7 @@ class Learner:
                 x, y = split.get(idx[which == k] - offsets[k])
                 xs.append(x)
                 ys.append(y)
-                ts.append(torch.full((len(y),), tid, dtype=torch.long))
+                ts.append(torch.full((len(y),), tid, dtype=torch.long, device=y.device))
             yield torch.cat(xs), torch.cat(ys), torch.cat(ts)
 
     def fit(self, ctx: Context, epochs: int | None, steps: int | None, label: str) -> float:
@@ -304,7 +315,8 @@ class Learner:
         model.set_task(task.id if self.benchmark.scenario == "task" else None)
         correct = 0
         for x, y in task.test.batches(self.config.eval_batch_size):
-            tids = torch.full((len(y),), task.id, dtype=torch.long)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            tids = torch.full((len(y),), task.id, dtype=torch.long, device=self.device)
             with self.autocast():
                 correct += int((self.ctx.forward(x, tids).argmax(1) == y).sum())
         model.set_task(None)

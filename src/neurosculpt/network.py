@@ -57,7 +57,8 @@ class Consumer:
 
     def inputs(self, units: Tensor) -> Tensor:
         """Input positions of the consumer fed by ``units`` (unit-major, ascending within)."""
-        units = torch.as_tensor(units, dtype=torch.long)
+        units = torch.as_tensor(units, dtype=torch.long,
+                                device=units.device if torch.is_tensor(units) else "cpu")
         if self.width == 1:
             return units
         offsets = torch.arange(self.width, device=units.device)
@@ -355,7 +356,8 @@ class PlasticNetwork(nn.Module):
             L.grow_inputs(layers[c.layer], n * c.width, optimizer)
         for c in units.coupled:
             _grow_coupled(c, n, optimizer)
-        source = torch.cat([torch.arange(old), torch.full((n,), -1, dtype=torch.long)])
+        source = torch.cat([torch.arange(old, device=new.device),
+                            torch.full((n,), -1, dtype=torch.long, device=new.device)])
         self._journal(layer, "grow", source, new, units)
         return new
 
@@ -366,9 +368,9 @@ class PlasticNetwork(nn.Module):
         indices, which now sit at ``0 .. len(kept) - 1``."""
         description = self._units(layer)
         layers = self.plastic_layers
-        n = layers[layer].n_out
-        drop = torch.zeros(n, dtype=torch.bool)
-        drop[torch.as_tensor(units, dtype=torch.long)] = True
+        n, device = layers[layer].n_out, layers[layer].weight.device
+        drop = torch.zeros(n, dtype=torch.bool, device=device)
+        drop[torch.as_tensor(units, dtype=torch.long, device=device)] = True
         kept = torch.nonzero(~drop).flatten()
         removed = torch.nonzero(drop).flatten()
         L.remove_outputs(layers[layer], removed, optimizer)
@@ -376,7 +378,7 @@ class PlasticNetwork(nn.Module):
             L.remove_inputs(layers[c.layer], c.inputs(removed), optimizer)
         for c in description.coupled:
             _keep_coupled(c, kept, optimizer)
-        self._journal(layer, "remove", kept, torch.zeros(0, dtype=torch.long), description)
+        self._journal(layer, "remove", kept, kept.new_zeros(0), description)
         return kept
 
     def reinit_units(self, layer: int, units: Tensor,
@@ -388,7 +390,8 @@ class PlasticNetwork(nn.Module):
         tensors at their fill, optimizer state of all those entries reset
         (:func:`reset_optimizer_state`)."""
         description = self._units(layer)
-        units = torch.as_tensor(units, dtype=torch.long)
+        units = torch.as_tensor(units, dtype=torch.long,
+                                device=self.plastic_layers[layer].weight.device)
         if len(units) == 0:
             return
         layers = self.plastic_layers
@@ -410,7 +413,8 @@ class PlasticNetwork(nn.Module):
             value = getattr(c.module, c.name)
             if isinstance(value, nn.Parameter):
                 reset_optimizer_state(optimizer, value, c.dim, units, optimizer_reset)
-        self._journal(layer, "reinit", torch.arange(cur.n_out), units, description)
+        self._journal(layer, "reinit", torch.arange(cur.n_out, device=units.device), units,
+                      description)
 
     # --- the journal ----------------------------------------------------------------------------
     def _journal(self, layer: int, kind: str, source: Tensor, reset: Tensor,
@@ -467,11 +471,12 @@ def _join(prefix: str, name: str) -> str:
 
 def _grow_coupled(c: Coupled, n: int, optimizer: torch.optim.Optimizer | None) -> None:
     old = getattr(c.module, c.name)
-    size = old.shape[c.dim]
-    source = torch.cat([torch.arange(size), torch.full((n,), -1, dtype=torch.long)])
+    size, device = old.shape[c.dim], old.device
+    source = torch.cat([torch.arange(size, device=device),
+                        torch.full((n,), -1, dtype=torch.long, device=device)])
     data = remap(old.detach(), c.dim, source, c.fill)
     if isinstance(old, nn.Parameter):
-        kept = torch.arange(size)
+        kept = torch.arange(size, device=device)
         L.replace_parameter(c.module, c.name, data, optimizer, c.dim, kept, kept)
     else:
         setattr(c.module, c.name, data)
@@ -482,7 +487,7 @@ def _keep_coupled(c: Coupled, kept: Tensor, optimizer: torch.optim.Optimizer | N
     data = old.detach().index_select(c.dim, kept).clone()
     if isinstance(old, nn.Parameter):
         L.replace_parameter(c.module, c.name, data, optimizer, c.dim, kept,
-                            torch.arange(len(kept)))
+                            torch.arange(len(kept), device=kept.device))
     else:
         setattr(c.module, c.name, data)
 

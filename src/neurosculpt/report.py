@@ -22,7 +22,7 @@ def format_run(results: dict) -> str:
         len(matrix[0]) if matrix else 0)
     scenario = cfg.get("scenario") or results.get("benchmark", {}).get("scenario")
     lines = [
-        f"{cfg.get('benchmark')} ({scenario}), strategy {cfg.get('strategy')}, model "
+        f"{benchmark_label(results)} ({scenario}), strategy {cfg.get('strategy')}, model "
         f"{cfg.get('model')}, seed {cfg.get('seed')}: {results.get('status')}",
     ]
     if n <= 20 and matrix:
@@ -75,9 +75,16 @@ def _settings(results: dict) -> dict:
     return settings
 
 
+def benchmark_label(results: dict) -> str:
+    """The stream's name: the benchmark's own (a user's factory or object names it), else the
+    configured one."""
+    return results.get("benchmark", {}).get("name") or str(results.get("config", {}).get(
+        "benchmark"))
+
+
 def _group_key(results: dict) -> str:
     cfg = _settings(results)
-    return f"{cfg.get('benchmark')}/{cfg['scenario']} {cfg.get('strategy')} {cfg.get('model')}"
+    return f"{benchmark_label(results)}/{cfg['scenario']} {cfg.get('strategy')} {cfg.get('model')}"
 
 
 def _group(all_results: Sequence[dict]) -> dict[str, list[dict]]:

@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -34,12 +34,13 @@ from torch import nn
 
 from . import __version__
 from .adapter import build_user_model, model_name
-from .benchmarks import Benchmark, make_benchmark
+from .benchmarks import BENCHMARKS, Benchmark, make_benchmark
+from .devices import resolve_device
 from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
-from .strategies import hyper_parameters, make_strategies
-from .strategies.base import Strategy
+from .strategies import hyper_parameters, load_plugin, make_strategies
+from .strategies.base import Strategy, state_lost_in_checkpoint
 from .validation import (
     UserError,
     chance_warning,
@@ -60,7 +61,14 @@ CHECKPOINT_FORMAT = 1
 @dataclass
 class RunConfig(TrainConfig):
     """Everything that defines a run: the optimisation settings of :class:`TrainConfig` plus
-    what to build. Keys of a ``run.toml`` are these field names."""
+    what to build. Keys of a ``run.toml`` are these field names.
+
+    ``benchmark``: a name of :data:`BENCHMARKS`, ``path/file.py:factory`` /
+    ``package.module:factory`` (a function returning a :class:`Benchmark`), or, for a
+    ``Benchmark`` object given to :func:`run`, that object's name. ``plugins``: strategy
+    plugins to import first (:func:`neurosculpt.strategies.load_plugin`). ``device``: ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``.
+    """
 
     benchmark: str = "split-digits"
     strategy: str = "naive"
@@ -73,6 +81,8 @@ class RunConfig(TrainConfig):
     validation: bool = False
     threads: int | None = None
     keep_checkpoints: bool = False
+    device: str = "cpu"
+    plugins: list = field(default_factory=list)
     model_params: dict = field(default_factory=dict)
     strategy_params: dict = field(default_factory=dict)
 
@@ -152,9 +162,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
     _atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint's state with every tensor on ``device`` (the run's, whatever the device the
+    checkpoint was written on)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=torch.device(device), weights_only=True)
     except Exception as exc:
         reason = torch_load_reason(exc)
         raise UserError(f"checkpoint {path} cannot be read; delete it to resume from the "
@@ -241,23 +253,30 @@ class Run:
     """Builds everything a config names and drives the learner, writing the run folder."""
 
     def __init__(self, config: RunConfig, out: Path | None,
-                 log=None, model: object = None) -> None:
+                 log=None, benchmark: Benchmark | None = None, model: object = None) -> None:
         self.config = config
         self.out = out
         self.log = log or (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        for plugin in config.plugins:
+            load_plugin(plugin)
         user_model = model if model is not None else (
             config.model if is_spec(config.model) else None)
         # checked before loading any data
         self.model_config = config.model_config() if user_model is None else None
-        self.strategies = make_strategies(config.strategy, config.strategy_params)
-        self.benchmark = make_benchmark(
-            config.benchmark, n_tasks=config.tasks, scenario=config.scenario, seed=config.seed,
-            data_root=config.data_root, validation=config.validation,
-            samples_per_task=config.samples_per_task,
-            test_samples_per_task=config.test_samples_per_task,
-        )
+        self.strategies = make_strategies(config.strategy, config.strategy_params, log=self.log)
+        if benchmark is not None:
+            self.benchmark, self.benchmark_source = benchmark, "python"
+        else:
+            self.benchmark = make_benchmark(
+                config.benchmark, n_tasks=config.tasks, scenario=config.scenario,
+                seed=config.seed, data_root=config.data_root, validation=config.validation,
+                samples_per_task=config.samples_per_task,
+                test_samples_per_task=config.test_samples_per_task,
+            )
+            self.benchmark_source = "factory" if is_spec(config.benchmark) else "named"
         torch.manual_seed(config.seed)
         if user_model is not None:
             self.model = build_user_model(user_model, self.benchmark.input_shape,
@@ -265,6 +284,9 @@ class Run:
         else:
             self.model = build_model(self.model_config, self.benchmark.input_shape,
                                      self.benchmark.n_outputs, sequence=self.benchmark.sequence)
+        self.model.to(self.device)
+        for strategy in self.strategies:
+            strategy.to(self.device)
         self.learner = Learner(self.model, self.benchmark, self.strategies,
                                config.train_config(), log=self.log)
         self.clock = RunClock()
@@ -285,7 +307,7 @@ class Run:
             "status": self.status,
             "error": self.error,
             "config": self.resolved_config(),
-            "benchmark": self.benchmark.describe(),
+            "benchmark": {**self.benchmark.describe(), "source": self.benchmark_source},
             **summary,
             "wall_time_s": self.clock.wall(),
             "cpu_time_s": self.clock.cpu(),
@@ -320,13 +342,22 @@ class Run:
         if self.out is None:
             return
         k = len(learner.accuracy) - 1
+        strategy_states = [s.state_dict() for s in self.strategies]
+        for strategy, state in zip(self.strategies, strategy_states, strict=True):
+            lost = state_lost_in_checkpoint(strategy, state, self.model)
+            if lost:
+                raise UserError(
+                    f"strategy {strategy.name!r} keeps state in {', '.join(lost)}, which a "
+                    "checkpoint does not hold, so a resumed run would differ: keep it in a "
+                    "buffer (set_buffer), in get_extra_state/set_extra_state, or name it in "
+                    "the class's `transient` if before_task rebuilds it (docs/strategies.md)")
         save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
             "format": CHECKPOINT_FORMAT,
             "task": k,
             "run_config": json.loads(json.dumps(_jsonable(self.resolved_config()))),
             "model": self.model.state_dict(),
             "optimizer": learner.ctx.optimizer.state_dict(),
-            "strategies": [s.state_dict() for s in self.strategies],
+            "strategies": strategy_states,
             "learner": learner.state(),
             "elapsed": self.clock.wall(),
             "cpu_elapsed": self.clock.cpu(),
@@ -391,6 +422,9 @@ class Run:
                 f"writing run folder {self.out} failed ({reason}); the tasks finished before "
                 f"stay in it: once fixed, continue with neurosculpt run --resume {self.out}"
             ) from exc
+        except Exception as exc:  # e.g. a strategy whose state a checkpoint would lose
+            self.status, self.error = "failed", str(exc)
+            raise
         finally:
             results = self.results()  # once: the file and the returned result agree exactly
             try:
@@ -406,16 +440,60 @@ class RunFolderError(UserError):
     """Writing the run folder failed (full disk, read-only): finished tasks are kept."""
 
 
-RESUME_MAY_CHANGE = ("progress", "threads", "keep_checkpoints", "data_root")
+RESUME_MAY_CHANGE = ("progress", "threads", "keep_checkpoints", "data_root", "device")
 """Settings that do not change results: a resumed run may differ from its checkpoint in them."""
 
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    bench = config.benchmark.rpartition(":")[2] if is_spec(config.benchmark) else config.benchmark
     model = config.model.rpartition(":")[2].strip("<>").replace(" ", "-") if is_spec(
         config.model) else config.model
-    name = f"{config.benchmark}-{config.strategy}-{model}-s{config.seed}-{stamp}"
-    return Path("runs") / name
+    name = f"{bench}-{config.strategy}-{model}-s{config.seed}-{stamp}"
+    return Path("runs") / name.replace("/", "_")
+
+
+def _absolute_spec(spec: str) -> str:
+    """A ``file.py:name`` spec with the file made absolute, so resume works from anywhere."""
+    source, _, attr = spec.rpartition(":")
+    if source.endswith(".py") or "/" in source:
+        return f"{Path(source).expanduser().resolve()}:{attr}"
+    return spec
+
+
+def _absolute_plugin(spec: str) -> str:
+    source, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if source.endswith(".py") or "/" in source:
+        return f"{Path(source).expanduser().resolve()}{sep}{attr}"
+    return spec
+
+
+def _with_benchmark(config: RunConfig, benchmark: Benchmark) -> RunConfig:
+    """``config`` for a run on a ``Benchmark`` object: named after it; options that build a
+    stream (tasks, sizes, validation, data) cannot apply to a stream already built."""
+    options = ("tasks", "samples_per_task", "test_samples_per_task", "data_root")
+    given = [k for k in options if getattr(config, k) is not None] + (
+        ["validation"] if config.validation else [])
+    if given:
+        raise ValueError(f"{', '.join(given)} cannot apply to a Benchmark object (it is already "
+                         "built); build the stream with them instead")
+    if config.scenario not in (None, benchmark.scenario):
+        raise ValueError(f"scenario {config.scenario!r} given, but the benchmark is a "
+                         f"{benchmark.scenario!r} stream")
+    return RunConfig.from_dict({**asdict(config), "benchmark": benchmark.name,
+                                "scenario": benchmark.scenario})
+
+
+def _prepared(config: RunConfig) -> RunConfig:
+    """Specs of user files made absolute (config.json must rebuild the run from anywhere)."""
+    changes: dict = {}
+    if is_spec(config.benchmark):
+        changes["benchmark"] = _absolute_spec(config.benchmark)
+    if is_spec(config.model) and not config.model.startswith("<"):
+        changes["model"] = _absolute_spec(config.model)
+    if config.plugins:
+        changes["plugins"] = [_absolute_plugin(p) for p in config.plugins]
+    return RunConfig.from_dict({**asdict(config), **changes}) if changes else config
 
 
 def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
@@ -423,7 +501,9 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
     """Run a continual-learning experiment; the Python twin of ``neurosculpt run``.
 
     ``out`` must not hold a run already (continue one with :func:`resume`), unless
-    ``overwrite``; it is locked while the run writes it.
+    ``overwrite``; it is locked while the run writes it. ``benchmark`` may be a
+    :class:`Benchmark` object (e.g. from :func:`from_tensors`): the run folder records its
+    name, and :func:`resume` continues it given the same object.
 
     >>> result = run(benchmark="split-digits", strategy="ewc", model="ann-mlp", epochs=2)
     >>> result.metrics["acc"]  # doctest: +SKIP
@@ -442,17 +522,32 @@ def run(config: RunConfig | dict | None = None, out: str | Path | None = None,
     if config is None:
         config = RunConfig()
     if isinstance(config, dict):
+        config = dict(config)
+        if isinstance(config.get("benchmark"), Benchmark):
+            overrides.setdefault("benchmark", config.pop("benchmark"))
         config = RunConfig.from_dict(config)
+    if isinstance(config.benchmark, Benchmark):  # RunConfig(benchmark=<Benchmark>)
+        overrides.setdefault("benchmark", config.benchmark)
+        config = replace(config, benchmark=config.benchmark.name)
+    benchmark = overrides.pop("benchmark", None)
+    if benchmark is not None and not isinstance(benchmark, Benchmark):
+        if not isinstance(benchmark, str):
+            raise ValueError(f"benchmark must be a name, a 'file.py:factory' spec or a "
+                             f"neurosculpt.Benchmark, got {type(benchmark).__name__}")
+        overrides["benchmark"], benchmark = benchmark, None
     if overrides:
         config = RunConfig.from_dict({**asdict(config), **overrides}, source="arguments")
+    if benchmark is not None:
+        config = _with_benchmark(config, benchmark)
+    config = _prepared(config)
     if out is None:
-        return Run(config, None, log, model=user_model).execute()
+        return Run(config, None, log, benchmark=benchmark, model=user_model).execute()
     out = Path(out)
     created = not out.exists()
     try:
         with lock_run_folder(out):
             prepare_out(out, overwrite)
-            return Run(config, out, log, model=user_model).execute()
+            return Run(config, out, log, benchmark=benchmark, model=user_model).execute()
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # refused before writing anything: leave no empty folder behind
@@ -480,20 +575,44 @@ def config_from_folder(path: str | Path) -> RunConfig:
                                source=str(config_file))
 
 
-def resume(path: str | Path, log=None) -> RunResult:
-    """Continue a run that stopped; finished runs are returned as they are."""
+def resume(path: str | Path, log=None, benchmark: Benchmark | None = None,
+           device: str | None = None) -> RunResult:
+    """Continue a run that stopped; finished runs are returned as they are.
+
+    A run on a ``Benchmark`` object (not a name or a ``file.py:factory``) needs that object
+    again: ``benchmark``. ``device`` moves the run to another device (checkpoints load there).
+    """
     path = Path(path)
     config = config_from_folder(path)
     if config.model.startswith("<"):
         raise UserError(f"{path} was trained on {config.model}, passed to run() as an object; "
                          "resume needs a model factory spec (file.py:name or module:name)")
+    if device is not None:
+        config = RunConfig.from_dict({**asdict(config), "device": device})
+    recorded = read_results(path).get("benchmark", {}) if (path / "results.json").is_file() \
+        else {}
+    if benchmark is not None:
+        if benchmark.name != config.benchmark:
+            raise UserError(f"{path} was run on benchmark {config.benchmark!r}, not "
+                            f"{benchmark.name!r}")
+        described = benchmark.describe()
+        changed = sorted(k for k in described if k in recorded and recorded[k] != described[k])
+        if changed:
+            raise UserError(f"the benchmark given differs from the one {path} was run on in "
+                            f"{', '.join(changed)}")
+    elif recorded.get("source") == "python" or (
+            not is_spec(config.benchmark) and config.benchmark not in BENCHMARKS):
+        raise UserError(
+            f"{path} was run on the in-memory benchmark {config.benchmark!r}: resume it from "
+            "Python with neurosculpt.resume(path, benchmark=<the same Benchmark>), or run it "
+            "from a 'file.py:factory' spec, which the CLI can resume")
     with lock_run_folder(path):
         for leftover in remove_temporary_files(path):  # a kill during a write leaves these
             (log or (lambda m: None))(f"removed unfinished write {leftover}")
-        runner = Run(config, path, log)
+        runner = Run(config, path, log, benchmark=benchmark)
         checkpoint = latest_checkpoint(path)
         if checkpoint is not None:
-            state = load_checkpoint(checkpoint)
+            state = load_checkpoint(checkpoint, runner.device)
             runner.check_checkpoint(state, path)
             try:
                 runner.restore(state)

@@ -339,9 +339,10 @@ def parse_seeds(text: str, seed: int | None) -> list[int]:
     return seeds
 
 
-RESUME_FLAGS_KEPT = ("resume", "quiet", "no_progress", "plugin")
+RESUME_FLAGS_KEPT = ("resume", "quiet", "no_progress", "plugin", "device")
 """``run`` options that make sense beside ``--resume`` (``--plugin`` provides the code of a
-strategy the run names); every other option would be ignored, so it is refused."""
+strategy the run names, ``--device`` moves the run); every other option would be ignored, so
+it is refused."""
 
 
 def check_resume_flags(args: object, defaults: dict) -> None:

@@ -108,7 +108,7 @@ def apply_reinit(monitor: Monitor, model: PlasticNetwork, layer: int, units: Ten
     monitor.stats.follow(model)
     mean_act = None
     if bias_correction:
-        mean_act = torch.zeros(model.plastic_layers[layer].n_out)
+        mean_act = model.plastic_layers[layer].weight.new_zeros(model.plastic_layers[layer].n_out)
         mean_act[units] = monitor.stats.mean_activity(layer, units)
     reinit_units(model, layer, units, optimizer, mean_act, optimizer_reset)
     monitor.stats.follow(model)
@@ -177,6 +177,8 @@ class Controller(nn.Module):
     it. The layer sizes may also be changed by another strategy (the development cycle); the
     running statistics follow (see :class:`~neurosculpt.plasticity.signals.UnitStats`).
     """
+
+    transient = ("renewed",)  # units renewed since the last log entry; reset by before_task
 
     def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.025,

@@ -65,7 +65,7 @@ def srank(features: Tensor, delta: float = 0.01, singular_values: Tensor | None 
     if not total > 0:
         return 0
     cum = torch.cumsum(s, 0) / total
-    return int(torch.searchsorted(cum, torch.tensor(1.0 - delta, dtype=cum.dtype)).item()) + 1
+    return int(torch.searchsorted(cum, cum.new_tensor(1.0 - delta)).item()) + 1
 
 
 def dormant_scores(mean_activity: Tensor) -> Tensor:
@@ -154,13 +154,15 @@ class UnitStats(nn.Module):
             else:
                 self._out.pop(i, None)
         self._serial = model.resize_serial
+        device = model.plastic_layers[0].weight.device
         for i, n in enumerate(model.hidden_sizes()):
             if self.size(i) != n:
-                self._put(f"stats{i}", torch.zeros(3, n))
-                self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long))
+                self._put(f"stats{i}", torch.zeros(3, n, device=device))
+                self._put(f"birth{i}", torch.full((n,), self.steps, dtype=torch.long,
+                                                  device=device))
         n_layers = len(model.plastic_layers)
         if "grad" not in self._buffers or len(self._buffers["grad"]) != n_layers:
-            self._put("grad", torch.zeros(n_layers))
+            self._put("grad", torch.zeros(n_layers, device=device))
 
     @torch.no_grad()
     def update(self, model: PlasticNetwork, activity: list[Tensor], steps: int = 1) -> None:
@@ -189,7 +191,7 @@ class UnitStats(nn.Module):
     @torch.no_grad()
     def update_gradients(self, model: PlasticNetwork) -> None:
         """Fold the current gradient norm of every plastic layer into its running average."""
-        norms = torch.zeros(len(model.plastic_layers))
+        norms = model.plastic_layers[0].weight.new_zeros(len(model.plastic_layers))
         for j, layer in enumerate(model.plastic_layers):
             grads = [p.grad for p in (layer.weight, layer.bias) if p.grad is not None]
             if grads:
@@ -302,7 +304,7 @@ def _round(x: float, digits: int = 4) -> float:
 def probe_inputs(split, n: int) -> Tensor:
     """``n`` evenly spaced inputs of a split (no random numbers used): the probe batch."""
     size = len(split)
-    idx = torch.linspace(0, size - 1, min(n, size)).round().long()
+    idx = torch.linspace(0, size - 1, min(n, size), device="cpu").round().long()
     return split.get(idx)[0]
 
 
@@ -399,6 +401,8 @@ class Monitor(nn.Module):
     A task that ends on a due step has only its end-of-task snapshot, which would repeat it.
     """
 
+    transient = ("budget",)  # set by the owning strategy in every before_task
+
     def __init__(self, source: str, tau: float = 0.1, decay: float = 0.99, log_every: int = 1000,
                  probe: int = 256, every: int = 1, grad_every: int = 50,
                  utility: str = "contribution", out_every: int = 10, plateau_window: int = 100,
@@ -481,6 +485,8 @@ class Monitor(nn.Module):
     def probe(self, ctx) -> list[Tensor] | None:
         if self._probe_x is None:
             self._probe_x = probe_inputs(ctx.task.train, self.probe_size)
+        if self.probe_size and self._probe_x.device != ctx.device:
+            self._probe_x = self._probe_x.to(ctx.device)
         return probe_activity(ctx.model, self._probe_x) if self.probe_size else None
 
     def _entry(self, ctx) -> dict:

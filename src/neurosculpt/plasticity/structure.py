@@ -93,7 +93,8 @@ def reinit_units(model: PlasticNetwork, layer: int, units: Tensor,
                  mean_act: Tensor | None = None, optimizer_reset: str = "first") -> None:
     """:meth:`~neurosculpt.network.PlasticNetwork.reinit_units`; with ``mean_act`` (the units'
     mean activity) their mean contribution first moves into the consumers' biases."""
-    units = torch.as_tensor(units, dtype=torch.long)
+    units = torch.as_tensor(units, dtype=torch.long,
+                            device=model.plastic_layers[layer].weight.device)
     if len(units) == 0:
         return
     if mean_act is not None:
@@ -116,7 +117,8 @@ def remove_units(model: PlasticNetwork, layer: int, units: Tensor,
                  mean_act: Tensor | None = None) -> Tensor:
     """Apoptosis of ``units`` of hidden layer ``layer`` (with ``mean_act``: their mean
     contribution moves into the consumers' biases first); returns the kept units."""
-    units = torch.as_tensor(units, dtype=torch.long)
+    units = torch.as_tensor(units, dtype=torch.long,
+                            device=model.plastic_layers[layer].weight.device)
     if mean_act is not None and len(units):
         absorb_mean_output(model, layer, units, mean_act)
     return model.remove_units(layer, units, optimizer)
@@ -172,7 +174,8 @@ def per_layer(value: int | float | Sequence[int | float], caps: Sequence[int], n
 
 def head_rows(ctx: Context) -> Tensor:
     """Boolean ``[n_outputs]``: the outputs the current task may produce (the rows it trains)."""
-    return ctx.benchmark.output_mask(torch.tensor([ctx.task_id]), ctx.task_id)[0]
+    return ctx.benchmark.output_mask(torch.tensor([ctx.task_id], device=ctx.device),
+                                     ctx.task_id)[0]
 
 
 def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) -> list[int]:
@@ -192,7 +195,7 @@ def release_free_pool(ctx: Context, limits: Sequence[int | None] | None = None) 
         free = L.free_synapse_mask(layer)
         if limit is not None and int(free.sum()) > limit:
             position = torch.nonzero(free.flatten()).flatten()
-            excess = position[torch.randperm(len(position))[limit:]]
+            excess = position[torch.randperm(len(position), device="cpu")[limit:]]
             remove = torch.zeros_like(free)
             remove.view(-1)[excess] = True
             L.prune_synapses(layer, remove)
@@ -227,7 +230,7 @@ def shrink_to(ctx: Context, sizes: Sequence[int]) -> None:
         n = model.plastic_layers[index].n_out
         if n > size and not model.units(index).fixed:
             keep = max(size, 1)
-            model.remove_units(index, torch.arange(keep, n), ctx.optimizer)
+            model.remove_units(index, torch.arange(keep, n, device=ctx.device), ctx.optimizer)
             ctx.log(f"layer {index}: starting from {keep} units instead of {n}")
 
 

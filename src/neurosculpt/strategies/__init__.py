@@ -1,12 +1,16 @@
 """Continual-learning strategies, one file per method, all plugging into the one loop.
 
-``make_strategies("replay+ewc", {"ewc": {"lam": 100}})`` composes several by name.
+``make_strategies("replay+ewc", {"ewc": {"lam": 100}})`` composes several by name. A user's
+strategy joins the registry through :func:`register`, a plugin (:func:`load_plugin`, the CLI's
+``--plugin``) or an installed package's ``neurosculpt.strategies`` entry point.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
+from collections.abc import Callable
 
 from ..validation import check_parameters, unknown_name
 from .base import Naive, Strategy, hyper_parameters
@@ -41,12 +45,63 @@ def register(cls: type[Strategy], name: str | None = None) -> type[Strategy]:
     """
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a subclass of neurosculpt.strategies.Strategy")
-    REGISTRY[name or cls.name] = cls
+    name = name or cls.__dict__.get("name")
+    if not name:  # an inherited name would silently replace the parent's registration
+        raise TypeError(f"{cls.__name__} needs its own `name` class attribute to be registered")
+    REGISTRY[name] = cls
     return cls
+
+
+ENTRY_POINT_GROUP = "neurosculpt.strategies"
+_entry_points_loaded = False
+
+
+def load_entry_points() -> None:
+    """Register the strategies installed packages declare in the ``neurosculpt.strategies``
+    entry point group (``name = "package.module:Class"``; a module entry is imported so that
+    its ``@register`` decorators run). Read once per process."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = entry.load()
+        except Exception as err:
+            raise ValueError(f"strategy entry point {entry.name!r} ({entry.value}) failed to "
+                             f"load: {type(err).__name__}: {err}") from err
+        if isinstance(target, type):
+            register(target, entry.name)
+
+
+def load_plugin(spec: str) -> list[str]:
+    """Import a user's strategies: ``path/file.py`` or ``package.module`` (its ``@register``
+    decorators run), or ``file.py:Class`` / ``module:Class`` (registered under ``Class.name``).
+    Returns the names it added."""
+    from ..loading import load_module, load_object
+
+    if ":" in spec:
+        target = load_object(spec, "strategy plugin")
+        if not (isinstance(target, type) and issubclass(target, Strategy)):
+            raise ValueError(f"strategy plugin {spec!r} is not a subclass of "
+                             "neurosculpt.strategies.Strategy")
+        try:
+            register(target)
+        except TypeError as err:
+            raise ValueError(f"strategy plugin {spec!r}: {err}") from None
+        return [target.__dict__["name"]]
+    module = load_module(spec, "strategy plugin")
+    added = sorted(name for name, target in REGISTRY.items()
+                   if isinstance(target, type) and target.__module__ == module.__name__)
+    if not added:
+        raise ValueError(f"strategy plugin {spec!r} registered no strategy: decorate its "
+                         "Strategy subclass with @neurosculpt.strategies.register")
+    return added
 
 
 def available() -> list[str]:
     """Names whose implementation exists in this installation."""
+    load_entry_points()
     names = []
     for name, target in REGISTRY.items():
         if isinstance(target, type):
@@ -57,6 +112,7 @@ def available() -> list[str]:
 
 
 def strategy_class(name: str) -> type[Strategy]:
+    """The class registered as ``name`` (built-in, registered, plugin or entry point)."""
     valid = available()
     if name not in valid:
         raise unknown_name("strategy", name, valid)
@@ -80,12 +136,21 @@ def make_strategy(name: str, params: dict | None = None) -> Strategy:
         )
     defaults = {k: p.default for k, p in signature.items() if p.default is not p.empty}
     check_parameters(f"strategy {name!r}", defaults, params, "the strategy parameters (-p)")
-    return cls(**params)
+    strategy = cls(**params)
+    if not hasattr(strategy, "hparams"):  # a user's strategy: record what it was built with
+        strategy.hparams = params
+    return strategy
 
 
-def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
+def make_strategies(spec: str, params: dict | None = None,
+                    log: Callable[[str], None] | None = None) -> list[Strategy]:
     """Compose strategies from ``"a+b"``; ``params`` maps each name to its keyword arguments,
-    or, for a single strategy, may hold its keyword arguments directly."""
+    or, for a single strategy, may hold its keyword arguments directly.
+
+    Sections for other known strategies are ignored (and ``log`` says so): one config file may
+    carry the parameters of every strategy a sweep uses. A section for a name that is no
+    strategy at all is an error, as is an unknown parameter of a strategy in use.
+    """
     names = [n.strip() for n in spec.split("+")]
     if not any(names):
         raise ValueError("empty strategy name")
@@ -98,11 +163,18 @@ def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
     params = dict(params or {})
     nested = {n: params.pop(n) for n in names if isinstance(params.get(n), dict)}
     stray = sorted(k for k, v in params.items() if isinstance(v, dict))
-    if stray:
+    unknown = [k for k in stray if k not in available()]
+    if unknown:
         raise ValueError(
-            f"parameters for {stray} given, but {spec!r} does not include "
-            f"{'it' if len(stray) == 1 else 'them'}; strategies in the spec: {', '.join(names)}"
+            f"parameters for {unknown} given, but {'it is' if len(unknown) == 1 else 'they are'}"
+            f" no strategy; strategies in {spec!r}: {', '.join(names)}; known strategies: "
+            f"{', '.join(available())}"
         )
+    for key in stray:
+        params.pop(key)
+    if stray and log is not None:
+        log(f"strategy parameters for {', '.join(stray)} ignored: {spec!r} does not use "
+            f"{'it' if len(stray) == 1 else 'them'}")
     if params and len(names) > 1:
         raise ValueError(
             f"parameters {sorted(params)} are ambiguous for {spec!r}: "
@@ -113,5 +185,8 @@ def make_strategies(spec: str, params: dict | None = None) -> list[Strategy]:
     return [make_strategy(n, nested.get(n)) for n in names]
 
 
-__all__ = ["REGISTRY", "Naive", "Strategy", "available", "hyper_parameters", "make_strategies",
-           "make_strategy", "register", "strategy_class"]
+from .describe import describe, parameters  # noqa: E402  (needs strategy_class above)
+
+__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "Naive", "Strategy", "available", "describe",
+           "hyper_parameters", "load_entry_points", "load_plugin", "make_strategies",
+           "make_strategy", "parameters", "register", "strategy_class"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +22,17 @@ from ..loop import Context
 
 
 class Strategy(nn.Module):
-    """No-op hooks. Subclasses override the ones they need and set ``name``."""
+    """No-op hooks. Subclasses override the ones they need and set ``name``.
+
+    State that must survive a checkpoint lives in parameters, buffers (:meth:`set_buffer`) or
+    ``get_extra_state`` / ``set_extra_state`` (JSON-like values). ``transient`` names plain
+    attributes that do not need to (working state that ``before_task`` rebuilds); any other
+    attribute that a checkpoint would lose stops the run at that checkpoint
+    (:func:`state_lost_in_checkpoint`).
+    """
 
     name = "base"
+    transient: tuple[str, ...] = ()
 
     def set_buffer(self, name: str, value: Tensor) -> None:
         """Create or replace a buffer (any shape), kept in ``state_dict``."""
@@ -125,6 +134,75 @@ class Naive(Strategy):
     name = "naive"
 
 
+_MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+
+
+def state_lost_in_checkpoint(strategy: Strategy, state: dict, model: nn.Module) -> list[str]:
+    """Attributes of ``strategy`` that differ in a strategy rebuilt from its recorded
+    parameters and loaded from ``state``: what a resumed run would not get back.
+
+    Every attribute of the strategy itself counts (but those in its ``transient``); of its
+    submodules and helper objects, the public ones (private ones are their caches).
+
+    Raises ``ValueError`` when the strategy cannot be rebuilt from ``hparams`` at all.
+    """
+    params = dict(getattr(strategy, "hparams", {}))
+    try:
+        fresh = type(strategy)(**params)
+    except TypeError as err:
+        raise ValueError(
+            f"strategy {strategy.name!r} cannot be rebuilt from its recorded parameters {params} "
+            f"({err}), so a run with it cannot resume: set self.hparams to its constructor's "
+            "keyword arguments") from None
+    if not hasattr(fresh, "hparams"):
+        fresh.hparams = params
+    fresh.load_checkpoint_state(state, model)
+    old_modules = dict(strategy.named_modules())
+    lost = []
+    for prefix, new in fresh.named_modules():
+        old = old_modules.get(prefix)
+        if old is None:
+            continue
+        skip = _MODULE_ATTRIBUTES | set(getattr(old, "transient", ()))
+        for key, value in vars(old).items():
+            if key in skip or (prefix and key.startswith("_")):  # parts' private caches
+                continue
+            if not _same(value, vars(new).get(key, _MISSING)):
+                lost.append(f"{prefix}.{key}" if prefix else key)
+    return lost
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any, depth: int = 0) -> bool:
+    """Value equality for what strategies keep in attributes (tensors, containers, numbers,
+    plain objects); modules are compared through their own attributes and ``state_dict``."""
+    if a is b or isinstance(a, nn.Module) or isinstance(b, nn.Module):
+        return True
+    if torch.is_tensor(a):
+        return (torch.is_tensor(b) and a.shape == b.shape and a.dtype == b.dtype
+                and bool(torch.equal(a.detach().cpu(), b.detach().cpu())))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], depth) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y, depth) for x, y in zip(a, b, strict=False))
+    if callable(a):
+        return getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
+    if hasattr(a, "__dict__") and depth < 3:  # a plain helper object: its public attributes
+        va, vb = vars(a), vars(b)
+        return all(_same(v, vb.get(k, _MISSING), depth + 1) for k, v in va.items()
+                   if not k.startswith("_"))
+    try:
+        return bool(a == b)
+    except Exception:  # values without a usable equality cannot be checked
+        return True
+
+
 def hyper_parameters(strategies: Sequence[Strategy]) -> dict:
     """The constructor arguments each strategy was built with (recorded in results.json)."""
     return {s.name: dict(getattr(s, "hparams", {})) for s in strategies}
@@ -141,16 +219,17 @@ def task_batches(ctx: Context, n: int) -> list[tuple[Tensor, Tensor]]:
     """``n`` seeded mini-batches of the current task's training data (for importance scores)."""
     gen = torch.Generator().manual_seed(ctx.learner._seed(ctx.task_id, 99))
     out = []
-    for batch in ctx.task.train.batches(ctx.config.batch_size, gen):
+    for x, y in ctx.task.train.batches(ctx.config.batch_size, gen):
         if len(out) == n:
             break
-        out.append(batch)
+        out.append((x.to(ctx.device), y.to(ctx.device)))
     return out
 
 
 def task_forward(ctx: Context) -> Callable[[Tensor], Tensor]:
     """Logits of the current task with outputs it may not produce masked, for scoring."""
-    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long))
+    return lambda x: ctx.forward(x, torch.full((len(x),), ctx.task_id, dtype=torch.long,
+                                               device=x.device))
 
 
 # --- the strategy -------------------------------------------------------------------------------

@@ -26,9 +26,26 @@ class ContinualBackprop(MonitoredStrategy):
     ``docs/plasticity.md``). ``out_every=1`` recomputes the utility's sums of outgoing weights
     after every step, exactly as in the paper (the default, 10, is cheaper; see
     :class:`~neurosculpt.plasticity.signals.UnitStats`).
+
+    Args:
+        replacement_rate: fraction of eligible units reinitialised per step (continual backprop's
+            rho).
+        maturity: steps a unit must have lived before it may be replaced.
+        decay: decay ``eta`` of the running utility averages.
+        utility: ``contribution`` (Dohare et al., Eq. 1) or ``centered`` (mean-corrected).
+        bias_correction: move a replaced unit's mean contribution into the next layer's bias.
+        optimizer_reset: optimizer state of reinitialised units: ``first`` (zero the first moment /
+            momentum, keep Adam's second), ``all`` or ``none``.
+        every: update the running statistics every this many steps.
+        out_every: recompute the utility's sums of outgoing weights every this many updates.
+        tau: dormancy threshold of the logged signals.
+        log_every: steps between snapshots of the plasticity signals in results.json (0: only at the
+            end of each task).
+        probe: inputs of the forward pass that measures a snapshot's signals (dormancy, rank).
     """
 
     name = "cbp"
+    transient = ("replaced",)  # per-task counts, reset by before_task
 
     def __init__(self, replacement_rate: float = 1e-3, maturity: int = 100, decay: float = 0.99,
                  utility: str = "contribution", bias_correction: bool = True,

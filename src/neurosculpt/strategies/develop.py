@@ -116,9 +116,34 @@ class Develop(Strategy):
     built width (``initial_hidden=1.0``: overproduction, so the capacity is reached at once and
     later tasks share rather than grow), keep 10% of each task's open synapses, a 60% budget,
     heads kept whole. Long streams want a smaller ``keep`` (0.05 served 50 tasks best).
+
+    Args:
+        grow: neurons grown per hidden layer per task: an int, a fraction (float) of the capacity or
+            one value per layer.
+        max_neurons: capacity per hidden layer (None: the widths the model was built with).
+        initial_hidden: neurons the first task starts with (int, fraction or per layer; 1.0: the
+            full width).
+        keep: fraction of the task's free synapses kept in hidden layers (unless ``threshold``).
+        keep_output: fraction of the task's free synapses kept in the output layer.
+        keep_neurons: fraction of the task's new neurons kept (1: only apoptosis removes neurons).
+        budget: fraction of each hidden layer (at full capacity) all tasks together may own.
+        threshold: if set, keep synapses scoring at least this times the layer's mean score (one
+            pruning step) instead of ``keep``.
+        score: importance score for pruning: ``magnitude``, ``activity``, ``taylor`` or ``obd``.
+        prune_rounds: pruning steps of the cubic schedule (Zhu & Gupta 2017) during a task.
+        prune_end: fraction of the task's training at which pruning reaches its target.
+        recover_fraction: length of the recovery fine-tune, as a fraction of the training phase's
+            steps.
+        recover_steps: recovery steps (overrides ``recover_fraction``).
+        recover_lr: learning rate during recovery, as a factor of the run's.
+        consolidation: ``freeze`` (fix the task's synapses) or ``regularize`` (EWC-style penalty).
+        lam: strength of the ``regularize`` penalty.
+        score_batches: batches for the activity score and the Fisher of ``regularize``.
     """
 
     name = "develop"
+    transient = ("_stats", "_structure", "_pool", "_target", "_serial", "_new", "_rounds",
+                 "_step", "_pruned", "_removed")
 
     def __init__(self, grow: int | float | list = 0.1,
                  max_neurons: int | list | None = None,

@@ -32,9 +32,28 @@ from .base import MonitoredStrategy
 
 
 class Dropin(MonitoredStrategy):
-    """Add units on loss plateaus (or on a schedule), drop units out, remove useless ones."""
+    """Add units on loss plateaus (or on a schedule), drop units out, remove useless ones.
+
+    Args:
+        grow: units added per hidden layer at each growth (0: never grow).
+        every: grow every this many steps (0: on loss plateaus instead).
+        max_neurons: budget per hidden layer: int, float factor of the built width or per layer
+            (None: 1.5x).
+        dropout: probability of dropping a unit during training (unit dropout), in [0, 1).
+        apoptosis: remove mature free units whose utility is below this times the layer mean at task
+            end (0: off).
+        min_neurons: apoptosis never shrinks a layer below this.
+        maturity: steps a unit must have lived before apoptosis may remove it.
+        log_every: steps between snapshots of the plasticity signals in results.json (0: only at the
+            end of each task).
+        probe: inputs of the forward pass that measures a snapshot's signals (dormancy, rank).
+        plateau_window: steps per window of the loss-plateau detector.
+        plateau_tol: relative improvement of the windowed mean loss below which it is a plateau.
+        plateau_patience: windows without that improvement before a plateau is flagged.
+    """
 
     name = "dropin"
+    transient = ("_hooks",)  # unit-dropout hooks on the model, registered again by before_task
 
     def __init__(self, grow: int = 8, every: int = 0, max_neurons: int | float | list | None = None,
                  dropout: float = 0.0, apoptosis: float = 0.0, min_neurons: int = 8,

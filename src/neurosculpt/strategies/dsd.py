@@ -65,10 +65,22 @@ class DSD(Strategy):
     ``c_linear``/``c_conv``: the pruning offsets ``c`` for (first task, later tasks);
     ``start``, ``bonus``, ``decay``: the accumulator's initial value, positive-score bonus and
     per-round decay (Han et al. 2023; see the module docstring).
+
+    Args:
+        init_fraction: fraction of the capacity the first task starts with.
+        grow_fraction: fraction of the capacity grown for every later task.
+        rounds: pruning rounds during a task.
+        max_neurons: capacity per hidden layer (None: the widths the model was built with).
+        c_linear: pruning offsets ``c`` of linear layers for (first task, later tasks).
+        c_conv: pruning offsets ``c`` of convolutional layers for (first task, later tasks).
+        start: initial value of each neuron's accumulated score.
+        bonus: added to the accumulator when a neuron's score is positive.
+        decay: per-round decay of the accumulator.
     """
 
     name = "dsd"
-    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
+    transient: tuple[str, ...] = ("_serial", "_accumulated", "_schedule", "_step", "_pruned",
+                                  "_structure")  # journal position; per-task working state
 
     def __init__(self, init_fraction: float = 0.3, grow_fraction: float = 0.15,
                  rounds: int = 10, max_neurons: int | list | None = None,
@@ -119,7 +131,8 @@ class DSD(Strategy):
         ctx.record["structure"] = self._structure
         ctx.record["dsd"] = {"capacity": caps, "grown": grown}
         hidden = model.plastic_layers[:-1]
-        self._accumulated = [torch.full((layer.n_out,), self.start) for layer in hidden]
+        self._accumulated = [torch.full((layer.n_out,), self.start, device=layer.weight.device)
+                             for layer in hidden]
         self._serial = model.resize_serial
         self._pruned = [0] * len(hidden)
         _, total = task_steps(ctx)

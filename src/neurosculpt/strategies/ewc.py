@@ -52,8 +52,9 @@ def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
         return total
     gen = torch.Generator().manual_seed(
         (ctx.config.seed * 1_000_003 + task_id) * 1_000_003 + salt)
-    x, y = split.get(torch.randperm(len(split), generator=gen)[:n])
-    tids = torch.full((n,), task_id, dtype=torch.long)
+    x, y = split.get(torch.randperm(len(split), generator=gen, device="cpu")[:n])
+    x, y = x.to(ctx.device), y.to(ctx.device)
+    tids = torch.full((n,), task_id, dtype=torch.long, device=ctx.device)
     with torch.enable_grad():
         for i in range(n):
             value = objective(ctx.forward(x[i:i + 1], tids[i:i + 1]), y[i:i + 1])
@@ -129,7 +130,7 @@ class ParameterPenalty(Strategy):
         since they were last followed."""
         resizes = self._pending(model)
         records = self._followed(model, resizes) if resizes else self._buffers
-        total = torch.zeros(())
+        total = torch.zeros((), device=next(model.parameters()).device)
         for importance_prefix, anchor_prefix, weight in self.records():
             for name, p in trainable_parameters(model):
                 importance = records.get(buffer_name(importance_prefix, name))
@@ -176,6 +177,10 @@ class EWC(ParameterPenalty):
     samples of the task, masked logits of the task's scenario) rather than the model's
     predictive distribution. Memory grows with the number of tasks (two copies of the
     parameters per task); ``online-ewc`` keeps one.
+
+    Args:
+        lam: strength of the penalty (``lam / 2`` per Fisher-weighted squared deviation).
+        fisher_samples: training samples of the task whose per-sample gradients estimate the Fisher.
     """
 
     name = "ewc"
@@ -202,7 +207,8 @@ class EWC(ParameterPenalty):
             self.store(f"fisher{k}", name, fisher[name])
             self.store(f"anchor{k}", name, p)
         if k not in self.consolidated.tolist():
-            self.set_buffer("consolidated", torch.cat([self.consolidated, torch.tensor([k])]))
+            done = self.consolidated
+            self.set_buffer("consolidated", torch.cat([done, done.new_tensor([k])]))
 
 
 class OnlineEWC(ParameterPenalty):
@@ -215,6 +221,11 @@ class OnlineEWC(ParameterPenalty):
     penalty by ``gamma`` once more (``||.||^2_{gamma F*}``); here ``gamma`` only decays the old
     Fisher, as in EWC++, so ``gamma = 1`` sums the Fishers of all tasks. The Fisher is the same
     empirical per-sample estimate as :class:`EWC`.
+
+    Args:
+        lam: strength of the penalty on the running Fisher.
+        gamma: decay of the old Fisher at every task, in [0, 1] (1: sum over all tasks).
+        fisher_samples: training samples of the task whose per-sample gradients estimate the Fisher.
     """
 
     name = "online-ewc"

@@ -24,7 +24,14 @@ from .base import MonitoredStrategy
 
 
 class L2Init(MonitoredStrategy):
-    """Regenerative regularisation towards the initial parameters."""
+    """Regenerative regularisation towards the initial parameters.
+
+    Args:
+        lam: strength of the L2 pull towards the initial parameters.
+        log_every: steps between snapshots of the plasticity signals in results.json (0: only at the
+            end of each task).
+        probe: inputs of the forward pass that measures a snapshot's signals (dormancy, rank).
+    """
 
     name = "l2-init"
     transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty

@@ -52,6 +52,10 @@ class LwF(Strategy):
 
     The frozen copy is a submodule, so its tensors travel in this strategy's ``state_dict``;
     :meth:`load_checkpoint_state` rebuilds it before loading.
+
+    Args:
+        alpha: weight ``lambda_o`` of the distillation loss on old outputs.
+        temperature: softmax temperature ``T`` of the distillation.
     """
 
     name = "lwf"
@@ -123,7 +127,7 @@ class LwF(Strategy):
         captured, self._last = self._last, None
         groups = self.old_outputs(ctx)
         if self.teacher is None or not groups or self.alpha == 0:
-            return torch.zeros(())
+            return torch.zeros((), device=ctx.device)
         student = captured[1] if captured is not None and captured[0] is ctx.x else None
         if student is None:
             student = ctx.model(ctx.x)

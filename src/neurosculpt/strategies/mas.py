@@ -26,6 +26,10 @@ class MAS(ParameterPenalty):
     (``Omega <- Omega + Omega_t``), and the anchor is the parameters after the last task.
     Eq. 4: ``L = L_t + lam sum_i Omega_i (theta_i - theta*_i)^2``. Deviation: importance is
     measured on the task's training data at its end, not on unlabeled deployment data.
+
+    Args:
+        lam: strength of the penalty (Eq. 4).
+        samples: training samples of the task used to measure the importance.
     """
 
     name = "mas"

@@ -50,6 +50,13 @@ class PackNet(Strategy):
     rate; ``prune_last`` also prunes (and retrains) the last task of the stream, which the paper
     does not do, to keep capacity for tasks added later; ``reopen`` is ``"zero"`` (the paper) or
     ``"fresh"`` (Kaiming-uniform) for the values of freed weights given to a new task.
+
+    Args:
+        prune_ratio: fraction of each task's free weights per layer pruned after training.
+        retrain_epochs: epochs of retraining after pruning.
+        retrain_lr_factor: learning rate of the retraining, as a factor of the run's.
+        prune_last: also prune (and retrain) the stream's last task, keeping room for later tasks.
+        reopen: values of freed weights given to a new task: ``zero`` (the paper) or ``fresh``.
     """
 
     name = "packnet"
@@ -100,7 +107,7 @@ class PackNet(Strategy):
         model, task = ctx.model, ctx.task_id
         record = ctx.record.setdefault("packnet", {})
         output = model.plastic_layers[-1]
-        unused = ~ctx.benchmark.output_mask(torch.tensor([task]), task)[0]
+        unused = ~ctx.benchmark.output_mask(torch.tensor([task], device=ctx.device), task)[0]
         closed = L.prune_synapses(output, L.free_synapse_mask(output) & unused[:, None])
         last = task == len(ctx.benchmark) - 1
         ratio = self.prune_ratio if (self.prune_last or not last) else 0.0

@@ -21,7 +21,19 @@ from .base import MonitoredStrategy
 
 
 class ReDo(MonitoredStrategy):
-    """Periodic reinitialisation of tau-dormant units; also logs the plasticity signals."""
+    """Periodic reinitialisation of tau-dormant units; also logs the plasticity signals.
+
+    Args:
+        tau: a unit whose normalised mean activity is at most ``tau`` is dormant (Sokar et al.
+            2023).
+        every: steps between dormancy checks and reinitialisations.
+        probe: inputs of the forward pass that measures dormancy (and the signals).
+        optimizer_reset: optimizer state of reinitialised units: ``first`` (zero the first moment /
+            momentum, keep Adam's second), ``all`` or ``none``.
+        log_every: steps between snapshots of the plasticity signals in results.json (0: only at the
+            end of each task).
+        decay: decay of the running statistics of the logged signals.
+    """
 
     name = "redo"
 

@@ -29,9 +29,14 @@ class Replay(Strategy):
     ``replay_batch_size`` samples are appended per batch (default: the training batch size).
     The memory lives in buffers (``memory_x``, ``memory_y``, ``memory_task``, ``seen``), so it
     goes through checkpoints; sampling uses torch's global RNG, which the loop seeds per task.
+
+    Args:
+        buffer_size: samples the reservoir memory holds.
+        replay_batch_size: replayed samples appended to every batch (None: the training batch size).
     """
 
     name = "replay"
+    transient = ("_first_pass",)
 
     def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None) -> None:
         super().__init__()
@@ -53,8 +58,8 @@ class Replay(Strategy):
     def memory(self) -> tuple[Tensor, Tensor, Tensor]:
         """The stored ``(x, y, task_ids)`` (empty tensors before anything was stored)."""
         if "memory_x" not in self._buffers:
-            return torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0,
-                                                                               dtype=torch.long)
+            empty = self.seen.new_empty(0)
+            return empty.float(), empty, empty
         n = self.filled
         return self.memory_x[:n], self.memory_y[:n], self.memory_task[:n]
 
@@ -68,14 +73,16 @@ class Replay(Strategy):
         x = x.detach()
         self._allocate(x)
         n, size = len(y), self.buffer_size
-        stream = int(self.seen) + torch.arange(n)
-        draw = (torch.rand(n, dtype=torch.float64) * (stream + 1)).long()
+        # slots are drawn on the host (torch's CPU generator): the same memory on every device
+        stream = int(self.seen) + torch.arange(n, device="cpu")
+        draw = (torch.rand(n, dtype=torch.float64, device="cpu") * (stream + 1)).long()
         slot = torch.where(stream < size, stream, draw)
         index = torch.nonzero(slot < size).flatten()
         slot = slot[index]
-        last = torch.full((size,), -1, dtype=torch.long).scatter_reduce(0, slot, index, "amax")
+        last = torch.full((size,), -1, dtype=torch.long, device="cpu").scatter_reduce(
+            0, slot, index, "amax")
         win = last[slot] == index
-        slot, index = slot[win], index[win]
+        slot, index = slot[win].to(x.device), index[win].to(x.device)
         self.memory_x[slot] = x[index].to(self.memory_x.dtype)
         self.memory_y[slot] = y[index]
         self.memory_task[slot] = task_ids[index]
@@ -90,14 +97,16 @@ class Replay(Strategy):
                     f"got {tuple(x.shape[1:])}"
                 )
             return
-        self.set_buffer("memory_x", torch.zeros(shape, dtype=x.dtype))
-        self.set_buffer("memory_y", torch.zeros(self.buffer_size, dtype=torch.long))
-        self.set_buffer("memory_task", torch.zeros(self.buffer_size, dtype=torch.long))
+        self.set_buffer("memory_x", x.new_zeros(shape))
+        self.set_buffer("memory_y", torch.zeros(self.buffer_size, dtype=torch.long,
+                                                device=x.device))
+        self.set_buffer("memory_task", torch.zeros(self.buffer_size, dtype=torch.long,
+                                                   device=x.device))
 
     def sample(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
         """``min(k, filled)`` stored samples, uniformly without replacement."""
         x, y, t = self.memory()
-        index = torch.randperm(len(y))[:k]
+        index = torch.randperm(len(y), device="cpu")[:k].to(y.device)
         return x[index], y[index], t[index]
 
     # --- hooks ----------------------------------------------------------------------------------

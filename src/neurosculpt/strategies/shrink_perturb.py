@@ -21,7 +21,15 @@ from .base import MonitoredStrategy
 
 
 class ShrinkPerturb(MonitoredStrategy):
-    """Shrink every free parameter towards zero and add init-scaled noise before each new task."""
+    """Shrink every free parameter towards zero and add init-scaled noise before each new task.
+
+    Args:
+        shrink: factor free parameters are multiplied by before each new task, in [0, 1].
+        noise: scale of the added fresh initialisation noise.
+        log_every: steps between snapshots of the plasticity signals in results.json (0: only at the
+            end of each task).
+        probe: inputs of the forward pass that measures a snapshot's signals (dormancy, rank).
+    """
 
     name = "shrink-perturb"
 

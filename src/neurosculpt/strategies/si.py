@@ -25,6 +25,10 @@ class SI(ParameterPenalty):
     zero after each update so the penalty stays convex when parameters moved uphill (momentum,
     Adam). Units that grow mid-task start their path integral from zero and their change
     ``Delta`` from their value when they appeared (records follow the resize journal).
+
+    Args:
+        c: strength of the penalty (Eq. 4).
+        xi: damping ``xi`` of Eq. 5, keeps the importance finite for parameters that hardly moved.
     """
 
     name = "si"
