@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,13 +70,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _measure(command: list[str], env: dict) -> dict:
-    """Wall and CPU seconds of a process that ends at its first step (or after importing)."""
-    cpu = _children_cpu()
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    cpu = _children_cpu() - cpu
+def _measure(command: list[str], env: dict, fresh_folder: bool = True) -> dict:
+    """Wall and CPU seconds of a process that ends at its first step (or after importing); a
+    run gets a new, empty run folder (``neurosculpt run`` refuses to overwrite one)."""
+    folder = tempfile.mkdtemp(prefix="first-step-")
+    if fresh_folder:
+        command = [*command, "-o", os.path.join(folder, "run")]
+    try:
+        cpu = _children_cpu()
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - start
+        cpu = _children_cpu() - cpu
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr.strip()[-2000:]}")
     lines = done.stdout.strip().splitlines()
@@ -92,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(run_args)
         return
-    if "-o" not in run_args and "--out" not in run_args:
-        run_args += ["-o", os.path.join(os.environ.get("TMPDIR", "/tmp"), "first-step-run")]
+    if "-o" in run_args or "--out" in run_args:
+        raise SystemExit("first_step.py gives every run a fresh folder itself: drop -o/--out")
     here = Path(__file__).resolve()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         filter(None, [str(here.parents[1] / "src"), os.environ.get("PYTHONPATH")]))}
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         kinds = ["cached", "uncached", "import torch"]
         for kind in kinds if i % 2 == 0 else kinds[::-1]:
             if kind == "import torch":
-                rows[kind].append(_measure(floor, env))
+                rows[kind].append(_measure(floor, env, fresh_folder=False))
             else:
                 cache = "1" if kind == "cached" else "0"
                 rows[kind].append(_measure(command, {**env, "NEUROSCULPT_DATA_CACHE": cache}))
