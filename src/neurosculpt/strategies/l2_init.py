@@ -34,7 +34,8 @@ class L2Init(MonitoredStrategy):
     """
 
     name = "l2-init"
-    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
+    # journal position (see ParameterPenalty) and the keep-mask cache, rebuilt when needed
+    transient: tuple[str, ...] = ("_serial", "_keeps")
 
     def __init__(self, lam: float = 1e-3, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
