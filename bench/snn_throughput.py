@@ -66,9 +66,11 @@ def _copy_layers(base: list[nn.Linear], scale: float = 1.0) -> list[nn.Linear]:
     return layers
 
 
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> float:
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
+                bf16: bool = False) -> float:
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
     return float(loss.detach())
@@ -107,7 +109,8 @@ class TorchLoopMLP(nn.Module):
         return spikes.sum(0)
 
 
-def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor, bf16: bool = False
+                     ) -> Runner:
     """The library's own model (plastic layers, LIF modules, spike-count readout), fed the same
     time-major currents: ``x.transpose(0, 1)`` is a view the sequence encoder turns back."""
     from neurosculpt.models import build_model
@@ -124,8 +127,28 @@ def make_neurosculpt(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
             dst.bias.copy_(src.bias)
     opt = _adam(model.parameters(), fast=True)
     x_batch_major = x.transpose(0, 1)
-    return Runner("neurosculpt", _version("neurosculpt"),
-                  lambda: _train_step(model, opt, x_batch_major, y))
+    return Runner("neurosculpt-bf16" if bf16 else "neurosculpt", _version("neurosculpt"),
+                  lambda: _train_step(model, opt, x_batch_major, y, bf16))
+
+
+class Unsupported(RuntimeError):
+    """A runner this machine cannot run meaningfully (reported and skipped)."""
+
+
+FORCE_BF16 = False
+
+
+def make_neurosculpt_bf16(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
+    """neurosculpt's model trained as ``--precision bf16`` does: the forward pass and loss under
+    ``torch.autocast(bfloat16)``, membranes, parameters and the fused Adam in float32."""
+    from neurosculpt.loop import bf16_supported, check_precision
+
+    if not (FORCE_BF16 or bf16_supported(torch.device("cpu"))):
+        try:
+            check_precision("bf16", torch.device("cpu"))
+        except ValueError as exc:
+            raise Unsupported(f"{exc} (--force-bf16 times the emulation anyway)") from exc
+    return make_neurosculpt(base, x, y, bf16=True)
 
 
 def make_torch_loop(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
@@ -248,6 +271,7 @@ def make_norse(base: list[nn.Linear], x: Tensor, y: Tensor) -> Runner:
 
 BUILDERS: dict[str, Callable[[list[nn.Linear], Tensor, Tensor], Runner]] = {
     "neurosculpt": make_neurosculpt,
+    "neurosculpt-bf16": make_neurosculpt_bf16,
     "torch-loop": make_torch_loop,
     "snntorch": make_snntorch,
     "spikingjelly": make_spikingjelly,
@@ -346,7 +370,12 @@ def main(argv: list[str] | None = None) -> None:
         "--quiet", type=float, default=0.85, help="GEMM-rate fraction for a round to count"
     )
     parser.add_argument("--libs", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="time neurosculpt-bf16 even where bfloat16 is only emulated")
     args = parser.parse_args(argv)
+    global FORCE_BF16
+    FORCE_BF16 = args.force_bf16
+    from neurosculpt.loop import bf16_supported
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -358,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
 
     measured_peers: dict[str, str] = {}
     ratios: list[float] = []
+    bf16_ratios: list[float] = []
     for steps in args.steps:
         gen = torch.Generator().manual_seed(steps)
         x = torch.rand(steps, args.batch, SIZES[0], generator=gen)
@@ -369,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
                 runners.append(BUILDERS[name](base, x, y))
             except ImportError as exc:
                 print(f"T={steps}: {name} not installed ({exc}); skipped")
+            except Unsupported as exc:
+                print(f"T={steps}: {name} skipped: {exc}")
         timings, peak = measure(
             runners, probe, args.steps_per_round, args.rounds, args.warmup, args.quiet
         )
@@ -380,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
             f"sgemm {probe.version}: {peak / 1e9:.1f} GFLOP/s"
         )
         print(
-            f"{'library':<14}{'version':<10}{'samples/s':>11}{'ms/step':>10}"
+            f"{'library':<18}{'version':<10}{'samples/s':>11}{'ms/step':>10}"
             f"{'vs neurosculpt':>16}{'% GEMM rate':>13}{'quiet rounds':>14}"
         )
         for runner in runners:
@@ -388,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio = f"{ref / sec:.2f}x" if ref else "-"
             quiet = f"{timings[runner.name].quiet_rounds}/{args.rounds}"
             print(
-                f"{runner.name:<14}{runner.version:<10}{args.batch / sec:>11.0f}"
+                f"{runner.name:<18}{runner.version:<10}{args.batch / sec:>11.0f}"
                 f"{sec * 1e3:>10.1f}{ratio:>16}{100 * flops / sec / peak:>12.1f}%{quiet:>14}"
             )
             if runner.name in PEERS:
@@ -396,6 +428,16 @@ def main(argv: list[str] | None = None) -> None:
         peer_secs = [s for n, s in secs.items() if n in PEERS]
         if ref and peer_secs:
             ratios.append(min(peer_secs) / ref)
+        if ref and "neurosculpt-bf16" in secs:
+            bf16_ratios.append(ref / secs["neurosculpt-bf16"])
+    if "neurosculpt-bf16" in args.libs:
+        if len(bf16_ratios) == len(args.steps):
+            native = ("native" if bf16_supported(torch.device("cpu"))
+                      else "EMULATED: this CPU has no native bf16")
+            print(f"bf16_speedup_min: {min(bf16_ratios):.2f} (bf16 / fp32 throughput, min over "
+                  f"T; {native})")
+        else:
+            print("bf16_speedup_min: n/a (bf16 skipped: see above)")
     if ratios and len(ratios) == len(args.steps):
         peers = ", ".join(f"{n} {v}" for n, v in measured_peers.items())
         print(f"speedup_vs_fastest_peer: {min(ratios):.2f} (min over T; peers measured: {peers})")

@@ -387,6 +387,41 @@ def test_l2_init_gradient_equals_the_penalty_in_the_loss():
         assert torch.allclose(p.grad, g, atol=1e-6)
 
 
+def test_l2_init_leaves_pruned_and_frozen_entries_alone():
+    from neurosculpt import layers as L
+
+    run = make_learner(make_strategies("l2-init", {"lam": 0.5}), n_tasks=1)
+    strategy, layer = run.strategies[0], run.model.layers[0]
+    strategy.before_task(run.ctx)
+    with torch.no_grad():
+        layer.weight.add_(0.1)
+        layer.bias.add_(0.1)
+    x, y = next(iter(run.benchmark.tasks[0].train.batches(8)))
+
+    def grads(pull: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        run.model.zero_grad()
+        torch.nn.functional.cross_entropy(run.model(x), y).backward()
+        if pull:
+            strategy.after_backward(run.ctx)
+        return layer.weight.grad.clone(), layer.bias.grad.clone()
+
+    grads(True)  # builds the keep cache for the dense layer
+    remove = torch.zeros_like(layer.mask)
+    remove[0, :3] = True
+    L.prune_synapses(layer, remove)
+    with torch.no_grad():
+        layer.frozen[1, :2] = True
+        layer.bias_frozen[2] = True
+    task_w, task_b = grads(False)
+    w, b = grads(True)  # the cached keep mask follows the changed structure
+    keep_w = (layer.mask & ~layer.frozen).float()
+    pull_w = 2 * 0.5 * (layer.weight.detach() - strategy.anchor_w0) * keep_w
+    pull_b = 2 * 0.5 * (layer.bias.detach() - strategy.anchor_b0) * (~layer.bias_frozen).float()
+    assert (w[0, :3] == 0).all() and (w[1, :2] == 0).all() and b[2] == 0
+    assert torch.allclose(w, task_w + pull_w, atol=1e-6)
+    assert torch.allclose(b, task_b + pull_b, atol=1e-6)
+
+
 def test_dropin_grows_within_budget_and_apoptosis_compacts():
     strategies = make_strategies("dropin", {"grow": 4, "every": 20, "max_neurons": 24,
                                             "apoptosis": 0.5, "maturity": 5, "dropout": 0.2})

@@ -58,6 +58,7 @@ def _run_config(args: argparse.Namespace):
         "samples_per_task": args.samples_per_task,
         "test_samples_per_task": args.test_samples_per_task, "threads": args.threads,
         "class_order": args.class_order,
+        "precision": args.precision,
         "device": args.device,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
@@ -234,6 +235,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="present images as sequences of rows (Fashion-MNIST: 28 tokens of 28 "
                         "features), for transformers and networks that read one row per step")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: matrix products in bfloat16 under autocast, membranes and "
+                        "optimizer in float32 (needs native bf16: AVX-512 BF16/AMX or a GPU)")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N or mps; with --resume, moves "
                    "the run there")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",

@@ -15,6 +15,7 @@ cycle's recovery phase) calls :meth:`Context.fit`, which runs this same loop.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import time
@@ -31,6 +32,9 @@ from .energy import measure_energy
 from .network import PlasticNetwork
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
+PRECISIONS = ("fp32", "bf16")
+"""``bf16``: the forward pass under ``torch.autocast`` (matrix products in bfloat16, membranes,
+loss, gradients' accumulation into the fp32 parameters and the optimizer in float32)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,8 +65,12 @@ class TrainConfig:
     energy_samples: int = 128
     seed: int = 0
     progress: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; valid: "
+                             f"{', '.join(PRECISIONS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
@@ -76,6 +84,26 @@ class TrainConfig:
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively (on CPU: AVX-512 BF16 or AMX,
+    as oneDNN reports it); elsewhere bfloat16 is emulated and many times slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check()) if check is not None else False
+    return True
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse ``bf16`` on hardware that would emulate it, with the reason."""
+    if precision == "bf16" and not bf16_supported(device):
+        what = ("this CPU has no native bfloat16 matrix instructions (AVX-512 BF16 or AMX)"
+                if device.type == "cpu" else f"device {device} does not support bfloat16")
+        raise ValueError(f"precision bf16: {what}, so bfloat16 products would be emulated and "
+                         "slower than fp32; use --precision fp32")
 
 
 class Context:
@@ -140,6 +168,7 @@ class Learner:
         self.config = config or TrainConfig()
         self.log = log or (lambda message: None)
         self.device = next(model.parameters()).device
+        check_precision(self.config.precision, self.device)
         n = len(benchmark)
         self.accuracy: list[list[float | None]] = []
         self.random_init_accuracy: list[float | None] = []
@@ -158,8 +187,14 @@ class Learner:
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         try:  # one fused kernel for all parameters: masked (zero) moments cost no extra time
             return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        except (RuntimeError, TypeError):  # torch without a fused Adam for this device
-            return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        except (RuntimeError, TypeError):  # no fused Adam for this device: one op per step
+            return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The forward pass's precision context (``TrainConfig.precision``)."""
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _hook(self, name: str, *args) -> None:
         for strategy in self.strategies:
@@ -227,10 +262,11 @@ class Learner:
             for x, y, tids in self._batches(sets, gen):
                 ctx.x, ctx.y, ctx.task_ids = x, y, tids
                 self._hook("before_batch")
-                ctx.logits = ctx.forward(ctx.x, ctx.task_ids)
-                loss = F.cross_entropy(ctx.logits, ctx.y)
-                for strategy in self.strategies:
-                    loss = strategy.loss(ctx, loss)
+                with self.autocast():
+                    ctx.logits = ctx.forward(ctx.x, ctx.task_ids)
+                    loss = F.cross_entropy(ctx.logits, ctx.y)
+                    for strategy in self.strategies:
+                        loss = strategy.loss(ctx, loss)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} on task {task.id} ({task.name}), epoch "
@@ -288,7 +324,8 @@ class Learner:
         for x, y in task.test.batches(self.config.eval_batch_size):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             tids = torch.full((len(y),), task.id, dtype=torch.long, device=self.device)
-            correct += int((self.predict(x, tids).argmax(1) == y).sum())
+            with self.autocast():
+                correct += int((self.predict(x, tids).argmax(1) == y).sum())
         model.set_task(None)
         model.train(was_training)
         return correct / max(len(task.test), 1)

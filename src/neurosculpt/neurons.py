@@ -34,6 +34,12 @@ def _decay(beta: float | None, tau: float | None, dt: float) -> float:
     return float(beta)
 
 
+def _state(current: Tensor) -> Tensor:
+    """Membranes integrate in float32 when the matrix products ran in a 16-bit type
+    (``--precision bf16``): summing over time in bfloat16 would lose small currents."""
+    return current.float() if current.dtype in (torch.bfloat16, torch.float16) else current
+
+
 def _scalar(module: nn.Module, name: str, value: float, learn: bool) -> None:
     """Store ``value`` as a learnable scalar parameter or as a buffer (kept in ``state_dict``)."""
     tensor = torch.tensor(float(value))
@@ -105,7 +111,7 @@ class LIF(nn.Module):
     def forward(self, current: Tensor) -> Tensor:
         """Spikes ``[T, B, ...]`` (0/1 floats) for input current ``[T, B, ...]``."""
         beta, thr, reset_value = self._params()
-        return kernels.lif_sequence(current, beta, thr, reset_value, self.surrogate)
+        return kernels.lif_sequence(_state(current), beta, thr, reset_value, self.surrogate)
 
     def membrane(self, current: Tensor) -> tuple[Tensor, Tensor]:
         """Spikes and the pre-reset membrane potential ``[T, B, ...]`` (for readouts and tests).
@@ -113,6 +119,7 @@ class LIF(nn.Module):
         Spikes come from :meth:`forward`; the membrane is replayed with a plain loop using those
         (detached) spikes for the reset, so both stay consistent and differentiable.
         """
+        current = _state(current)
         spikes = self.forward(current)
         beta, thr, reset_value = self._params()
         v = torch.zeros_like(current[0])
@@ -198,6 +205,7 @@ class LI(nn.Module):
     def forward(self, current: Tensor) -> Tensor:
         """Membrane potential ``[T, B, ...]`` for input current ``[T, B, ...]``."""
         beta = self.beta.clamp(0.0, 1.0) if self.beta.requires_grad else float(self.beta)
+        current = _state(current)
         v = torch.zeros_like(current[0])
         trace = []
         for t in range(current.shape[0]):

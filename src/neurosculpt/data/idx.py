@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .base import ArraySplit, DataError, cache_dir, env_dir
+from .cache import cached_array
 from .download import download_file
 
 _IDX_DTYPES: dict[int, str] = {
@@ -206,7 +207,8 @@ N_CLASSES = 10
 
 
 def _split(images_path: Path, labels_path: Path) -> ArraySplit:
-    images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
+    images = cached_array(images_path, lambda path: read_idx(path, ndim=3))
+    labels = cached_array(labels_path, lambda path: read_idx(path, ndim=1))
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{images_path} should hold uint8 images [N, H, W], got {images.dtype} {images.shape}"

@@ -15,6 +15,7 @@ grown units are anchored at their initial value, removed units take their anchor
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from ..loop import Context
 from ..network import follow
@@ -33,7 +34,8 @@ class L2Init(MonitoredStrategy):
     """
 
     name = "l2-init"
-    transient: tuple[str, ...] = ("_serial",)  # journal position, see ParameterPenalty
+    # journal position (see ParameterPenalty) and the keep-mask cache, rebuilt when needed
+    transient: tuple[str, ...] = ("_serial", "_keeps")
 
     def __init__(self, lam: float = 1e-3, log_every: int = 1000, probe: int = 256) -> None:
         super().__init__()
@@ -43,6 +45,7 @@ class L2Init(MonitoredStrategy):
         self.lam = lam
         self.monitor = Monitor(self.name, log_every=log_every, probe=probe)
         self._serial: int | None = None
+        self._keeps: dict[int, tuple[tuple, tuple[Tensor | None, Tensor | None]]] = {}
 
     def _anchors(self, ctx: Context) -> None:
         """Anchor every plastic layer when first seen; follow the journal since the last call
@@ -68,14 +71,38 @@ class L2Init(MonitoredStrategy):
         if self.lam == 0:
             return
         self._anchors(ctx)
-        with torch.no_grad():
-            for i, layer in enumerate(ctx.model.plastic_layers):
-                for kind, param, keep in (("w", layer.weight, layer.mask & ~layer.frozen),
-                                          ("b", layer.bias, ~layer.bias_frozen)):
-                    if param.grad is None:
-                        continue
-                    pull = (param - self._buffers[f"anchor_{kind}{i}"]).mul_(keep)
-                    param.grad.add_(pull, alpha=2.0 * self.lam)
+        grads, params, anchors, masked = [], [], [], []
+        for i, layer in enumerate(ctx.model.plastic_layers):
+            keeps = self._keep(i, layer)
+            for kind, param, keep in (("w", layer.weight, keeps[0]), ("b", layer.bias, keeps[1])):
+                if param.grad is None:
+                    continue
+                grads.append(param.grad)
+                params.append(param)
+                anchors.append(self._buffers[f"anchor_{kind}{i}"])
+                if keep is not None:
+                    masked.append((param.grad, keep))
+        if not grads:
+            return
+        with torch.no_grad():  # two fused passes over all parameters: grad += 2 lam (w - w0)
+            torch._foreach_add_(grads, params, alpha=2.0 * self.lam)
+            torch._foreach_add_(grads, anchors, alpha=-2.0 * self.lam)
+            for grad, keep in masked:  # the task's gradient is already zero there
+                grad.mul_(keep)
+
+    def _keep(self, i: int, layer) -> tuple[Tensor | None, Tensor | None]:
+        """Where the pull applies (live, unfrozen weights; unfrozen biases) as 0/1 tensors, None
+        where that is everywhere; rebuilt only when the layer's structure buffers change."""
+        mask, frozen, bias_frozen = layer.mask, layer.frozen, layer.bias_frozen
+        key = (id(mask), mask._version, mask.shape, id(frozen), frozen._version,
+               id(bias_frozen), bias_frozen._version)
+        cached = self._keeps.get(i)
+        if cached is None or cached[0] != key:
+            keep_w, keep_b = mask & ~frozen, ~bias_frozen
+            cached = self._keeps[i] = (key, (
+                None if bool(keep_w.all()) else keep_w.to(layer.weight.dtype),
+                None if bool(keep_b.all()) else keep_b.to(layer.bias.dtype)))
+        return cached[1]
 
     def after_eval(self, ctx: Context) -> None:
         self._anchors(ctx)  # catch up before the checkpoint
