@@ -204,7 +204,9 @@ def _follow(modules: dict[str, nn.Module], start: fx.Node, plastic: set[str], re
                 if target in plastic:
                     reach.consumers.add(target)
                     continue
-                if isinstance(sub, (nn.Linear, nn.Conv2d)):
+                if isinstance(sub, (nn.Linear, nn.Conv2d)) or _mixes_units(sub):
+                    # a reader the adapter does not own (a plain layer, attention): the units
+                    # it reads cannot change
                     reach.fixed = reach.fixed or f"{target}, not plastic, reads its units"
                     continue
                 if isinstance(sub, NORMS):
@@ -390,7 +392,8 @@ def _group(producers: list[str], reaches: dict[str, _Reach], modules: dict[str, 
     tapped = next((r for r in rs if r.tap is not None), None)
     if tapped is not None and taps[tapped.tap] == 1:
         group.tap = tapped.tap
-        _check_neuron(tapped.tap, modules[tapped.tap], units)
+        if not group.fixed:  # fixed units are never resized: per-unit parameters may stay
+            _check_neuron(tapped.tap, modules[tapped.tap], units)
     else:
         # a shared stateless module (one nn.ReLU used everywhere) or a functional nonlinearity:
         # tap the last per-unit module before it and apply the nonlinearity there
@@ -400,6 +403,12 @@ def _group(producers: list[str], reaches: dict[str, _Reach], modules: dict[str, 
         else:
             group.activation = next((r.activation for r in rs if r.activation is not None), None)
     return group
+
+
+def _mixes_units(module: nn.Module) -> bool:
+    """A module whose weights mix its input units (a matrix, e.g. ``nn.MultiheadAttention``'s
+    projections), as opposed to a neuron or nonlinearity acting on each unit apart."""
+    return any(p.dim() >= 2 for p in module.parameters())
 
 
 def _check_neuron(name: str, module: nn.Module, units: int) -> None:
