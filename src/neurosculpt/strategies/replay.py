@@ -156,8 +156,8 @@ class Replay(Strategy):
     def quotas(self) -> Tensor:
         """Slots per group (rows of ``groups``): the memory split equally over the tasks seen,
         each task's share equally over its classes; remainders go to the earliest groups."""
-        tasks = self.groups[:, 0]
-        quota = torch.zeros(len(tasks), dtype=torch.long)
+        tasks = self.groups[:, 0].cpu()  # a few rows: counted on the host
+        quota = torch.zeros(len(tasks), dtype=torch.long, device="cpu")
         task_ids = list(dict.fromkeys(tasks.tolist()))
         for i, task in enumerate(task_ids):
             share = self.buffer_size // len(task_ids) + (i < self.buffer_size % len(task_ids))

@@ -88,10 +88,20 @@ COVARIANCES = ("full", "diagonal")
 class TaskInference(Strategy):
     """Predict the task of each test sample from the task subnetworks (see the module docstring).
 
-    ``score``: how a subnetwork claims a sample; ``covariance`` and ``shrinkage`` (fraction of
-    the mean variance added to the diagonal) shape the Gaussian statistics; ``statistics``
-    keeps them even when ``score`` does not use them (to compare scores on one run);
-    ``negatives`` / ``negative_weight``: the "none of mine" training signal.
+    Args:
+        score: how a subnetwork claims a sample: ``ratio``, ``gaussian``, ``energy``,
+            ``max-softmax``, ``entropy``, ``gradient`` or ``cascade`` (module docstring).
+        features: the activity the statistics are kept of: the last hidden population
+            (``last``) or all of them (``all``).
+        covariance: ``full`` or ``diagonal`` covariance of the Gaussian statistics.
+        shrinkage: fraction of the mean variance added to the covariance's diagonal.
+        statistics: keep the Gaussian statistics even when ``score`` does not use them (to
+            compare scores on one run); None: only when the score needs them.
+        calibrate: standardise the logit scores by their mean and spread on the task's own
+            training data, so heads trained at different times compare.
+        negatives: ``none`` or ``shuffle``, the "none of mine" signal from the task's own data
+            with its features permuted (outlier exposure).
+        negative_weight: weight of that signal in the loss.
     """
 
     name = "task-inference"
