@@ -244,3 +244,14 @@ def test_resume_when_a_later_strategy_removes_units_after_ewc_recorded(tmp_path,
     assert removed, "the controller should remove units at task ends"
     _simulate_crash(tmp_path / "full", tmp_path / "cut", 2)
     _assert_same_run(runs.resume(tmp_path / "cut"), full)
+
+
+def test_run_files_get_the_umask_mode_not_mkstemp_private(tmp_path):
+    import os
+    import stat
+
+    from neurosculpt.runs import _UMASK, write_json
+
+    write_json(tmp_path / "results.json", {"a": 1})
+    mode = stat.S_IMODE(os.stat(tmp_path / "results.json").st_mode)
+    assert mode == 0o666 & ~_UMASK
