@@ -6,12 +6,12 @@ iterable); the docs' rotated-digits stream and strategy file run end to end thro
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from run_folders import simulate_crash
 
 import neurosculpt
 from neurosculpt import from_dataset, from_tensors, runs
@@ -47,18 +47,6 @@ def _toy_domain(tasks: int = 3, n: int = 48, seed: int = 0):
     return xs, ys, xts, yts
 
 
-def _cut(src: Path, dst: Path, finished: int) -> None:
-    """``src`` as a kill -9 during task ``finished`` would have left it."""
-    shutil.copytree(src, dst)
-    for checkpoint in (dst / "checkpoints").glob("task_*.pt"):
-        if int(checkpoint.stem[5:]) >= finished:
-            checkpoint.unlink()
-    results = json.loads((dst / "results.json").read_text())
-    results.update(status="running", accuracy_matrix=results["accuracy_matrix"][:finished],
-                   tasks=results["tasks"][:finished])
-    (dst / "results.json").write_text(json.dumps(results))
-
-
 # --- per-task tensors, Benchmark objects -------------------------------------------------------
 
 
@@ -89,7 +77,7 @@ def test_run_on_a_benchmark_object_writes_a_run_folder_that_resumes_and_compares
     recorded = neurosculpt.read_results(tmp_path / "full")["benchmark"]
     assert recorded["name"] == "shifted" and recorded["source"] == "python"
 
-    _cut(tmp_path / "full", tmp_path / "cut", 1)
+    simulate_crash(tmp_path / "full", tmp_path / "cut", 1)
     with pytest.raises(ValueError, match=r"in-memory benchmark 'shifted'.*benchmark="):
         neurosculpt.resume(tmp_path / "cut")
     assert main(["run", "--resume", str(tmp_path / "cut")]) == 2  # one line, no traceback
@@ -145,7 +133,7 @@ def test_rotated_digits_strategy_file_and_device_cpu_end_to_end(tmp_path, capsys
     assert full["benchmark"]["tasks"] == 4 and full["benchmark"]["source"] == "factory"
     assert [t["anchor"]["tasks_done"] for t in full["tasks"]] == [1, 2, 3, 4]
 
-    _cut(tmp_path / "full", tmp_path / "cut", 2)
+    simulate_crash(tmp_path / "full", tmp_path / "cut", 2)
     REGISTRY.pop("anchor")  # as in a fresh process: only config.json says where it is
     for name in [m for m in sys.modules if m.startswith("neurosculpt_user_anchor_strategy")]:
         del sys.modules[name]

@@ -12,11 +12,10 @@ the model's tensors fails.
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from run_folders import simulate_crash
 
 import neurosculpt
 from neurosculpt import runs
@@ -31,17 +30,6 @@ QUICK = {"benchmark": "split-digits", "model": "snn-mlp", "steps": 6, "batch_siz
          "energy_samples": 8, "model_params": {"hidden": (12, 12), "steps": 2}, "tasks": 5}
 
 
-def _cut(src: Path, dst: Path, finished: int) -> None:
-    shutil.copytree(src, dst)
-    for checkpoint in (dst / "checkpoints").glob("task_*.pt"):
-        if int(checkpoint.stem[5:]) >= finished:
-            checkpoint.unlink()
-    results = json.loads((dst / "results.json").read_text())
-    results.update(status="running", accuracy_matrix=results["accuracy_matrix"][:finished],
-                   tasks=results["tasks"][:finished])
-    (dst / "results.json").write_text(json.dumps(results))
-
-
 @pytest.mark.parametrize("device", available_devices())
 @pytest.mark.parametrize("strategy", ["ewc", "replay", "develop"])
 def test_run_and_resume_on_each_device(tmp_path, device, strategy):
@@ -53,7 +41,7 @@ def test_run_and_resume_on_each_device(tmp_path, device, strategy):
     state = torch.load(tmp_path / "full" / "checkpoints" / "task_004.pt", weights_only=True,
                        map_location="cpu")
     assert state["task"] == 4
-    _cut(tmp_path / "full", tmp_path / "cut", 2)
+    simulate_crash(tmp_path / "full", tmp_path / "cut", 2)
     resumed = runs.resume(tmp_path / "cut")
     assert resumed.accuracy_matrix == full.accuracy_matrix
     assert resumed.metrics == full.metrics
@@ -74,7 +62,7 @@ def test_checkpoints_load_onto_the_runs_device(tmp_path, device):
 def test_resume_moves_a_run_to_another_device(tmp_path):
     full = neurosculpt.run({**QUICK, "strategy": "si", "keep_checkpoints": True},
                            out=tmp_path / "full")
-    _cut(tmp_path / "full", tmp_path / "cut", 3)
+    simulate_crash(tmp_path / "full", tmp_path / "cut", 3)
     target = available_devices()[-1]  # cpu here; a GPU where there is one
     resumed = runs.resume(tmp_path / "cut", device=target)
     assert json.loads((tmp_path / "cut" / "config.json").read_text())["device"] == target

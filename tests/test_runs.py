@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_folders import simulate_crash
 
 from neurosculpt import RunConfig, run, runs
 from neurosculpt.strategies import available, hyper_parameters, make_strategies
@@ -96,18 +96,6 @@ class _Grow(Strategy):
         self.grown = state["grown"]
 
 
-def _simulate_crash(src: Path, dst: Path, finished: int) -> None:
-    """A copy of run ``src`` as a kill -9 during task ``finished`` would have left it."""
-    shutil.copytree(src, dst)
-    for checkpoint in (dst / "checkpoints").glob("task_*.pt"):
-        if int(checkpoint.stem[5:]) >= finished:
-            checkpoint.unlink()
-    results = _strict_json(dst / "results.json")
-    results.update(status="running", accuracy_matrix=results["accuracy_matrix"][:finished],
-                   tasks=results["tasks"][:finished])
-    (dst / "results.json").write_text(json.dumps(results))
-
-
 def _assert_same_run(a, b) -> None:
     assert a.accuracy_matrix == b.accuracy_matrix
     assert a.metrics == b.metrics
@@ -126,7 +114,7 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, quick_run, monkeypatch, 
         quick_run["reset_optimizer"] = False
     quick_run["keep_checkpoints"] = True  # every task's, to cut the run after any of them
     full = run(quick_run, out=tmp_path / "full")
-    _simulate_crash(tmp_path / "full", tmp_path / "cut", finished)
+    simulate_crash(tmp_path / "full", tmp_path / "cut", finished)
     resumed = runs.resume(tmp_path / "cut")
     _assert_same_run(resumed, full)
     if grow:
@@ -242,7 +230,7 @@ def test_resume_when_a_later_strategy_removes_units_after_ewc_recorded(tmp_path,
     removed = [d for t in full.results["tasks"] for d in t["plasticity"]["decisions"]
                if d["action"] == "prune" and d["n"] > 0]
     assert removed, "the controller should remove units at task ends"
-    _simulate_crash(tmp_path / "full", tmp_path / "cut", 2)
+    simulate_crash(tmp_path / "full", tmp_path / "cut", 2)
     _assert_same_run(runs.resume(tmp_path / "cut"), full)
 
 
