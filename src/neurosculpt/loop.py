@@ -204,7 +204,9 @@ class Learner:
             if hook is not None:
                 hook(self.ctx, *args)
 
-    def _seed(self, *keys: int) -> int:
+    def seed_for(self, *keys: int) -> int:
+        """A seed derived from the run's seed and ``keys`` (task, phase, ...): the same draws
+        in a resumed run as in an uninterrupted one."""
         seed = self.config.seed
         for k in keys:
             seed = seed * 1_000_003 + k
@@ -258,7 +260,7 @@ class Learner:
         phase = len(ctx.record.get("train", []))
         while done < total_steps:
             ctx.epoch = epoch
-            gen = torch.Generator().manual_seed(self._seed(task.id, phase, epoch))
+            gen = torch.Generator().manual_seed(self.seed_for(task.id, phase, epoch))
             for x, y, tids in self._batches(sets, gen):
                 ctx.x, ctx.y, ctx.task_ids = x, y, tids
                 self._hook("before_batch")
@@ -360,7 +362,7 @@ class Learner:
         """Train one task and evaluate every task; return this task's record."""
         ctx, model = self.ctx, self.model
         task = self.benchmark.tasks[task_id]
-        torch.manual_seed(self._seed(task_id, 7))
+        torch.manual_seed(self.seed_for(task_id, 7))
         ctx.task, ctx.task_id, ctx.record = task, task_id, {}
         model.set_training_task(task_id)
         if self.config.reset_optimizer and task_id > 0:

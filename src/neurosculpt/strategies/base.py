@@ -223,7 +223,7 @@ def task_steps(ctx: Context) -> tuple[int, int]:
 
 def task_batches(ctx: Context, n: int) -> list[tuple[Tensor, Tensor]]:
     """``n`` seeded mini-batches of the current task's training data (for importance scores)."""
-    gen = torch.Generator().manual_seed(ctx.learner._seed(ctx.task_id, 99))
+    gen = torch.Generator().manual_seed(ctx.learner.seed_for(ctx.task_id, 99))
     out = []
     for x, y in ctx.task.train.batches(ctx.config.batch_size, gen):
         if len(out) == n:
