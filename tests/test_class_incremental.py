@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from tiny_streams import clusters
 
 import neurosculpt
 from neurosculpt import make_benchmark
@@ -19,21 +20,6 @@ from neurosculpt.strategies import make_strategies, make_strategy
 from neurosculpt.strategies.ewc import EWC, empirical_fisher
 from neurosculpt.strategies.replay import Replay
 from neurosculpt.strategies.task_inference import SCORES, TaskInference
-
-
-def clusters(n_tasks: int, scenario: str, per_class: int = 30, dim: int = 12, seed: int = 0):
-    """Two Gaussian clusters per task (overlapping a little across tasks)."""
-    gen = torch.Generator().manual_seed(seed)
-    n_classes = 2 * n_tasks
-    centers = torch.randn(n_classes, dim, generator=gen) * 3.0
-
-    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(n_classes).repeat_interleave(n)
-        return centers[y] + torch.randn(len(y), dim, generator=gen), y
-
-    (x, y), (xt, yt) = sample(per_class), sample(per_class // 2)
-    tasks = [[2 * k, 2 * k + 1] for k in range(n_tasks)]
-    return neurosculpt.from_tensors(x, y, xt, yt, tasks, scenario=scenario)
 
 # --- class order -------------------------------------------------------------------------------
 

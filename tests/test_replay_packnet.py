@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_streams import clusters
 
 import neurosculpt
 from neurosculpt import layers as L
-from neurosculpt.benchmarks import from_tensors
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import build_model
 from neurosculpt.strategies import available, make_strategies
 from neurosculpt.strategies.base import Strategy
 from neurosculpt.strategies.packnet import PackNet
 from neurosculpt.strategies.replay import Replay
-
-
-def clusters(n_tasks: int, scenario: str, per_class: int = 30, dim: int = 12, seed: int = 0):
-    """Two well separated Gaussian clusters per task."""
-    gen = torch.Generator().manual_seed(seed)
-    n_classes = 2 * n_tasks
-    centers = torch.randn(n_classes, dim, generator=gen) * 3.0
-
-    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(n_classes).repeat_interleave(n)
-        return centers[y] + torch.randn(len(y), dim, generator=gen), y
-
-    (x, y), (xt, yt) = sample(per_class), sample(per_class // 2)
-    tasks = [[2 * k, 2 * k + 1] for k in range(n_tasks)]
-    return from_tensors(x, y, xt, yt, tasks, scenario=scenario)
 
 
 def learner(bench, strategies, kind: str = "ann-mlp", epochs: int = 3, **model) -> Learner:
