@@ -16,7 +16,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import figures
@@ -64,6 +64,18 @@ class _Page:
                  f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)} '
                  f'(<a href="{self.link}/{slug}.png">PNG</a>, '
                  f'<a href="{self.link}/{slug}.svg">SVG</a>)</figcaption></figure>')
+
+    def section(self, title: str, drawn: Iterable[tuple[str, object, str]], empty: str) -> None:
+        """A section of figures: ``(slug, figure or None, caption)`` each; ``empty`` is said
+        when none was drawn (no run recorded what the section shows)."""
+        self.add(f"<h2>{html.escape(title)}</h2>")
+        shown = 0
+        for slug, fig, caption in drawn:
+            if fig is not None:
+                self.figure(slug, fig, caption)
+                shown += 1
+        if not shown:
+            self.note(empty)
 
 
 def _slug(text: str) -> str:
@@ -150,43 +162,27 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report.html",
                             [[str(i), *(_pct(v) for v in row)] for i, row in enumerate(matrix)],
                             f"matrix-{k}"))
 
-    # --- structure ------------------------------------------------------------------------------
-    page.add("<h2>Structure over the stream</h2>")
-    drawn = 0
-    for label, runs in groups.items():
-        fig = figures.structure_over_stream(runs, label)
-        if fig is not None:
-            drawn += 1
-            page.figure(f"structure-{_slug(label)}", fig, f"{label}: units and live synapses "
-                        "per layer after each task (mean ± std over seeds), synapse partitions "
-                        "and structural events")
-    if not drawn:
-        page.note("No run recorded its structure.")
-
-    page.add("<h2>Plasticity signals and decisions</h2>")
-    drawn = 0
-    for k, r in enumerate(results):
-        fig = figures.signals_and_decisions(r, labels[id(r)])
-        if fig is not None:
-            drawn += 1
-            page.figure(f"signals-{k}", fig, f"{labels[id(r)]}: signals per layer over the "
-                        "steps; markers: decisions; dotted: task boundaries")
-    if not drawn:
-        page.note("No run logged plasticity signals (only plasticity strategies such as "
-                  "neuroplastic, cbp or redo do).")
+    # --- structure -----------------------------------------------------------------------------
+    page.section("Structure over the stream", (
+        (f"structure-{_slug(label)}", figures.structure_over_stream(runs, label),
+         f"{label}: units and live synapses per layer after each task (mean ± std over seeds), "
+         "synapse partitions and structural events")
+        for label, runs in groups.items()), "No run recorded its structure.")
+    page.section("Plasticity signals and decisions", (
+        (f"signals-{k}", figures.signals_and_decisions(r, labels[id(r)]),
+         f"{labels[id(r)]}: signals per layer over the steps; markers: decisions; dotted: task "
+         "boundaries")
+        for k, r in enumerate(results)),
+        "No run logged plasticity signals (only plasticity strategies such as neuroplastic, cbp "
+        "or redo do).")
 
     # --- energy ---------------------------------------------------------------------------------
-    page.add("<h2>Energy per task</h2>")
-    drawn = 0
-    for label, runs in groups.items():
-        fig = figures.energy_per_task(runs, label)
-        if fig is not None:
-            drawn += 1
-            page.figure(f"energy-{_slug(label)}", fig, f"{label}: synaptic operations, energy "
-                        "and sparsity per sample after each task, next to the non-spiking "
-                        "network of the same topology")
-    if not drawn:
-        page.note("No run measured energy (no finished task, or energy_samples = 0).")
+    page.section("Energy per task", (
+        (f"energy-{_slug(label)}", figures.energy_per_task(runs, label),
+         f"{label}: synaptic operations, energy and sparsity per sample after each task, next "
+         "to the non-spiking network of the same topology")
+        for label, runs in groups.items()),
+        "No run measured energy (no finished task, or energy_samples = 0).")
 
     # --- configurations -------------------------------------------------------------------------
     page.add("<h2>Configurations and commands</h2>")
