@@ -58,7 +58,7 @@ class Replay(Strategy):
     """
 
     name = "replay"
-    transient = ("_first_pass",)
+    transient = ("_first_pass", "mode", "weighting")  # before_task resolves the auto ones
 
     def __init__(self, buffer_size: int = 500, replay_batch_size: int | None = None,
                  memory: str = "auto", weighting: str = "auto") -> None:
