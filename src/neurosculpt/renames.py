@@ -74,8 +74,10 @@ def _dicts(value: object) -> list[dict]:
 
 
 def upgrade_task_record(record: dict) -> dict:
-    """A ``tasks[k]`` record of ``results.json`` with the current key names (in place)."""
-    if not isinstance(record, dict):
+    """A ``tasks[k]`` record of ``results.json`` with the current key names (in place). Only
+    records written before the rename are touched (every record since has ``units``), so a
+    user's strategy's own keys in a new record are never renamed."""
+    if not isinstance(record, dict) or "neurons" not in record or "units" in record:
         return record
     _rename(record, TASK_KEYS)
     structure = record.get("structure")
@@ -112,7 +114,9 @@ def upgrade_config(config: dict) -> dict:
     if not isinstance(sections, dict):
         return config
     for name, params in sections.items():
-        accepted = _accepted(name) if isinstance(params, dict) else None
+        if not (isinstance(params, dict) and any(old in params for old in PARAMETERS)):
+            continue
+        accepted = _accepted(name)
         if accepted is not None:
             _rename(params, {old: new for old, new in PARAMETERS.items()
                              if new in accepted and old not in accepted})
