@@ -88,7 +88,9 @@ task's own training data (``calibrate``), so heads trained at different times co
 What is kept: ``ratio``, per subnetwork ``k``, the class means of task ``k`` and every later task
 ``[classes, D_k]`` and the within-class scatter ``[D_k, D_k]``; ``gaussian``, per task, its class
 means, an inverse covariance ``[D, D]`` (``[D]`` diagonal) and two numbers; logit scores, two
-numbers per score and task. ``D`` is the number of features of the subnetwork;
+numbers per score and task; ``probe``, a mean and a spread per feature and a ``[features,
+tasks]`` weight over the features of all subnetworks (besides the replay memory itself). ``D``
+is the number of features of the subnetwork;
 ``results.json`` records the floats kept (``tasks[k]["task_inference"]["statistics_floats"]``).
 Evaluation records the task-prediction accuracy per task, forward passes per sample and time.
 """
