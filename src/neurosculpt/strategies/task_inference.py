@@ -141,7 +141,7 @@ class TaskInference(Strategy):
     """
 
     name = "task-inference"
-    transient = ("_tally", "_precisions")  # evaluation tallies and a cache of the precisions
+    transient = ("_tally", "_precisions")  # per-evaluation counts; a cache of the buffers
 
     def __init__(self, score: str = "ratio", features: str = "last", covariance: str = "full",
                  shrinkage: float = 0.01, statistics: bool | None = None,
