@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from expected_warnings import short_tasks
 
 from neurosculpt import read_results, run, write_report
 from neurosculpt.cli import main
@@ -31,9 +32,10 @@ def runs(tmp_path_factory, request) -> Path:
     for seed in (0, 1):
         run(base, out=root / "develop" / f"seed{seed}", strategy="develop", model="snn-mlp",
             model_params={"hidden": [24, 24], "steps": 4}, seed=seed)
-        run(base, out=root / "plastic" / f"seed{seed}", strategy="neuroplastic",
-            model="ann-mlp", model_params={"hidden": [16, 16]}, seed=seed, epochs=4,
-            batch_size=8, strategy_params={"log_every": 4, "every": 1})
+        with short_tasks():
+            run(base, out=root / "plastic" / f"seed{seed}", strategy="neuroplastic",
+                model="ann-mlp", model_params={"hidden": [16, 16]}, seed=seed, epochs=4,
+                batch_size=8, strategy_params={"log_every": 4, "every": 1})
     run(base, out=root / "naive", strategy="naive", model="ann-mlp",
         model_params={"hidden": [16]}, energy_samples=0)
     return root
