@@ -471,7 +471,7 @@ class TaskInference(Strategy):
         with torch.no_grad():
             for (layer, inputs, _), grad in zip(captured, grads, strict=True):
                 weight, bias = layer.effective_parameters()
-                steps = grad.shape[0] // len(x)  # [T * B, ...] time-major; tokens stay
+                steps = grad.shape[0] // len(x)  # [T * B, N] time-major or [B, tokens, N]
                 for s in range(n):
                     part = layer.mask & (layer.owner == s)
                     bias_part = (layer.bias_owner == s).to(bias.dtype)
