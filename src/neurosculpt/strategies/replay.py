@@ -250,7 +250,7 @@ class Replay(Strategy):
         feats = []
         try:
             with torch.no_grad():
-                for index in torch.arange(len(split)).split(1000):
+                for index in torch.arange(len(split), device="cpu").split(1000):
                     x, _ = split.get(index)
                     model(x.to(ctx.device))
                     a = model.activity[-1].float().mean(0)
@@ -283,8 +283,8 @@ class Replay(Strategy):
         (``memory_rank``), so that shrinking a group later keeps its first exemplars."""
         split, task = ctx.task.train, ctx.task_id
         feats = self._features(ctx, split)
-        y = split.get(torch.arange(len(split)))[1].to(feats.device)
-        x0, _ = split.get(torch.arange(1))
+        y = split.get(torch.arange(len(split), device="cpu"))[1].to(feats.device)
+        x0, _ = split.get(torch.arange(1, device="cpu"))
         self._allocate(x0.to(ctx.device))
         device = self.memory_x.device
         if "memory_rank" not in self._buffers:
