@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from expected_warnings import short_tasks_for
 from torch import nn
 
 from neurosculpt import layers as L
@@ -206,16 +207,18 @@ def tiny_user_run() -> dict:
 @pytest.mark.parametrize("strategy", available())
 def test_every_strategy_runs_on_the_snntorch_network(strategy, tiny_user_run):
     pytest.importorskip("snntorch")
-    result = runs.run({**tiny_user_run, "strategy": strategy, "model": SNN,
-                       "model_params": {"hidden": [12, 10], "steps": 3}})
+    with short_tasks_for(strategy):
+        result = runs.run({**tiny_user_run, "strategy": strategy, "model": SNN,
+                           "model_params": {"hidden": [12, 10], "steps": 3}})
     assert result.results["status"] == "complete"
     assert isinstance(result.model, AdaptedNetwork)
 
 
 @pytest.mark.parametrize("strategy", available())
 def test_every_strategy_runs_on_the_residual_network(strategy, tiny_user_run):
-    result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 2,
-                       "model_params": {"channels": 4, "inner": 4, "blocks": 2}})
+    with short_tasks_for(strategy):
+        result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 2,
+                           "model_params": {"channels": 4, "inner": 4, "blocks": 2}})
     assert result.results["status"] == "complete"
     assert check_network(result.model, torch.rand(2, 1, 8, 8)) == []
 
@@ -224,8 +227,8 @@ def test_develop_removes_units_and_synapses_of_the_snntorch_network(tiny_user_ru
     pytest.importorskip("snntorch")
     result = runs.run({**tiny_user_run, "strategy": "develop", "model": SNN, "steps": 12,
                        "model_params": {"hidden": [24, 24], "steps": 3},
-                       "strategy_params": {"keep_neurons": 0.5, "keep": 0.3}})
-    removed = [t["develop"]["removed_neurons"] for t in result.results["tasks"]]
+                       "strategy_params": {"keep_units": 0.5, "keep": 0.3}})
+    removed = [t["develop"]["removed_units"] for t in result.results["tasks"]]
     assert sum(map(sum, removed)) > 0
     dense = 64 * 24 + 24 * 24 + 24 * 10
     assert result.model.live_synapses() < dense
@@ -236,7 +239,7 @@ def test_resnet_loses_channels_and_compaction_keeps_its_outputs(strategy, tiny_u
     """develop removes channels itself (apoptosis); after PackNet's pruning the channels that
     nothing reads any more are compacted away. Either way the compacted network computes what
     the masked one did."""
-    params = ({"keep_neurons": 0.5, "keep": 0.2} if strategy == "develop"
+    params = ({"keep_units": 0.5, "keep": 0.2} if strategy == "develop"
               else {"prune_ratio": 0.98, "prune_last": True})
     result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 6,
                        "tasks": 1, "model_params": {"channels": 6, "inner": 16, "blocks": 2},

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from expected_warnings import at_chance, short_tasks
 
 import neurosculpt
 from neurosculpt.benchmarks import Split, shared_label_stream
@@ -300,7 +301,8 @@ def test_logging_signals_never_changes_training():
         run.run()
         return run
 
-    quiet, chatty = trained(0), trained(10)
+    with short_tasks():
+        quiet, chatty = trained(0), trained(10)
     a, b = quiet.model.state_dict(), chatty.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert quiet.tasks[-1]["plasticity"]["decisions"] == chatty.tasks[-1]["plasticity"]["decisions"]
@@ -423,16 +425,16 @@ def test_l2_init_leaves_pruned_and_frozen_entries_alone():
 
 
 def test_dropin_grows_within_budget_and_apoptosis_compacts():
-    strategies = make_strategies("dropin", {"grow": 4, "every": 20, "max_neurons": 24,
+    strategies = make_strategies("dropin", {"grow": 4, "every": 20, "max_units": 24,
                                             "apoptosis": 0.5, "maturity": 5, "dropout": 0.2})
     run = make_learner(strategies, steps=60)
     run.run()
     grown = decisions(run, "grow")
-    assert grown and all(d["why"]["neurons"] + d["n"] <= 24 for d in grown)
-    assert max(max(rec["neurons"]) for rec in run.tasks) <= 24
+    assert grown and all(d["why"]["units"] + d["n"] <= 24 for d in grown)
+    assert max(max(rec["units"]) for rec in run.tasks) <= 24
     pruned = decisions(run, "prune")
     assert pruned, "utility below half the layer mean happens in every layer"
-    assert all(rec["neurons"][0] >= 8 for rec in run.tasks)
+    assert all(rec["units"][0] >= 8 for rec in run.tasks)
     net = run.model
     net.eval()
     x = torch.randn(5, 10)
@@ -441,7 +443,7 @@ def test_dropin_grows_within_budget_and_apoptosis_compacts():
 
 def test_neuroplastic_grows_on_plateau_never_above_budget_and_logs_why():
     # lr 1e-5: the loss cannot move, so the plateau detector fires and the controller grows
-    params = {"max_neurons": 20, "grow": 2, "check_every": 10, "plateau_window": 10,
+    params = {"max_units": 20, "grow": 2, "check_every": 10, "plateau_window": 10,
               "plateau_patience": 1, "dormant_max": 1.0, "maturity": 5, "log_every": 0}
     run = make_learner(make_strategies("neuroplastic", params), lr=1e-5, steps=80)
     run.run()
@@ -451,23 +453,24 @@ def test_neuroplastic_grows_on_plateau_never_above_budget_and_logs_why():
     assert on_plateau and on_plateau[0]["task"] == 0
     assert len(on_plateau) + len(unlearned) == len(grown)
     for d in grown:
-        assert d["why"]["neurons"] + d["n"] <= 20 and "erank_fraction" in d["why"]
+        assert d["why"]["units"] + d["n"] <= 20 and "erank_fraction" in d["why"]
     for d in on_plateau:
         assert d["why"]["plateau"] is True and "loss_window" in d["why"]
     for d in unlearned:  # across tasks: the previous task was not learned
         assert d["step"] == 80 * d["task"] and d["why"]["previous_task_accuracy"] < 0.99
-    assert all(n <= 20 for rec in run.tasks for n in rec["neurons"])
-    assert any(d["why"]["neurons"] + d["n"] == 20 for d in grown)  # it reached the budget
+    assert all(n <= 20 for rec in run.tasks for n in rec["units"])
+    assert any(d["why"]["units"] + d["n"] == 20 for d in grown)  # it reached the budget
 
 
 @pytest.mark.parametrize("kind", ["ann-mlp", "snn-mlp"])
 def test_neuroplastic_enforces_the_budget_and_reinitialises_dormant_units(kind):
-    params = {"max_neurons": 12, "check_every": 10, "maturity": 5, "tau": 0.5, "log_every": 0}
+    params = {"max_units": 12, "check_every": 10, "maturity": 5, "tau": 0.5, "log_every": 0}
     run = make_learner(make_strategies("neuroplastic", params), kind=kind, steps=40)
-    run.run()
+    with short_tasks():
+        run.run()
     pruned = decisions(run, "prune")
     assert pruned[0]["why"]["over_budget"] == 4 and pruned[0]["n"] == 4
-    assert all(n <= 12 for rec in run.tasks for n in rec["neurons"])
+    assert all(n <= 12 for rec in run.tasks for n in rec["units"])
     reinit = decisions(run, "reinit")
     assert reinit and all(d["why"]["tau"] == 0.5 for d in reinit)
 
@@ -485,13 +488,14 @@ def test_neuroplastic_apoptosis_is_opt_in_and_removes_idle_units_at_task_end():
     assert pruned and all(d["step"] % 40 == 0 and "low_utility_fraction" in d["why"]
                           for d in pruned)
     removed = sum(d["n"] for d in pruned if d["task"] == 0 and d["layer"] == 0)
-    assert run.tasks[0]["neurons"][0] == 16 - removed >= 8  # never below min_neurons
+    assert run.tasks[0]["units"][0] == 16 - removed >= 8  # never below min_units
 
 
 def test_strategies_are_deterministic():
     def once():
         run = make_learner(make_strategies("neuroplastic", {"check_every": 10, "maturity": 5}))
-        run.run()
+        with short_tasks():
+            run.run()
         return run.accuracy, decisions(run)
 
     assert once() == once()
@@ -499,7 +503,7 @@ def test_strategies_are_deterministic():
 
 @pytest.mark.parametrize("strategy", ["neuroplastic", "cbp", "l2-init", "dropin"])
 def test_resume_after_an_interruption_gives_identical_results(tmp_path, strategy):
-    params = {"neuroplastic": {"check_every": 10, "maturity": 5, "max_neurons": 1.25,
+    params = {"neuroplastic": {"check_every": 10, "maturity": 5, "max_units": 1.25,
                                "grow": 2, "plateau_window": 10, "plateau_patience": 1},
               "cbp": {"replacement_rate": 0.01, "maturity": 5},
               "l2-init": {"lam": 0.01},
@@ -523,12 +527,13 @@ def test_resume_after_an_interruption_gives_identical_results(tmp_path, strategy
 
 
 def test_results_json_keeps_signals_and_decisions_per_task(tmp_path):
-    result = neurosculpt.run(benchmark="random-label-digits", tasks=2, samples_per_task=48,
-                             steps=30, strategy="neuroplastic", model="ann-mlp", batch_size=16,
-                             progress=False, model_params={"hidden": [12]},
-                             strategy_params={"log_every": 10, "check_every": 10,
-                                              "maturity": 5, "replacement_rate": 0.05},
-                             out=tmp_path / "run")
+    with short_tasks(), at_chance():  # 30 steps of random labels: not memorised yet
+        result = neurosculpt.run(benchmark="random-label-digits", tasks=2, samples_per_task=48,
+                                 steps=30, strategy="neuroplastic", model="ann-mlp",
+                                 batch_size=16, progress=False, model_params={"hidden": [12]},
+                                 strategy_params={"log_every": 10, "check_every": 10,
+                                                  "maturity": 5, "replacement_rate": 0.05},
+                                 out=tmp_path / "run")
     saved = neurosculpt.runs.read_results(tmp_path / "run")
     for task in saved["tasks"]:
         record = task["plasticity"]
@@ -565,17 +570,19 @@ def test_composes_with_the_development_cycle_without_touching_consolidated_units
     params = {"develop": {"initial_hidden": 0.5, "grow": 0.25},
               "neuroplastic": {"check_every": 10, "maturity": 5, "replacement_rate": 0.05,
                                "tau": 0.3, "log_every": 0}}
-    result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=200,
-                             test_samples_per_task=60, strategy="develop+neuroplastic",
-                             model="ann-mlp", steps=50, batch_size=32, lr=3e-3, progress=False,
-                             model_params={"hidden": [24, 24]}, strategy_params=params)
+    with short_tasks(), at_chance():  # 50 steps: a later, permuted task may not be learned
+        result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=200,
+                                 test_samples_per_task=60, strategy="develop+neuroplastic",
+                                 model="ann-mlp", steps=50, batch_size=32, lr=3e-3,
+                                 progress=False, model_params={"hidden": [24, 24]},
+                                 strategy_params=params)
     acc = result.accuracy_matrix
     assert acc[1][0] == acc[2][0] == acc[0][0] and acc[2][1] == acc[1][1]
     actions = {d["action"] for t in result.results["tasks"] for d in t["plasticity"]["decisions"]}
     assert {"renew", "reinit"} <= actions
     budget = result.strategies[1].controller.budget
     assert budget == [36, 36]
-    assert all(n <= b for t in result.results["tasks"] for n, b in zip(t["neurons"], budget,
+    assert all(n <= b for t in result.results["tasks"] for n, b in zip(t["units"], budget,
                                                                         strict=True))
 
 
@@ -588,10 +595,11 @@ def test_development_cycle_follows_units_the_controller_grows_and_removes():
               "neuroplastic": {"check_every": 5, "maturity": 2, "plateau_window": 3,
                                "plateau_patience": 1, "plateau_tol": 10.0, "grow": 3,
                                "solved": 1.01, "dormant_max": 1.0, "log_every": 0}}
-    result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=120,
-                             test_samples_per_task=40, strategy="develop+neuroplastic",
-                             model="ann-mlp", steps=30, batch_size=16, progress=False,
-                             model_params={"hidden": [10, 10]}, strategy_params=params)
+    with at_chance():  # 30 steps of 10-unit layers
+        result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=120,
+                                 test_samples_per_task=40, strategy="develop+neuroplastic",
+                                 model="ann-mlp", steps=30, batch_size=16, progress=False,
+                                 model_params={"hidden": [10, 10]}, strategy_params=params)
     grown = [d for t in result.results["tasks"] for d in t["plasticity"]["decisions"]
              if d["action"] == "grow" and 0 < d["step"] - 30 * d["task"] < 30]
     assert grown, "the controller should grow units in the middle of a task"
@@ -615,7 +623,7 @@ def test_resize_journal_replays_growth_and_compaction():
     tensors = [follow(t, resizes, weight=j) for j, t in enumerate(tensors)]
     for tensor, layer in zip(tensors, net.plastic_layers, strict=True):
         assert tensor.shape == layer.weight.shape
-    # kept original entries moved with their neurons, grown ones are zero
+    # kept original entries moved with their units, grown ones are zero
     assert torch.equal(tensors[0][:2], net.plastic_layers[0].weight[:2].detach())
     assert torch.equal(tensors[0][2:], torch.zeros(2, 6))
     with pytest.raises(RuntimeError, match="journal"):

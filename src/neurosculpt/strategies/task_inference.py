@@ -105,6 +105,7 @@ class TaskInference(Strategy):
     """
 
     name = "task-inference"
+    transient = ("_tally", "_precisions")  # per-evaluation counts; a cache of the buffers
 
     def __init__(self, score: str = "ratio", features: str = "last", covariance: str = "full",
                  shrinkage: float = 0.01, statistics: bool | None = None,
@@ -470,10 +471,10 @@ class TaskInference(Strategy):
         with torch.no_grad():
             for (layer, inputs, _), grad in zip(captured, grads, strict=True):
                 weight, bias = layer.effective_parameters()
-                steps = grad.shape[0] // len(x)
+                steps = grad.shape[0] // len(x)  # [T * B, N] time-major or [B, tokens, N]
                 for s in range(n):
                     part = layer.mask & (layer.owner == s)
                     bias_part = (layer.bias_owner == s).to(bias.dtype)
                     change = F.linear(inputs, weight * part, bias * bias_part)
-                    scores[:, s] -= (change * grad).sum(1).view(steps, len(x)).sum(0)
+                    scores[:, s] -= (change * grad).reshape(steps, len(x), -1).sum((0, 2))
         return scores
