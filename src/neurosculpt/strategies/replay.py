@@ -241,25 +241,27 @@ class Replay(Strategy):
         self.seen += len(y)
 
     # --- herding selection ----------------------------------------------------------------------
-    def _features(self, ctx: Context, split: Split) -> Tensor:
+    def _features(self, ctx: Context, split: Split) -> tuple[Tensor, Tensor]:
         """``[N, units]``: the last hidden layer's outputs for every example of ``split``
-        (averaged over time steps and any spatial axes), L2-normalised, in eval mode."""
+        (averaged over time steps and any spatial axes), L2-normalised, in eval mode; and the
+        examples' labels."""
         model, was_training = ctx.model, ctx.model.training
         model.eval()
         model.record_activity = True
-        feats = []
+        feats, labels = [], []
         try:
             with torch.no_grad():
                 for index in torch.arange(len(split), device="cpu").split(1000):
-                    x, _ = split.get(index)
+                    x, y = split.get(index)
                     model(x.to(ctx.device))
                     a = model.activity[-1].float().mean(0)
                     feats.append(F.normalize(a.flatten(2).mean(2) if a.dim() > 2 else a, dim=1))
+                    labels.append(y.to(feats[-1].device))
         finally:
             model.record_activity = False
             model.activity = []
             model.train(was_training)
-        return torch.cat(feats)
+        return torch.cat(feats), torch.cat(labels)
 
     @staticmethod
     def herd(feats: Tensor, n: int) -> Tensor:
@@ -282,8 +284,7 @@ class Replay(Strategy):
         """The task's share of the balanced memory, each class's slots filled in herding order
         (``memory_rank``), so that shrinking a group later keeps its first exemplars."""
         split, task = ctx.task.train, ctx.task_id
-        feats = self._features(ctx, split)
-        y = split.get(torch.arange(len(split), device="cpu"))[1].to(feats.device)
+        feats, y = self._features(ctx, split)
         x0, _ = split.get(torch.arange(1, device="cpu"))
         self._allocate(x0.to(ctx.device))
         device = self.memory_x.device
