@@ -43,7 +43,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
                                  "probe_weight": args.probe_weight}}
     if args.replay:
         params["replay"] = {"buffer_size": args.replay, "memory": args.replay_memory,
-                            "weighting": args.replay_weighting}
+                            "weighting": args.replay_weighting,
+                            "selection": args.replay_selection}
     class_split = args.benchmark.startswith("split-") or args.benchmark == "fsdd-digits"
     config = RunConfig(
         benchmark=args.benchmark, scenario=args.scenario, tasks=args.tasks, model=args.model,
@@ -123,6 +124,8 @@ def main() -> None:
                         "balanced")
     parser.add_argument("--replay-weighting", default="auto",
                         help="replay loss: auto (tasks in the class scenario), batch or tasks")
+    parser.add_argument("--replay-selection", default="auto",
+                        help="exemplars of the balanced memory: auto, random or herding")
     parser.add_argument("--probe-l2", type=float, default=0.1,
                         help="L2 penalty of the memory-fitted task probe (probe, ratio-probe)")
     parser.add_argument("--probe-weight", type=float, default=0.5,
@@ -146,7 +149,8 @@ def main() -> None:
         parser.error("the scores probe and ratio-probe and --negatives memory need --replay N")
     torch.set_num_threads(1)
     results = [one_seed(args, int(s)) for s in args.seeds.split(",")]
-    replay = (f" + replay {args.replay} ({args.replay_memory}, {args.replay_weighting})"
+    replay = (f" + replay {args.replay} ({args.replay_memory}, {args.replay_weighting}, "
+              f"{args.replay_selection})"
               if args.replay else "")
     print(f"\n{args.benchmark}/{args.scenario} {args.model} {args.strategy}{replay}, "
           f"negatives {args.negatives}, "
