@@ -116,7 +116,9 @@ class TaskInference(Strategy):
     """
 
     name = "task-inference"
-    transient = ("_analytic",)  # the solved head and the projection, rebuilt when needed
+    # evaluation tallies (before_eval resets them) and caches of solved statistics, rebuilt
+    # when needed: a checkpoint need not hold them
+    transient = ("_tally", "_precisions", "_analytic")
 
     def __init__(self, score: str = "ratio", features: str = "last", covariance: str = "full",
                  shrinkage: float = 0.01, statistics: bool | None = None,
