@@ -170,7 +170,7 @@ def test_task_inference_recovers_old_tasks_in_the_class_scenario(base):
     assert union["metrics"]["acc"] < 0.6  # the newest head wins every prediction
     assert inferred["metrics"]["acc"] > union["metrics"]["acc"] + 0.3
     record = inferred["tasks"][-1]["task_inference"]
-    assert record["score"] == "ratio" and record["task_accuracy"] > 0.9
+    assert record["score"] == "analytic" and record["task_accuracy"] > 0.9
     assert 1.0 <= record["forward_passes_per_sample"] <= 3.0
     assert record["statistics_floats"] > 0
 
