@@ -40,7 +40,7 @@ from neurosculpt.strategies.task_inference import SCORES, TaskInference
 def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     parts = [args.strategy] + (["replay"] if args.replay else []) + ["task-inference"]
     params = {args.strategy: parse_params(args.param, "--param"),
-              "task-inference": {"statistics": True, "negatives": args.negatives,
+              "task-inference": {"statistics": True, "score": "ratio", "negatives": args.negatives,
                                  "covariance": args.covariance, "features": args.features}}
     if "analytic" in args.scores:  # its statistics are kept only when it is the score
         params["task-inference"].update(score="analytic", source=args.source,
