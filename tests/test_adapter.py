@@ -224,8 +224,8 @@ def test_develop_removes_units_and_synapses_of_the_snntorch_network(tiny_user_ru
     pytest.importorskip("snntorch")
     result = runs.run({**tiny_user_run, "strategy": "develop", "model": SNN, "steps": 12,
                        "model_params": {"hidden": [24, 24], "steps": 3},
-                       "strategy_params": {"keep_neurons": 0.5, "keep": 0.3}})
-    removed = [t["develop"]["removed_neurons"] for t in result.results["tasks"]]
+                       "strategy_params": {"keep_units": 0.5, "keep": 0.3}})
+    removed = [t["develop"]["removed_units"] for t in result.results["tasks"]]
     assert sum(map(sum, removed)) > 0
     dense = 64 * 24 + 24 * 24 + 24 * 10
     assert result.model.live_synapses() < dense
@@ -236,7 +236,7 @@ def test_resnet_loses_channels_and_compaction_keeps_its_outputs(strategy, tiny_u
     """develop removes channels itself (apoptosis); after PackNet's pruning the channels that
     nothing reads any more are compacted away. Either way the compacted network computes what
     the masked one did."""
-    params = ({"keep_neurons": 0.5, "keep": 0.2} if strategy == "develop"
+    params = ({"keep_units": 0.5, "keep": 0.2} if strategy == "develop"
               else {"prune_ratio": 0.98, "prune_last": True})
     result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 6,
                        "tasks": 1, "model_params": {"channels": 6, "inner": 16, "blocks": 2},

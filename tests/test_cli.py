@@ -67,7 +67,7 @@ def test_params_reach_the_model_and_strategy(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     results = read_results(tmp_path)
     assert results["config"]["model_params"]["hidden"] == [24]
-    assert results["tasks"][0]["neurons"] == [24]
+    assert results["tasks"][0]["units"] == [24]
     assert len(results["accuracy_matrix"]) == 2
     assert main(["run", *TINY, "-p", "lam=3", "--out", str(tmp_path / "x")]) == 2
     assert "no parameter(s) ['lam']" in capsys.readouterr().err

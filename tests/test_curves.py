@@ -52,7 +52,7 @@ def test_csv_holds_every_step_signal_decision_and_accuracy(logged):
             assert [float(r["value"]) for r in found] == [acc]
     units = [r for r in rows if r["tag"] == "structure/units/layer0"]
     assert [int(float(r["value"])) for r in units] == [
-        t["neurons"][0] for t in results["tasks"]]
+        t["units"][0] for t in results["tasks"]]
 
 
 def test_tensorboard_events_match_the_csv(logged):

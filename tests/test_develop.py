@@ -10,7 +10,7 @@ from neurosculpt import layers as L
 from neurosculpt.benchmarks import make_benchmark
 from neurosculpt.loop import Learner, TrainConfig
 from neurosculpt.models import ModelConfig, build_model
-from neurosculpt.plasticity import neuron_scores, synapse_scores
+from neurosculpt.plasticity import synapse_scores, unit_scores
 from neurosculpt.plasticity.structure import apoptosis
 from neurosculpt.strategies import make_strategy
 
@@ -47,14 +47,14 @@ def test_grow_then_prune_leaves_the_kept_network_unchanged() -> None:
         model.grow_units(0, 5)
         model.grow_units(1, 4)
         assert model.hidden_sizes() == [17, 14]
-        # prune every outgoing synapse of the new neurons: they no longer reach the output
+        # prune every outgoing synapse of the new units: they no longer reach the output
         for index, n in enumerate(sizes):
             nxt = model.plastic_layers[index + 1]
             cut = torch.zeros_like(nxt.mask)
             cut[:, n:] = True
             L.prune_synapses(nxt, cut)
         torch.testing.assert_close(model(x), before, rtol=0, atol=1e-6)
-        # apoptosis removes exactly the orphaned new neurons and the tensors shrink back
+        # apoptosis removes exactly the orphaned new units and the tensors shrink back
         assert apoptosis(model, None) == [5, 4]
         assert model.hidden_sizes() == sizes
         assert [layer.weight.shape for layer in model.plastic_layers] == [
@@ -92,7 +92,7 @@ def test_frozen_synapses_do_not_move_and_bwt_is_exactly_zero() -> None:
 def test_structure_is_recorded_for_every_phase_and_pruning_shrinks() -> None:
     variants = ({"keep": 0.2},
                 {"threshold": 1.0, "score": "magnitude", "budget": 1.0},
-                {"keep_neurons": 0.5, "score": "obd", "prune_rounds": 2})
+                {"keep_units": 0.5, "score": "obd", "prune_rounds": 2})
     for params in variants:
         result = neurosculpt.run(benchmark="split-digits", strategy="develop", model="ann-mlp",
                                  tasks=5, epochs=2, batch_size=32,
@@ -102,18 +102,18 @@ def test_structure_is_recorded_for_every_phase_and_pruning_shrinks() -> None:
             structure = task["structure"]
             assert set(PHASES) <= set(structure)
             for phase in PHASES:
-                assert len(structure[phase]["neurons"]) == 3
+                assert len(structure[phase]["units"]) == 3
                 assert len(structure[phase]["live_synapses"]) == 3
             assert structure["after_prune"]["live_synapses"][0] < \
                 structure["before_prune"]["live_synapses"][0]
             assert structure["after_consolidate"]["free_synapses"] == [0, 0, 0]
             assert str(task["task"]) in structure["after_consolidate"]["partitions"][0]
             assert task["live_synapses"] == sum(structure["after_consolidate"]["live_synapses"])
-            if "keep_neurons" in params:  # at most half of the new neurons survive
-                grown = structure["after_expand"]["neurons"][0] - \
-                    structure["before_expand"]["neurons"][0]
-                assert structure["after_prune"]["neurons"][0] <= \
-                    structure["before_expand"]["neurons"][0] + max(1, round(grown / 2))
+            if "keep_units" in params:  # at most half of the new units survive
+                grown = structure["after_expand"]["units"][0] - \
+                    structure["before_expand"]["units"][0]
+                assert structure["after_prune"]["units"][0] <= \
+                    structure["before_expand"]["units"][0] + max(1, round(grown / 2))
         # the hidden layers end within the budget (default 60% of each) and below the dense size
         budget = min(params.get("budget", 0.6), 0.9)
         live = result.results["tasks"][-1]["structure"]["after_consolidate"]["live_synapses"]
@@ -122,8 +122,8 @@ def test_structure_is_recorded_for_every_phase_and_pruning_shrinks() -> None:
 
 
 def test_capacity_is_never_exceeded_and_logged() -> None:
-    for name, params in (("develop", {"max_neurons": 6, "grow": 4, "initial_hidden": 3}),
-                         ("dsd", {"max_neurons": [5, 4]})):
+    for name, params in (("develop", {"max_units": 6, "grow": 4, "initial_hidden": 3}),
+                         ("dsd", {"max_units": [5, 4]})):
         result = neurosculpt.run(benchmark="split-digits", strategy=name, model="ann-mlp",
                                  tasks=5, epochs=1, batch_size=32,
                                  model_params={"hidden": (24, 24)}, strategy_params=params,
@@ -132,7 +132,7 @@ def test_capacity_is_never_exceeded_and_logged() -> None:
         logs = []
         for task in result.results["tasks"]:
             for phase in task["structure"].values():
-                assert all(n <= c for n, c in zip(phase["neurons"][:-1], caps, strict=True))
+                assert all(n <= c for n, c in zip(phase["units"][:-1], caps, strict=True))
             logs += task.get("log", [])
         assert any("capacity" in line for line in logs)
         assert result.results["status"] == "complete"
@@ -202,7 +202,7 @@ def test_conv_models_develop_and_dsd() -> None:
                                  tasks=2, epochs=1, batch_size=32,
                                  model_params={"channels": (8, 8), "hidden": (16,)}, **SMALL)
         assert result.metrics["bwt"] == 0.0
-        assert len(result.results["tasks"][-1]["structure"]["after_consolidate"]["neurons"]) == 4
+        assert len(result.results["tasks"][-1]["structure"]["after_consolidate"]["units"]) == 4
 
 
 # --- importance scores --------------------------------------------------------------------------
@@ -228,14 +228,14 @@ def test_every_score_ranks_useless_synapses_lowest() -> None:
             if score != "activity":  # co-firing does not look at the weight
                 assert first[3, 1] == lowest, (kind, score)
             # synapses onto a neuron that never fires are useless too: compare the rest
-            others = (neuron_scores(model, "activity", batches)[0] > 0)[:, None].expand_as(first)
+            others = (unit_scores(model, "activity", batches)[0] > 0)[:, None].expand_as(first)
             others = others.clone()
             others[:, 4] = False
             others[3, 1] = False
             assert bool((first[others] > lowest).all()), (kind, score)
-        rates = neuron_scores(model, "activity", batches)
+        rates = unit_scores(model, "activity", batches)
         assert [len(r) for r in rates] == [12, 10, 3]
-        magnitude = neuron_scores(model, "magnitude")
+        magnitude = unit_scores(model, "magnitude")
         torch.testing.assert_close(magnitude[1], model.plastic_layers[1].weight.abs().sum(1))
 
 

@@ -68,7 +68,7 @@ def _decisions(run: Learner, action: str) -> list[dict]:
 
 
 def test_neuroplastic_grows_prunes_and_reinits_feed_forward_units_within_budget():
-    params = {"max_neurons": 16, "grow": 2, "check_every": 5, "plateau_window": 5,
+    params = {"max_units": 16, "grow": 2, "check_every": 5, "plateau_window": 5,
               "plateau_patience": 1, "dormant_max": 1.0, "maturity": 3, "tau": 0.9,
               "prune_utility": 0.9, "actions": "renew,reinit,grow,prune", "log_every": 0}
     run = learner("neuroplastic", params, benchmark="random-label-digits", tasks=3, steps=30,
@@ -78,7 +78,7 @@ def test_neuroplastic_grows_prunes_and_reinits_feed_forward_units_within_budget(
         assert _decisions(run, action), f"no {action} decision"
     net = run.model
     assert [net.units(i).fixed for i in range(4)] == [False, True, False, True]
-    widths = [rec["neurons"] for rec in run.tasks]  # ff.0, residual, ff.0, residual
+    widths = [rec["units"] for rec in run.tasks]  # ff.0, residual, ff.0, residual
     assert all(w[0] <= 16 and w[2] <= 16 and w[1] == w[3] == 16 for w in widths)
     assert any(w[0] != 12 or w[2] != 12 for w in widths)
     for block, n in zip(net.net.blocks, net.hidden_sizes()[::2], strict=True):

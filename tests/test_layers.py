@@ -24,7 +24,7 @@ def _input(kind: str, n_in: int = 3) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
-def test_grow_outputs_keeps_old_neurons(kind):
+def test_grow_outputs_keeps_old_units(kind):
     layer, x = _layer(kind), _input(kind)
     before = layer(x)
     new = L.grow_outputs(layer, 3)
@@ -49,7 +49,7 @@ def test_grow_inputs_is_silent_while_new_inputs_are_zero(kind):
 
 
 def _silence(layer: L.PlasticLayer, rows: torch.Tensor) -> None:
-    """Make output neurons ``rows`` never active (no input weight, very negative bias)."""
+    """Make output units ``rows`` never active (no input weight, very negative bias)."""
     with torch.no_grad():
         layer.weight[rows] = 0.0
         layer.bias[rows] = -100.0

@@ -84,11 +84,11 @@ def test_structure_is_json_and_tracks_growth_and_owners(tiny_model):
     L.prune_synapses(model.layers[2], torch.ones_like(model.layers[2].mask))
     model.grow_units(2, 3)
     structure = json.loads(json.dumps(model.structure()))
-    assert [s["neurons"] for s in structure] == [3, 4, 35, 32, 5]
+    assert [s["units"] for s in structure] == [3, 4, 35, 32, 5]
     assert structure[0]["partitions"] == {"0": 27}
     assert structure[2]["inputs"] == 4 * 2 * 2  # 4 channels of 2 x 2 after two pools
-    assert structure[2]["live_synapses"] == 3 * 16  # only the grown neurons' inputs are live
-    assert structure[2]["live_neurons"] == 3
+    assert structure[2]["live_synapses"] == 3 * 16  # only the grown units' inputs are live
+    assert structure[2]["live_units"] == 3
     assert structure[3]["inputs"] == 35
 
 

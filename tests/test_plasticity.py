@@ -423,16 +423,16 @@ def test_l2_init_leaves_pruned_and_frozen_entries_alone():
 
 
 def test_dropin_grows_within_budget_and_apoptosis_compacts():
-    strategies = make_strategies("dropin", {"grow": 4, "every": 20, "max_neurons": 24,
+    strategies = make_strategies("dropin", {"grow": 4, "every": 20, "max_units": 24,
                                             "apoptosis": 0.5, "maturity": 5, "dropout": 0.2})
     run = make_learner(strategies, steps=60)
     run.run()
     grown = decisions(run, "grow")
-    assert grown and all(d["why"]["neurons"] + d["n"] <= 24 for d in grown)
-    assert max(max(rec["neurons"]) for rec in run.tasks) <= 24
+    assert grown and all(d["why"]["units"] + d["n"] <= 24 for d in grown)
+    assert max(max(rec["units"]) for rec in run.tasks) <= 24
     pruned = decisions(run, "prune")
     assert pruned, "utility below half the layer mean happens in every layer"
-    assert all(rec["neurons"][0] >= 8 for rec in run.tasks)
+    assert all(rec["units"][0] >= 8 for rec in run.tasks)
     net = run.model
     net.eval()
     x = torch.randn(5, 10)
@@ -441,7 +441,7 @@ def test_dropin_grows_within_budget_and_apoptosis_compacts():
 
 def test_neuroplastic_grows_on_plateau_never_above_budget_and_logs_why():
     # lr 1e-5: the loss cannot move, so the plateau detector fires and the controller grows
-    params = {"max_neurons": 20, "grow": 2, "check_every": 10, "plateau_window": 10,
+    params = {"max_units": 20, "grow": 2, "check_every": 10, "plateau_window": 10,
               "plateau_patience": 1, "dormant_max": 1.0, "maturity": 5, "log_every": 0}
     run = make_learner(make_strategies("neuroplastic", params), lr=1e-5, steps=80)
     run.run()
@@ -451,23 +451,23 @@ def test_neuroplastic_grows_on_plateau_never_above_budget_and_logs_why():
     assert on_plateau and on_plateau[0]["task"] == 0
     assert len(on_plateau) + len(unlearned) == len(grown)
     for d in grown:
-        assert d["why"]["neurons"] + d["n"] <= 20 and "erank_fraction" in d["why"]
+        assert d["why"]["units"] + d["n"] <= 20 and "erank_fraction" in d["why"]
     for d in on_plateau:
         assert d["why"]["plateau"] is True and "loss_window" in d["why"]
     for d in unlearned:  # across tasks: the previous task was not learned
         assert d["step"] == 80 * d["task"] and d["why"]["previous_task_accuracy"] < 0.99
-    assert all(n <= 20 for rec in run.tasks for n in rec["neurons"])
-    assert any(d["why"]["neurons"] + d["n"] == 20 for d in grown)  # it reached the budget
+    assert all(n <= 20 for rec in run.tasks for n in rec["units"])
+    assert any(d["why"]["units"] + d["n"] == 20 for d in grown)  # it reached the budget
 
 
 @pytest.mark.parametrize("kind", ["ann-mlp", "snn-mlp"])
 def test_neuroplastic_enforces_the_budget_and_reinitialises_dormant_units(kind):
-    params = {"max_neurons": 12, "check_every": 10, "maturity": 5, "tau": 0.5, "log_every": 0}
+    params = {"max_units": 12, "check_every": 10, "maturity": 5, "tau": 0.5, "log_every": 0}
     run = make_learner(make_strategies("neuroplastic", params), kind=kind, steps=40)
     run.run()
     pruned = decisions(run, "prune")
     assert pruned[0]["why"]["over_budget"] == 4 and pruned[0]["n"] == 4
-    assert all(n <= 12 for rec in run.tasks for n in rec["neurons"])
+    assert all(n <= 12 for rec in run.tasks for n in rec["units"])
     reinit = decisions(run, "reinit")
     assert reinit and all(d["why"]["tau"] == 0.5 for d in reinit)
 
@@ -485,7 +485,7 @@ def test_neuroplastic_apoptosis_is_opt_in_and_removes_idle_units_at_task_end():
     assert pruned and all(d["step"] % 40 == 0 and "low_utility_fraction" in d["why"]
                           for d in pruned)
     removed = sum(d["n"] for d in pruned if d["task"] == 0 and d["layer"] == 0)
-    assert run.tasks[0]["neurons"][0] == 16 - removed >= 8  # never below min_neurons
+    assert run.tasks[0]["units"][0] == 16 - removed >= 8  # never below min_units
 
 
 def test_strategies_are_deterministic():
@@ -499,7 +499,7 @@ def test_strategies_are_deterministic():
 
 @pytest.mark.parametrize("strategy", ["neuroplastic", "cbp", "l2-init", "dropin"])
 def test_resume_after_an_interruption_gives_identical_results(tmp_path, strategy):
-    params = {"neuroplastic": {"check_every": 10, "maturity": 5, "max_neurons": 1.25,
+    params = {"neuroplastic": {"check_every": 10, "maturity": 5, "max_units": 1.25,
                                "grow": 2, "plateau_window": 10, "plateau_patience": 1},
               "cbp": {"replacement_rate": 0.01, "maturity": 5},
               "l2-init": {"lam": 0.01},
@@ -575,7 +575,7 @@ def test_composes_with_the_development_cycle_without_touching_consolidated_units
     assert {"renew", "reinit"} <= actions
     budget = result.strategies[1].controller.budget
     assert budget == [36, 36]
-    assert all(n <= b for t in result.results["tasks"] for n, b in zip(t["neurons"], budget,
+    assert all(n <= b for t in result.results["tasks"] for n, b in zip(t["units"], budget,
                                                                         strict=True))
 
 
@@ -615,7 +615,7 @@ def test_resize_journal_replays_growth_and_compaction():
     tensors = [follow(t, resizes, weight=j) for j, t in enumerate(tensors)]
     for tensor, layer in zip(tensors, net.plastic_layers, strict=True):
         assert tensor.shape == layer.weight.shape
-    # kept original entries moved with their neurons, grown ones are zero
+    # kept original entries moved with their units, grown ones are zero
     assert torch.equal(tensors[0][:2], net.plastic_layers[0].weight[:2].detach())
     assert torch.equal(tensors[0][2:], torch.zeros(2, 6))
     with pytest.raises(RuntimeError, match="journal"):

@@ -75,7 +75,7 @@ def test_single_task_metrics_are_null_not_nan(tmp_path, quick_run):
 
 
 class _Grow(Strategy):
-    """Adds four neurons to the first hidden layer before every task; keeps a buffer whose
+    """Adds four units to the first hidden layer before every task; keeps a buffer whose
     shape changes and Python state, both of which must come back from a checkpoint."""
 
     name = "grow"
@@ -225,7 +225,7 @@ def test_resume_when_a_later_strategy_removes_units_after_ewc_recorded(tmp_path,
     quick_run.update(strategy="ewc+neuroplastic", keep_checkpoints=True, strategy_params={
         "ewc": {"fisher_samples": 8},
         "neuroplastic": {"actions": "renew,reinit,prune", "maturity": 1, "prune_utility": 2.0,
-                         "min_neurons": 4, "check_every": 0, "log_every": 0, "every": 1}})
+                         "min_units": 4, "check_every": 0, "log_every": 0, "every": 1}})
     full = run(quick_run, out=tmp_path / "full")
     removed = [d for t in full.results["tasks"] for d in t["plasticity"]["decisions"]
                if d["action"] == "prune" and d["n"] > 0]

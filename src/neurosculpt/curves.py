@@ -138,7 +138,7 @@ class CurveLogger:
             self.scalar(f"structure/units/layer{i}", units, step, task)
         self.scalar("structure/live_synapses", ctx.model.live_synapses(), step, task)
         for key in ("develop", "dsd"):
-            for kind in ("grown", "pruned", "removed_neurons", "pruned_neurons", "reopened"):
+            for kind in ("grown", "pruned", "removed_units", "pruned_units", "reopened"):
                 for i, n in enumerate(ctx.record.get(key, {}).get(kind) or []):
                     self.scalar(f"events/{kind}/layer{i}", n, step, task)
         row = getattr(ctx, "accuracy", None) or []

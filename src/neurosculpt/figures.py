@@ -175,8 +175,8 @@ def structural_events(task: dict) -> dict[str, int]:
         events[decision["action"]] = events.get(decision["action"], 0) + int(decision["n"])
     for key in ("develop", "dsd"):
         record = task.get(key, {})
-        for name, label in (("grown", "grow"), ("removed_neurons", "prune"),
-                            ("pruned_neurons", "prune")):
+        for name, label in (("grown", "grow"), ("removed_units", "prune"),
+                            ("pruned_units", "prune")):
             if record.get(name):
                 events[label] = events.get(label, 0) + int(sum(record[name]))
     return events
@@ -186,7 +186,7 @@ def structure_over_stream(runs: Sequence[dict], title: str) -> Figure | None:
     """Units and live synapses per layer after each task (mean over seeds), each task's
     partition of the synapses (stacked, first seed) and the structural events per task."""
     tasks = [r.get("tasks") or [] for r in runs]
-    if not any(t.get("neurons") for ts in tasks for t in ts):
+    if not any(t.get("units") for ts in tasks for t in ts):
         return None
     first = tasks[0]
     partitions = [(_last_phase(t) or {}).get("partitions") for t in first]
@@ -199,9 +199,9 @@ def structure_over_stream(runs: Sequence[dict], title: str) -> Figure | None:
     n = max(len(ts) for ts in tasks)
     x = list(range(n))
     ax = axes[0]
-    n_layers = max(len(t.get("neurons", [])) for ts in tasks for t in ts)
+    n_layers = max(len(t.get("units", [])) for ts in tasks for t in ts)
     for layer in range(n_layers):
-        series = [[t["neurons"][layer] if layer < len(t.get("neurons", [])) else None
+        series = [[t["units"][layer] if layer < len(t.get("units", [])) else None
                    for t in ts] for ts in tasks]
         _mean_band(ax, x, series, f"layer {layer}")
     ax.set_ylabel("hidden units")

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .renames import deprecated_name
+
 FREE = -1
 """Owner value of a synapse that no task has consolidated yet."""
 
@@ -155,9 +157,14 @@ class PlasticLayer(nn.Module):
     def live_synapses(self, task: int | None = None) -> int:
         return int(self.synapse_mask(task).sum())
 
-    def live_neurons(self) -> int:
-        """Output neurons with at least one live input synapse."""
+    def live_units(self) -> int:
+        """Output units with at least one live input synapse."""
         return int(self.mask.flatten(1).any(1).sum())
+
+    def live_neurons(self) -> int:
+        """Deprecated name of :meth:`live_units` (:mod:`neurosculpt.renames`)."""
+        deprecated_name("PlasticLayer.live_neurons", "live_units")
+        return self.live_units()
 
 
 class PlasticLinear(PlasticLayer):

@@ -391,7 +391,7 @@ class Learner:
             "average_seen_accuracy": _mean(row[: task_id + 1]),
             "parameters": sum(p.numel() for p in model.parameters()),
             "live_synapses": model.live_synapses(),
-            "neurons": model.hidden_sizes(),
+            "units": model.hidden_sizes(),
             "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             **ctx.record,
         }

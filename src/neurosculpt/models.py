@@ -144,11 +144,11 @@ class Network(PlasticNetwork):
             n_in = h
         blocks.append(L.PlasticLinear(n_in, n_outputs))
         self.layers = nn.ModuleList(blocks)
-        self.neurons = nn.ModuleList(self._make_units() for _ in blocks[:-1])
+        self.neurons = nn.ModuleList(self._make_neurons() for _ in blocks[:-1])
         self.pool = nn.AvgPool2d(2)
         self.readout = LI(beta=config.readout_beta) if config.spiking else None
         if config.spiking and config.readout == "spikes":
-            self.output_neurons = self._make_units()
+            self.output_neurons = self._make_neurons()
 
     # --- construction ---------------------------------------------------------------------------
     def _make_encoder(self) -> nn.Module:
@@ -159,7 +159,7 @@ class Network(PlasticNetwork):
             return SequenceEncoder()
         return make_encoder(cfg.encoder, cfg.steps)
 
-    def _make_units(self) -> nn.Module:
+    def _make_neurons(self) -> nn.Module:
         cfg = self.config
         if not cfg.spiking:
             return ReLUUnits()
@@ -241,8 +241,8 @@ class Network(PlasticNetwork):
             h = self._flat(h.reshape(steps * batch, *h.shape[2:]), 0)
             current = self.layers[0](h).unflatten(0, (steps, batch))
         self.activity = []
-        for i, units in enumerate(self.neurons):
-            h = units(current)
+        for i, neurons in enumerate(self.neurons):
+            h = neurons(current)
             if self.record_activity:
                 self.activity.append(h)
             h = h.reshape(steps * batch, *h.shape[2:])

@@ -313,8 +313,8 @@ class PlasticNetwork(nn.Module):
             {
                 "layer": i,
                 "type": type(layer).__name__,
-                "neurons": layer.n_out,
-                "live_neurons": layer.live_neurons(),
+                "units": layer.n_out,
+                "live_units": layer.live_units(),
                 "inputs": layer.n_in,
                 "synapses": layer.weight.numel(),
                 "live_synapses": layer.live_synapses(),

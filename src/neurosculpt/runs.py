@@ -41,6 +41,7 @@ from .devices import resolve_device
 from .loading import is_spec
 from .loop import Learner, TrainConfig, TrainingDiverged
 from .models import ModelConfig, Network, build_model
+from .renames import upgrade_checkpoint, upgrade_results
 from .strategies import hyper_parameters, load_plugin, make_strategies
 from .strategies.base import Strategy, state_lost_in_checkpoint
 from .validation import (
@@ -203,7 +204,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise UserError(f"checkpoint {path} has format {found}, "
                         f"this neurosculpt reads format {CHECKPOINT_FORMAT}")
-    return state
+    return upgrade_checkpoint(state)
 
 
 def load_state_resizing(module: nn.Module, state: dict) -> None:
@@ -655,7 +656,8 @@ def resume(path: str | Path, log=None, benchmark: Benchmark | None = None,
 
 
 def read_results(path: str | Path) -> dict:
-    """``results.json`` of a run folder (or the file itself), with a clear error if absent."""
+    """``results.json`` of a run folder (or the file itself), with a clear error if absent;
+    files written before a key was renamed come back with the current names (:mod:`.renames`)."""
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
@@ -664,4 +666,4 @@ def read_results(path: str | Path) -> dict:
     if not isinstance(results, dict):
         raise UserError(f"results file {file} holds {type(results).__name__}, not a run's "
                         "results (see docs/results-schema.md)")
-    return results
+    return upgrade_results(results)

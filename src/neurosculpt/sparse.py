@@ -180,12 +180,12 @@ class EventDrivenNetwork:
         cfg = model.config
         if not cfg.spiking or cfg.conv:
             raise ValueError(f"event-driven inference supports snn-mlp models, not {cfg.kind}")
-        units = list(model.neurons) + ([model.output_neurons] if cfg.readout == "spikes" else [])
-        first = units[0]
-        for unit in units:
-            if not isinstance(unit, LIF):
-                raise ValueError(f"unsupported neuron {type(unit).__name__}")
-            if (float(unit.beta), float(unit.threshold), unit.reset, unit.reset_value) != (
+        neurons = list(model.neurons) + ([model.output_neurons] if cfg.readout == "spikes" else [])
+        first = neurons[0]
+        for neuron in neurons:
+            if not isinstance(neuron, LIF):
+                raise ValueError(f"unsupported neuron {type(neuron).__name__}")
+            if (float(neuron.beta), float(neuron.threshold), neuron.reset, neuron.reset_value) != (
                     float(first.beta), float(first.threshold), first.reset, first.reset_value):
                 raise ValueError("event-driven inference needs one neuron setting for all layers")
         self.beta = float(first.beta.detach().clamp(0.0, 1.0))

@@ -80,22 +80,22 @@ def _require_nir() -> None:
 # --- export ------------------------------------------------------------------------------------
 
 
-def _check_neuron(unit: nn.Module, where: str) -> LIF:
-    if not isinstance(unit, LIF):
-        raise NIRExportError(f"{where}: {type(unit).__name__} has no NIR node")
-    if unit.reset != "zero":
+def _check_neuron(neuron: nn.Module, where: str) -> LIF:
+    if not isinstance(neuron, LIF):
+        raise NIRExportError(f"{where}: {type(neuron).__name__} has no NIR node")
+    if neuron.reset != "zero":
         raise NIRExportError(
             f"{where}: reset by subtraction (reset='subtract') has no NIR equivalent: NIR LIF "
             "and IF nodes reset the membrane to v_reset; train with reset='zero' to export"
         )
-    return unit
+    return neuron
 
 
-def _neuron_node(unit: LIF, shape: Sequence[int], dt: float) -> tuple[nir.NIRNode, float]:
+def _neuron_node(neuron: LIF, shape: Sequence[int], dt: float) -> tuple[nir.NIRNode, float]:
     """NIR node for a spiking population and the factor its incoming weights are scaled by."""
-    beta = float(unit.beta.detach().clamp(0.0, 1.0))
-    thr = np.full(tuple(shape), float(unit.threshold.detach()), dtype=np.float64)
-    reset = np.full(tuple(shape), unit.reset_value, dtype=np.float64)
+    beta = float(neuron.beta.detach().clamp(0.0, 1.0))
+    thr = np.full(tuple(shape), float(neuron.threshold.detach()), dtype=np.float64)
+    reset = np.full(tuple(shape), neuron.reset_value, dtype=np.float64)
     if beta >= 1.0:
         return nir.IF(r=np.full(tuple(shape), 1.0 / dt), v_threshold=thr, v_reset=reset), 1.0
     tau = dt / (1.0 - beta)
@@ -219,33 +219,33 @@ def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def _as_lif(unit: nn.Module, where: str) -> LIF:
-    """The library's LIF with the dynamics of ``unit``: a LIF, or an ``snntorch.Leaky`` with
+def _as_lif(module: nn.Module, where: str) -> LIF:
+    """The library's LIF with the dynamics of ``module``: a LIF, or an ``snntorch.Leaky`` with
     reset to zero (snnTorch's delayed reset, ``v = beta * (1 - s_prev) * v + I``, spikes
     exactly as a LIF that resets in the step it fires)."""
-    if isinstance(unit, LIF):
-        return _check_neuron(unit, where)
-    if type(unit).__name__ == "Leaky" and hasattr(unit, "reset_mechanism"):
-        if unit.reset_mechanism != "zero" or not getattr(unit, "reset_delay", True):
+    if isinstance(module, LIF):
+        return _check_neuron(module, where)
+    if type(module).__name__ == "Leaky" and hasattr(module, "reset_mechanism"):
+        if module.reset_mechanism != "zero" or not getattr(module, "reset_delay", True):
             raise NIRExportError(f"{where}: snntorch.Leaky with reset_mechanism="
-                                 f"{unit.reset_mechanism!r} has no NIR equivalent; use 'zero'")
-        if float(unit.graded_spikes_factor) != 1.0 or unit.inhibition or unit.state_quant:
+                                 f"{module.reset_mechanism!r} has no NIR equivalent; use 'zero'")
+        if float(module.graded_spikes_factor) != 1.0 or module.inhibition or module.state_quant:
             raise NIRExportError(f"{where}: graded spikes, inhibition and state quantisation "
                                  "of snntorch.Leaky have no NIR equivalent")
-        return LIF(beta=float(unit.beta.detach().clamp(0.0, 1.0)),
-                   threshold=float(unit.threshold), reset="zero")
-    raise NIRExportError(f"{where}: {type(unit).__name__} has no NIR node")
+        return LIF(beta=float(module.beta.detach().clamp(0.0, 1.0)),
+                   threshold=float(module.threshold), reset="zero")
+    raise NIRExportError(f"{where}: {type(module).__name__} has no NIR node")
 
 
-def _as_readout(unit: nn.Module | None, where: str) -> LI:
+def _as_readout(module: nn.Module | None, where: str) -> LI:
     """The library's LI with the dynamics of the output population: an LI, or an
     ``snntorch.Leaky`` that never resets (``reset_mechanism="none"``), read as its mean
     membrane potential over the time steps."""
-    if isinstance(unit, LI):
-        return unit
-    if type(unit).__name__ == "Leaky" and getattr(unit, "reset_mechanism", None) == "none":
-        return LI(beta=float(unit.beta.detach().clamp(0.0, 1.0)))
-    raise NIRExportError(f"{where}: {type(unit).__name__} is not a leaky-integrator readout "
+    if isinstance(module, LI):
+        return module
+    if type(module).__name__ == "Leaky" and getattr(module, "reset_mechanism", None) == "none":
+        return LI(beta=float(module.beta.detach().clamp(0.0, 1.0)))
+    raise NIRExportError(f"{where}: {type(module).__name__} is not a leaky-integrator readout "
                          "(an LI, or snntorch.Leaky(reset_mechanism='none'))")
 
 
@@ -295,8 +295,8 @@ def _export_nodes(model: Network, dt: float, pooling: str, readout: str = "li"
     shape = [int(d) for d in model.input_shape] if cfg.conv else [model.layers[0].n_in]
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
     carry = 1.0  # factor from a preceding SumPool2d, folded into the next layer's weights
-    for i, (layer, unit) in enumerate(zip(model.layers[:-1], model.neurons, strict=True)):
-        neuron = _check_neuron(unit, f"hidden layer {i}")
+    for i, (layer, module) in enumerate(zip(model.layers[:-1], model.neurons, strict=True)):
+        neuron = _check_neuron(module, f"hidden layer {i}")
         if isinstance(layer, PlasticConv2d):
             out_shape = [layer.n_out, shape[1], shape[2]]
             node, scale = _neuron_node(neuron, out_shape, dt)

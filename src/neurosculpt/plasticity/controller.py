@@ -165,7 +165,7 @@ class Controller(nn.Module):
       the previous task ended unlearned (its running batch accuracy below ``solved``);
     - ``prune`` (off by default), at the end of a task: apoptosis of mature free units that were
       active on fewer than 1% of inputs or whose utility is below ``prune_utility`` times the
-      layer mean, never below ``min_neurons``. Whatever ``actions`` say, a layer above its
+      layer mean, never below ``min_units``. Whatever ``actions`` say, a layer above its
       budget (grown by another strategy) loses its lowest-utility free units.
 
     Why ``prune`` is off by default: on random-label streams, removing idle units at every task
@@ -173,14 +173,14 @@ class Controller(nn.Module):
     new-task accuracy 0.755 with it, 0.987 without; digits: 0.980 and 0.984; docs/plasticity.md).
     It bounds the size from below the budget when compute matters more than accuracy.
 
-    The budget is ``max_neurons`` (see :func:`budgets`); the controller never grows a layer above
+    The budget is ``max_units`` (see :func:`budgets`); the controller never grows a layer above
     it. The layer sizes may also be changed by another strategy (the development cycle); the
     running statistics follow (see :class:`~neurosculpt.plasticity.signals.UnitStats`).
     """
 
     transient = ("renewed",)  # units renewed since the last log entry; reset by before_task
 
-    def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
+    def __init__(self, max_units: int | float | list | None = None, min_units: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.025,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01, renew_every: int = 50,
@@ -190,8 +190,8 @@ class Controller(nn.Module):
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
         super().__init__()
-        self.max_neurons = max_neurons
-        self.min_neurons = min_neurons
+        self.max_units = max_units
+        self.min_units = min_units
         self.replacement_rate = replacement_rate
         self.maturity = maturity
         self.tau = tau
@@ -218,7 +218,7 @@ class Controller(nn.Module):
         model = ctx.model
         widths = model.hidden_sizes()
         if not self.budget:
-            self.budget = budgets(self.max_neurons, model.initial_widths())
+            self.budget = budgets(self.max_units, model.initial_widths())
         self.renewal.start(len(widths))
         self.renewed = [0] * len(widths)
         self.accuracy = 0.0
@@ -281,7 +281,7 @@ class Controller(nn.Module):
                 k = min(self.grow_n, room)
                 why = {"plateau": True, "loss_window": monitor.plateau.last,
                        "best_window": monitor.plateau.best, "batch_accuracy": self.accuracy,
-                       "dormant_fraction": dormant_frac, "neurons": n, "budget": self.budget[i]}
+                       "dormant_fraction": dormant_frac, "units": n, "budget": self.budget[i]}
                 why["erank_fraction"] = self._erank_fraction(ctx, i)
                 apply_grow(monitor, model, i, k, ctx.optimizer)
                 log_decision(ctx, "grow", i, k, why)
@@ -311,7 +311,7 @@ class Controller(nn.Module):
                 continue
             k = min(self.grow_n, room)
             why = {"previous_task_accuracy": self.last_accuracy, "solved": self.solved,
-                   "dormant_fraction": dormant_frac, "neurons": n, "budget": self.budget[i],
+                   "dormant_fraction": dormant_frac, "units": n, "budget": self.budget[i],
                    "erank_fraction": self._erank_fraction(ctx, i)}
             apply_grow(monitor, model, i, k, ctx.optimizer)
             log_decision(ctx, "grow", i, k, why)
@@ -333,7 +333,7 @@ class Controller(nn.Module):
             mature = (stats.age(i) > self.maturity) & monitor.free_units(model, i)
             mean_util = float(util.mean())
             useless = mature & ((active < 0.01) | (util < self.prune_utility * mean_util))
-            k = min(int(useless.sum()), max(n - self.min_neurons, 0))
+            k = min(int(useless.sum()), max(n - self.min_units, 0))
             if k == 0:
                 continue
             idx = torch.nonzero(useless).flatten()
@@ -341,7 +341,7 @@ class Controller(nn.Module):
             why = {"dead_fraction": float((active < 0.01).float().mean()),
                    "low_utility_fraction": float((util < self.prune_utility * mean_util)
                                                  .float().mean()),
-                   "utility_mean": mean_util, "neurons": n}
+                   "utility_mean": mean_util, "units": n}
             apply_remove(monitor, model, i, units, ctx.optimizer)
             log_decision(ctx, "prune", i, k, why)
 
@@ -359,7 +359,7 @@ class Controller(nn.Module):
                 util = monitor.stats.utility(i)[free]
                 units = free[torch.topk(-util, k).indices].sort().values
                 apply_remove(monitor, model, i, units, ctx.optimizer)
-            log_decision(ctx, "prune", i, k, {"over_budget": excess, "neurons": n,
+            log_decision(ctx, "prune", i, k, {"over_budget": excess, "units": n,
                                               "budget": self.budget[i],
                                               "free_units": len(free)})
 

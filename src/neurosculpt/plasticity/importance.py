@@ -1,4 +1,4 @@
-"""Importance scores: how much each synapse (and neuron) of the plastic layers matters.
+"""Importance scores: how much each synapse (and unit) of the plastic layers matters.
 
 Every score returns one tensor per plastic layer, shaped like its weight; higher means more
 important, and synapses that are not live score 0, so a pruning rule can rank the live ones.
@@ -7,7 +7,7 @@ important, and synapses that are not live score 0, so a pruning rule can rank th
   Neural Networks"; the criterion of PackNet).
 - ``activity``: Hebbian co-activation ``|E[pre_i(t) post_j(t)]|`` over time steps and samples
   ("cells that fire together wire together", Hebb 1949): a synapse whose input never fires, or
-  whose neuron never fires, carries nothing. In spiking models ``pre``/``post`` are spikes; in
+  whose unit never fires, carries nothing. In spiking models ``pre``/``post`` are spikes; in
   non-spiking ones ReLU activations. The output layer has no spiking population, so its
   ``post`` is the teacher signal (the one-hot target, repeated over time steps): a supervised
   Hebbian term. For a convolution the product is averaged over positions as well.
@@ -36,9 +36,10 @@ from torch import Tensor
 
 from ..layers import PlasticConv2d, PlasticLayer
 from ..network import PlasticNetwork
+from ..renames import renamed_attribute
 
 SYNAPSE_SCORES = ("magnitude", "activity", "taylor", "obd")
-NEURON_SCORES = ("magnitude", "activity", "taylor", "obd")
+UNIT_SCORES = ("magnitude", "activity", "taylor", "obd")
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -191,7 +192,7 @@ def synapse_scores(model: PlasticNetwork, kind: str, batches: Batches | None = N
 @torch.no_grad()
 def firing_rates(model: PlasticNetwork, batches: Batches,
                  forward: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
-    """Mean activity per neuron of each hidden layer, and mean ``|current|`` of each output."""
+    """Mean activity per unit of each hidden layer, and mean ``|current|`` of each output."""
     forward = forward or model
     out_layer = model.plastic_layers[-1]
     currents: list[Tensor] = []
@@ -216,21 +217,25 @@ def firing_rates(model: PlasticNetwork, batches: Batches,
     return [s / n for s in sums]
 
 
-def neuron_scores(model: PlasticNetwork, kind: str, batches: Batches | None = None, *,
+def unit_scores(model: PlasticNetwork, kind: str, batches: Batches | None = None, *,
                   forward: Callable[[Tensor], Tensor] | None = None,
                   stats: GradientStats | None = None) -> list[Tensor]:
-    """Importance of every output neuron of every plastic layer (one vector per layer).
+    """Importance of every output unit of every plastic layer (one vector per layer).
 
     ``activity``: mean firing rate (hidden layers; mean |current| for outputs), the "use it or
-    lose it" signal of dormant-neuron methods. Other kinds: the sum of the neuron's incoming
+    lose it" signal of dormant-neuron methods. Other kinds: the sum of the unit's incoming
     synapse scores; ``magnitude`` is then the summed ``|w|`` that DSD-SNN (Han et al. 2023)
-    normalises and accumulates to decide which neurons to prune.
+    normalises and accumulates to decide which units to prune.
     """
-    if kind not in NEURON_SCORES:
-        raise ValueError(f"unknown score {kind!r}; valid: {', '.join(NEURON_SCORES)}")
+    if kind not in UNIT_SCORES:
+        raise ValueError(f"unknown score {kind!r}; valid: {', '.join(UNIT_SCORES)}")
     if kind == "activity":
         if batches is None:
             raise ValueError("the activity score needs batches")
         return firing_rates(model, batches, forward)
     scores = synapse_scores(model, kind, batches, forward=forward, stats=stats)
     return [s.flatten(1).sum(1) for s in scores]
+
+
+def __getattr__(name: str) -> object:  # old names (neuron_scores): neurosculpt.renames
+    return renamed_attribute(__name__, name, globals())

@@ -11,7 +11,7 @@ layer, spikes or ReLU activations):
 - periodic snapshots (:func:`layer_signals`) on a fixed probe batch of the current task: the
   tau-dormant fraction of Sokar et al. (2023), units active on fewer than 1% of inputs, the
   effective rank of the representation (Roy & Vetterli 2007) and the srank of Kumar et al.,
-  mean weight magnitude, spare capacity and, for spiking layers, firing rates and silent neurons.
+  mean weight magnitude, spare capacity and, for spiking layers, firing rates and silent units.
 
 A loss-plateau detector (:class:`PlateauDetector`) watches the training loss. :class:`Monitor`
 ties the three together for a strategy and writes snapshots into
@@ -36,7 +36,7 @@ from .structure import free_units, outgoing_weight
 def unit_activity(h: Tensor) -> Tensor:
     """Per-sample mean |activity| of every unit: ``[T, B, N]`` or ``[T, B, C, H, W]`` -> ``[B, N]``.
 
-    For spikes this is each neuron's firing rate on each sample; for ReLU units (``T = 1``) the
+    For spikes this is each unit's firing rate on each sample; for ReLU units (``T = 1``) the
     activation itself. Convolutional channels are averaged over space.
     """
     a = h.detach().abs()
@@ -95,7 +95,7 @@ class UnitStats(nn.Module):
     contribution of Dohare et al.'s code, ``zero_contribution``; ``E[h]`` here is the batch mean
     rather than their running mean): a unit whose output hardly varies is worth no more than a
     bias, which is where its mean goes on reinitialisation. For spiking layers this matters:
-    saturated neurons that fire at every step have the highest plain contribution and carry no
+    saturated units that fire at every step have the highest plain contribution and carry no
     information.
 
     Deviation from Dohare et al.: the sums of |outgoing weights| are recomputed every
@@ -343,7 +343,7 @@ def layer_signals(model: PlasticNetwork, stats: UnitStats, probe: list[Tensor] |
         weight = torch.where(layer.frozen, layer.frozen_weight, layer.weight.detach()).abs()[live]
         row: dict = {
             "layer": i,
-            "neurons": layer.n_out,
+            "units": layer.n_out,
             "weight_mag": _round(float(weight.mean()) if weight.numel() else 0.0),
             "grad_norm": _round(stats.gradient_norm(i)),
             "free_synapses": int((live & (layer.owner == FREE)).sum()),
@@ -353,7 +353,7 @@ def layer_signals(model: PlasticNetwork, stats: UnitStats, probe: list[Tensor] |
             row.update(_hidden_signals(model, stats, i, probe, tau, spiking))
             limit = budget[i] if budget is not None else None
             row["budget"] = limit
-            row["free_neurons"] = None if limit is None else max(limit - layer.n_out, 0)
+            row["headroom"] = None if limit is None else max(limit - layer.n_out, 0)
         out.append(row)
     return out
 

@@ -124,33 +124,33 @@ def remove_units(model: PlasticNetwork, layer: int, units: Tensor,
     return model.remove_units(layer, units, optimizer)
 
 
-def budgets(max_neurons: int | float | list | tuple | None, widths: list[int]) -> list[int]:
+def budgets(max_units: int | float | list | tuple | None, widths: list[int]) -> list[int]:
     """Per-layer budget: an int for every layer, a list per layer, or a float factor of the
     configured widths (``None``: 1.5 times the configured width)."""
-    if max_neurons is None:
-        max_neurons = 1.5
-    if isinstance(max_neurons, (list, tuple)):
-        if len(max_neurons) != len(widths):
-            raise ValueError(f"max_neurons has {len(max_neurons)} entries for {len(widths)} "
+    if max_units is None:
+        max_units = 1.5
+    if isinstance(max_units, (list, tuple)):
+        if len(max_units) != len(widths):
+            raise ValueError(f"max_units has {len(max_units)} entries for {len(widths)} "
                              "hidden layers")
-        return [int(m) for m in max_neurons]
-    if isinstance(max_neurons, float):
-        return [int(math.ceil(max_neurons * w)) for w in widths]
-    return [int(max_neurons)] * len(widths)
+        return [int(m) for m in max_units]
+    if isinstance(max_units, float):
+        return [int(math.ceil(max_units * w)) for w in widths]
+    return [int(max_units)] * len(widths)
 
 
 
 # --- development: capacity, growth, apoptosis, release, consolidation ---------------------------
 
 
-def capacity(model: PlasticNetwork, max_neurons: int | Sequence[int] | None) -> list[int]:
+def capacity(model: PlasticNetwork, max_units: int | Sequence[int] | None) -> list[int]:
     """Maximum units per hidden layer; default: the widths the model was built with
     (:meth:`~neurosculpt.network.PlasticNetwork.initial_widths`, the same after growth,
     compaction and resume)."""
     built = model.initial_widths()
-    if max_neurons is None:
+    if max_units is None:
         return built
-    return per_layer(max_neurons, built, "max_neurons", allow_fraction=False)
+    return per_layer(max_units, built, "max_units", allow_fraction=False)
 
 
 def per_layer(value: int | float | Sequence[int | float], caps: Sequence[int], name: str,
@@ -297,8 +297,8 @@ def structure_summary(model: PlasticNetwork, partitions: bool = False) -> dict:
     """Units and synapses per layer (compact lists, one entry per plastic layer)."""
     layers = model.plastic_layers
     summary = {
-        "neurons": [layer.n_out for layer in layers],
-        "live_neurons": [layer.live_neurons() for layer in layers],
+        "units": [layer.n_out for layer in layers],
+        "live_units": [layer.live_units() for layer in layers],
         "synapses": [layer.weight.numel() for layer in layers],
         "live_synapses": [layer.live_synapses() for layer in layers],
         "free_synapses": [int(L.free_synapse_mask(layer).sum()) for layer in layers],

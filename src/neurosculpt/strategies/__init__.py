@@ -12,6 +12,7 @@ import importlib.metadata
 import inspect
 from collections.abc import Callable
 
+from ..renames import renamed_parameters
 from ..validation import check_parameters, unknown_name
 from .base import Naive, Strategy, hyper_parameters
 
@@ -127,9 +128,9 @@ def strategy_class(name: str) -> type[Strategy]:
 def make_strategy(name: str, params: dict | None = None) -> Strategy:
     """Build strategy ``name`` with keyword ``params``; unknown parameters are named."""
     cls = strategy_class(name)
-    params = dict(params or {})
     signature = inspect.signature(cls.__init__).parameters
     accepted = [p for p in signature if p != "self"]
+    params = renamed_parameters(f"strategy {name!r}", dict(params or {}), accepted)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(

@@ -4,12 +4,12 @@ Structural development in the spirit of brain development (overproduction of neu
 synapses, then activity-dependent elimination) applied to continual learning:
 
 1. **expand**: give the free pool back (synapses pruned by earlier tasks reopen, as in PackNet,
-   Mallya & Lazebnik 2018) and grow ``grow`` new neurons per hidden layer, never beyond the
-   capacity ``max_neurons`` (when it is reached the task grows less and shares more of the
+   Mallya & Lazebnik 2018) and grow ``grow`` new units per hidden layer, never beyond the
+   capacity ``max_units`` (when it is reached the task grows less and shares more of the
    existing network; the log says so). The first task starts from a small network
-   (``initial_hidden``). Free synapses onto neurons earlier tasks own start at zero, so the
+   (``initial_hidden``). Free synapses onto units earlier tasks own start at zero, so the
    features those tasks built are intact when the new task begins to use them; synapses of new
-   neurons start at fresh random values.
+   units start at fresh random values.
 2. **train** the task; gradient-based importance (first-order Taylor, Optimal Brain Damage)
    accumulates from the training gradients at no extra cost
    (:mod:`neurosculpt.plasticity.importance`).
@@ -18,7 +18,7 @@ synapses, then activity-dependent elimination) applied to continual learning:
    keep only the fraction ``keep`` (``keep_output`` in the output layer) of the task's free
    synapses with the highest importance ``score``, or, with ``threshold``, the ones whose score
    is at least ``threshold`` times the layer's mean (one step); optionally also all synapses of
-   the task's least important new neurons, down to the fraction ``keep_neurons``. After each step,
+   the task's least important new units, down to the fraction ``keep_units``. After each step,
    **apoptosis**: units that no task owns and that are left without live inputs or outputs
    are removed and the tensors really shrink (compaction,
    :meth:`neurosculpt.network.PlasticNetwork.remove_units`), which also makes the rest of the
@@ -99,12 +99,12 @@ def _schedule(start: float, final: float, progress: float) -> float:
 class Develop(Strategy):
     """Expand, train, prune by importance, recover, consolidate and release, for every task.
 
-    ``grow``/``initial_hidden``: neurons per hidden layer (int), a fraction of the capacity
-    (float) or one value per hidden layer; ``max_neurons``: capacity per hidden layer (default:
+    ``grow``/``initial_hidden``: units per hidden layer (int), a fraction of the capacity
+    (float) or one value per hidden layer; ``max_units``: capacity per hidden layer (default:
     the widths the model was built with); ``keep``/``keep_output``: fraction of the task's free
     synapses kept in hidden layers / the output layer, unless ``threshold`` is set;
     ``budget``: fraction of each hidden layer (at full capacity) that all tasks together may
-    own (see the module docstring); ``keep_neurons``: fraction of the task's new neurons kept
+    own (see the module docstring); ``keep_units``: fraction of the task's new units kept
     (1: only apoptosis); ``score``:
     magnitude, activity, taylor or obd; ``prune_rounds`` pruning steps reach the target at the
     fraction ``prune_end`` of the task's training; ``recover_steps`` overrides
@@ -118,14 +118,14 @@ class Develop(Strategy):
     heads kept whole. Long streams want a smaller ``keep`` (0.05 served 50 tasks best).
 
     Args:
-        grow: neurons grown per hidden layer per task: an int, a fraction (float) of the capacity or
+        grow: units grown per hidden layer per task: an int, a fraction (float) of the capacity or
             one value per layer.
-        max_neurons: capacity per hidden layer (None: the widths the model was built with).
-        initial_hidden: neurons the first task starts with (int, fraction or per layer; 1.0: the
+        max_units: capacity per hidden layer (None: the widths the model was built with).
+        initial_hidden: units the first task starts with (int, fraction or per layer; 1.0: the
             full width).
         keep: fraction of the task's free synapses kept in hidden layers (unless ``threshold``).
         keep_output: fraction of the task's free synapses kept in the output layer.
-        keep_neurons: fraction of the task's new neurons kept (1: only apoptosis removes neurons).
+        keep_units: fraction of the task's new units kept (1: only apoptosis removes units).
         budget: fraction of each hidden layer (at full capacity) all tasks together may own.
         threshold: if set, keep synapses scoring at least this times the layer's mean score (one
             pruning step) instead of ``keep``.
@@ -146,9 +146,9 @@ class Develop(Strategy):
                  "_step", "_pruned", "_removed")
 
     def __init__(self, grow: int | float | list = 0.1,
-                 max_neurons: int | list | None = None,
+                 max_units: int | list | None = None,
                  initial_hidden: int | float | list | None = 1.0,
-                 keep: float = 0.1, keep_output: float = 1.0, keep_neurons: float = 1.0,
+                 keep: float = 0.1, keep_output: float = 1.0, keep_units: float = 1.0,
                  budget: float = 0.6, threshold: float | None = None,
                  score: str = "taylor", prune_rounds: int = 4, prune_end: float = 1.0,
                  recover_fraction: float = 0.5, recover_steps: int | None = None,
@@ -161,7 +161,7 @@ class Develop(Strategy):
             raise ValueError(f"unknown consolidation {consolidation!r}; valid: "
                              f"{', '.join(CONSOLIDATIONS)}")
         for key, value in (("keep", keep), ("keep_output", keep_output),
-                           ("keep_neurons", keep_neurons), ("budget", budget),
+                           ("keep_units", keep_units), ("budget", budget),
                            ("prune_end", prune_end)):
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {value}")
@@ -174,11 +174,11 @@ class Develop(Strategy):
         if lam < 0 or score_batches < 1 or prune_rounds < 1:
             raise ValueError("lam must be >= 0, score_batches and prune_rounds >= 1")
         self.grow = grow
-        self.max_neurons = max_neurons
+        self.max_units = max_units
         self.initial_hidden = initial_hidden
         self.keep = keep
         self.keep_output = keep_output
-        self.keep_neurons = keep_neurons
+        self.keep_units = keep_units
         self.budget = budget
         self.threshold = threshold
         self.score = score
@@ -191,8 +191,8 @@ class Develop(Strategy):
         self.lam = lam
         self.score_batches = score_batches
         self.hparams = {
-            "grow": grow, "max_neurons": max_neurons, "initial_hidden": initial_hidden,
-            "keep": keep, "keep_output": keep_output, "keep_neurons": keep_neurons,
+            "grow": grow, "max_units": max_units, "initial_hidden": initial_hidden,
+            "keep": keep, "keep_output": keep_output, "keep_units": keep_units,
             "budget": budget, "threshold": threshold, "score": score,
             "prune_rounds": prune_rounds, "prune_end": prune_end,
             "recover_fraction": recover_fraction, "recover_steps": recover_steps,
@@ -217,7 +217,7 @@ class Develop(Strategy):
         model = ctx.model
         if self._serial is None:  # this strategy's state matches the model as it is now
             self._serial = model.resize_serial
-        caps = capacity(model, self.max_neurons)
+        caps = capacity(model, self.max_units)
         if ctx.task_id == 0:
             start = caps if self.initial_hidden is None else [
                 min(n, cap) for n, cap in
@@ -297,7 +297,7 @@ class Develop(Strategy):
             self._anchor(ctx, fisher)
         self._structure["after_consolidate"] = structure_summary(model, partitions=True)
         ctx.record["structure"] = self._structure
-        ctx.record["develop"].update({"pruned": self._pruned, "removed_neurons": self._removed,
+        ctx.record["develop"].update({"pruned": self._pruned, "removed_units": self._removed,
                                       "recover_steps": steps, "claimed": claimed})
         self._stats = None
         self._rounds = {}
@@ -310,7 +310,7 @@ class Develop(Strategy):
 
     # --- pieces ---------------------------------------------------------------------------------
     def prune_round(self, ctx: Context, progress: float) -> None:
-        """Prune towards the schedule's target at ``progress``, then remove dead neurons."""
+        """Prune towards the schedule's target at ``progress``, then remove dead units."""
         if "before_prune" not in self._structure:
             self._structure["before_prune"] = structure_summary(ctx.model)
         pruned = self.prune(ctx, progress)
@@ -338,8 +338,8 @@ class Develop(Strategy):
                                 stats=self._stats if accumulated else None)
         layers = model.plastic_layers
         pruned = [0] * len(layers)
-        if self.keep_neurons < 1.0:
-            self.prune_neurons(model, scores, progress, pruned)
+        if self.keep_units < 1.0:
+            self.prune_units(model, scores, progress, pruned)
         for index, (layer, score) in enumerate(zip(layers, scores, strict=True)):
             pool, target = self._pool[index], self._target[index]
             n_keep = pool if self.threshold is not None else round(_schedule(pool, target,
@@ -379,19 +379,19 @@ class Develop(Strategy):
             out.append(left)
         return out
 
-    def prune_neurons(self, model: PlasticNetwork, scores: list[Tensor], progress: float,
+    def prune_units(self, model: PlasticNetwork, scores: list[Tensor], progress: float,
                       pruned: list[int]) -> None:
-        """Cut every synapse of the task's new neurons with the least summed importance (in and
-        out), on the same schedule with target ``keep_neurons``; apoptosis then removes them.
+        """Cut every synapse of the task's new units with the least summed importance (in and
+        out), on the same schedule with target ``keep_units``; apoptosis then removes them.
 
-        Like DSD-SNN's neuron pruning (Han et al. 2023), but ranked by the chosen synapse score
+        Like DSD-SNN's unit pruning (Han et al. 2023), but ranked by the chosen synapse score
         instead of an accumulated weight magnitude, and reaching a set fraction.
         """
         layers = model.plastic_layers
         for index in hidden_layers(model):
             layer = layers[index]
             new = layer.bias_owner == L.FREE
-            target = max(1, round(_schedule(1.0, self.keep_neurons, progress) * self._new[index]))
+            target = max(1, round(_schedule(1.0, self.keep_units, progress) * self._new[index]))
             n_cut = int(new.sum()) - target
             if n_cut <= 0:
                 continue

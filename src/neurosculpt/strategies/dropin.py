@@ -5,7 +5,7 @@ Inspirations on Drop In & Out Learning", arXiv:2503.21419).
 The paper proposes the concepts; the concrete rules here are ours:
 
 - dropin (neurogenesis): ``grow`` fresh units join every hidden layer when the training loss is
-  on a plateau (or every ``every`` steps), up to ``max_neurons``; incoming weights from the
+  on a plateau (or every ``every`` steps), up to ``max_units``; incoming weights from the
   initial distribution, outgoing weights zero, so the network's output does not jump;
 - unit dropout (temporary apoptosis, Srivastava et al. 2014): during training each unit is
   silenced for a whole sample with probability ``dropout`` (outputs rescaled by ``1/(1-p)``):
@@ -13,7 +13,7 @@ The paper proposes the concepts; the concrete rules here are ours:
   :class:`~neurosculpt.network.PlasticNetwork` (the activity the signals see is the unit's own);
 - apoptosis (permanent): at the end of a task mature units whose contribution utility (Dohare
   et al. 2024, Eq. 1) is below ``apoptosis`` times the layer mean are removed and the layer is
-  compacted, never below ``min_neurons``.
+  compacted, never below ``min_units``.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ class Dropin(MonitoredStrategy):
     Args:
         grow: units added per hidden layer at each growth (0: never grow).
         every: grow every this many steps (0: on loss plateaus instead).
-        max_neurons: budget per hidden layer: int, float factor of the built width or per layer
+        max_units: budget per hidden layer: int, float factor of the built width or per layer
             (None: 1.5x).
         dropout: probability of dropping a unit during training (unit dropout), in [0, 1).
         apoptosis: remove mature free units whose utility is below this times the layer mean at task
             end (0: off).
-        min_neurons: apoptosis never shrinks a layer below this.
+        min_units: apoptosis never shrinks a layer below this.
         maturity: steps a unit must have lived before apoptosis may remove it.
         log_every: steps between snapshots of the plasticity signals in results.json (0: only at the
             end of each task).
@@ -55,25 +55,25 @@ class Dropin(MonitoredStrategy):
     name = "dropin"
     transient = ("_hooks",)  # unit-dropout hooks on the model, registered again by before_task
 
-    def __init__(self, grow: int = 8, every: int = 0, max_neurons: int | float | list | None = None,
-                 dropout: float = 0.0, apoptosis: float = 0.0, min_neurons: int = 8,
+    def __init__(self, grow: int = 8, every: int = 0, max_units: int | float | list | None = None,
+                 dropout: float = 0.0, apoptosis: float = 0.0, min_units: int = 8,
                  maturity: int = 100, log_every: int = 1000, probe: int = 256,
                  plateau_window: int = 100, plateau_tol: float = 0.01,
                  plateau_patience: int = 3) -> None:
         super().__init__()
         if grow < 0 or every < 0 or not 0.0 <= dropout < 1.0 or apoptosis < 0:
             raise ValueError("grow, every, apoptosis must be >= 0 and dropout in [0, 1)")
-        self.hparams = {"grow": grow, "every": every, "max_neurons": max_neurons,
-                        "dropout": dropout, "apoptosis": apoptosis, "min_neurons": min_neurons,
+        self.hparams = {"grow": grow, "every": every, "max_units": max_units,
+                        "dropout": dropout, "apoptosis": apoptosis, "min_units": min_units,
                         "maturity": maturity, "log_every": log_every, "probe": probe,
                         "plateau_window": plateau_window, "plateau_tol": plateau_tol,
                         "plateau_patience": plateau_patience}
         self.grow_n = grow
         self.every = every
-        self.max_neurons = max_neurons
+        self.max_units = max_units
         self.dropout = dropout
         self.apoptosis = apoptosis
-        self.min_neurons = min_neurons
+        self.min_units = min_units
         self.maturity = maturity
         self.monitor = Monitor(self.name, log_every=log_every, probe=probe,
                                plateau_window=plateau_window, plateau_tol=plateau_tol,
@@ -115,7 +115,7 @@ class Dropin(MonitoredStrategy):
 
     def before_task(self, ctx: Context) -> None:
         if not self.budget:
-            self.budget = budgets(self.max_neurons, ctx.model.initial_widths())
+            self.budget = budgets(self.max_units, ctx.model.initial_widths())
         self.monitor.budget = list(self.budget)
         if self.dropout > 0 and not self._hooks:
             self._install_dropout(ctx.model)
@@ -138,7 +138,7 @@ class Dropin(MonitoredStrategy):
             apply_grow(monitor, model, i, k, ctx.optimizer)
             log_decision(ctx, "grow", i, k, {
                 "plateau": monitor.plateau.plateau, "loss_window": monitor.plateau.last,
-                "neurons": n, "budget": self.budget[i], "every": self.every})
+                "units": n, "budget": self.budget[i], "every": self.every})
         monitor.plateau.reset()
 
     def after_task(self, ctx: Context) -> None:
@@ -156,7 +156,7 @@ class Dropin(MonitoredStrategy):
             mean_util = float(util.mean())
             low = (util < self.apoptosis * mean_util) & (stats.age(i) > self.maturity)
             low &= self.monitor.free_units(model, i)
-            k = min(int(low.sum()), max(n - self.min_neurons, 0))
+            k = min(int(low.sum()), max(n - self.min_units, 0))
             if k == 0:
                 continue
             idx = torch.nonzero(low).flatten()
@@ -164,7 +164,7 @@ class Dropin(MonitoredStrategy):
             apply_remove(self.monitor, model, i, units, ctx.optimizer)
             log_decision(ctx, "prune", i, k, {"utility_mean": mean_util,
                                               "threshold": self.apoptosis * mean_util,
-                                              "neurons": n})
+                                              "units": n})
 
     def get_extra_state(self) -> dict:
         return {"budget": self.budget}

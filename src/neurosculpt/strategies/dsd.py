@@ -5,29 +5,29 @@ Development of Spiking Neural Networks", IJCAI 2023 (code: BrainCog,
 ``examples/Structural_Development/DSD-SNN``). The mechanism:
 
 - A network of fixed maximum size (here: the widths the model was built with, or
-  ``max_neurons``) of which the first task activates a fraction ``init_fraction`` (0.3) of the
-  neurons of every hidden layer; every later task grows ``grow_fraction`` (0.15) of the maximum
-  as new neurons, fully connected to every neuron of the previous layer, so they reuse
+  ``max_units``) of which the first task activates a fraction ``init_fraction`` (0.3) of the
+  units of every hidden layer; every later task grows ``grow_fraction`` (0.15) of the maximum
+  as new units, fully connected to every unit of the previous layer, so they reuse
   (share) what earlier tasks learnt. When the maximum is reached a task grows fewer.
-- While a task trains, only its new neurons may be pruned. Each round, a new neuron's score is
-  the summed magnitude of its incoming weights, min-max normalised over the layer (neurons that
+- While a task trains, only its new units may be pruned. Each round, a new unit's score is
+  the summed magnitude of its incoming weights, min-max normalised over the layer (units that
   are not candidates count as the maximum), ``d = 2 * unit(score) - c`` with ``c`` = 1.3 for the
   first task and 1.0 later (linear layers; 0.8 and 0.5 for convolutions), plus a bonus of 3 when
   ``d > 0``. It accumulates as ``R <- 0.999 R + d * exp(-floor((r - 1) / 12))`` from ``R = 5``
-  and the neuron is pruned once ``R < 0``: weak neurons go after several consecutive bad rounds,
-  and pruned neurons return to the pool of neurons later tasks can grow.
-- After the task its neurons' incoming weights are fixed for good (frozen).
+  and the unit is pruned once ``R < 0``: weak units go after several consecutive bad rounds,
+  and pruned units return to the pool of units later tasks can grow.
+- After the task its units' incoming weights are fixed for good (frozen).
 
 Deviations, and why:
 
 - Rounds: the paper updates ``R`` once per epoch for 30-50 epochs per task; here ``rounds``
   updates are spread evenly over the task's training steps (after the first slice, as the
   paper skips epoch 0), so the schedule fits short runs. The constants are the paper's.
-- Pruned neurons are really removed (compaction) and growth appends fresh ones, instead of
+- Pruned units are really removed (compaction) and growth appends fresh ones, instead of
   masking rows of a preallocated tensor; capacity bookkeeping is the same.
-- Old neurons keep their synapses from neurons grown later, but those synapses belong to the
+- Old units keep their synapses from units grown later, but those synapses belong to the
   later task: an earlier task's subnetwork (task scenario) does not see them. BrainCog keeps them
-  at fixed values inside the old neurons' rows, so new neurons can disturb old tasks; here they
+  at fixed values inside the old units' rows, so new units can disturb old tasks; here they
   cannot, and a later task may train them.
 - Heads: one output row per class as everywhere in neurosculpt; the paper's extra task-
   prediction network for class-incremental inference is not reproduced (the class scenario
@@ -45,7 +45,7 @@ from torch import Tensor
 from .. import layers as L
 from ..loop import Context
 from ..network import PlasticNetwork, follow
-from ..plasticity.importance import neuron_scores
+from ..plasticity.importance import unit_scores
 from ..plasticity.structure import (
     capacity,
     consolidate_task,
@@ -59,7 +59,7 @@ from .base import Strategy, fix_shared_parameters, task_steps
 
 
 class DSD(Strategy):
-    """Grow a fixed fraction of neurons per task, prune new neurons by an accumulated
+    """Grow a fixed fraction of units per task, prune new units by an accumulated
     normalised weight-magnitude score during training, then freeze them.
 
     ``c_linear``/``c_conv``: the pruning offsets ``c`` for (first task, later tasks);
@@ -70,11 +70,11 @@ class DSD(Strategy):
         init_fraction: fraction of the capacity the first task starts with.
         grow_fraction: fraction of the capacity grown for every later task.
         rounds: pruning rounds during a task.
-        max_neurons: capacity per hidden layer (None: the widths the model was built with).
+        max_units: capacity per hidden layer (None: the widths the model was built with).
         c_linear: pruning offsets ``c`` of linear layers for (first task, later tasks).
         c_conv: pruning offsets ``c`` of convolutional layers for (first task, later tasks).
-        start: initial value of each neuron's accumulated score.
-        bonus: added to the accumulator when a neuron's score is positive.
+        start: initial value of each unit's accumulated score.
+        bonus: added to the accumulator when a unit's score is positive.
         decay: per-round decay of the accumulator.
     """
 
@@ -83,7 +83,7 @@ class DSD(Strategy):
                                   "_structure")  # journal position; per-task working state
 
     def __init__(self, init_fraction: float = 0.3, grow_fraction: float = 0.15,
-                 rounds: int = 10, max_neurons: int | list | None = None,
+                 rounds: int = 10, max_units: int | list | None = None,
                  c_linear: Sequence[float] = (1.3, 1.0), c_conv: Sequence[float] = (0.8, 0.5),
                  start: float = 5.0, bonus: float = 3.0, decay: float = 0.999) -> None:
         super().__init__()
@@ -96,7 +96,7 @@ class DSD(Strategy):
         self.init_fraction = float(init_fraction)
         self.grow_fraction = float(grow_fraction)
         self.rounds = rounds
-        self.max_neurons = max_neurons
+        self.max_units = max_units
         self.c_linear = [float(c) for c in c_linear]
         self.c_conv = [float(c) for c in c_conv]
         self.start = start
@@ -104,7 +104,7 @@ class DSD(Strategy):
         self.decay = decay
         self.hparams = {
             "init_fraction": self.init_fraction, "grow_fraction": self.grow_fraction,
-            "rounds": rounds, "max_neurons": max_neurons, "c_linear": self.c_linear,
+            "rounds": rounds, "max_units": max_units, "c_linear": self.c_linear,
             "c_conv": self.c_conv, "start": start, "bonus": bonus, "decay": decay,
         }
         self._accumulated: list[Tensor] = []
@@ -118,7 +118,7 @@ class DSD(Strategy):
     def before_task(self, ctx: Context) -> None:
         """First task: activate ``init_fraction`` of each layer; later: grow ``grow_fraction``."""
         model = ctx.model
-        caps = capacity(model, self.max_neurons)
+        caps = capacity(model, self.max_units)
         grown = [0] * len(caps)
         if ctx.task_id == 0:
             shrink_to(ctx, per_layer(self.init_fraction, caps, "init_fraction"))
@@ -158,14 +158,14 @@ class DSD(Strategy):
         claimed = consolidate_task(ctx, freeze=True)
         self._structure["after_consolidate"] = structure_summary(ctx.model, partitions=True)
         ctx.record["structure"] = self._structure
-        ctx.record["dsd"].update({"pruned_neurons": self._pruned, "claimed": claimed})
+        ctx.record["dsd"].update({"pruned_units": self._pruned, "claimed": claimed})
 
     # --- pieces ---------------------------------------------------------------------------------
     def prune_round(self, ctx: Context, r: int) -> list[int]:
-        """One update of the accumulated scores; prune (compact away) new neurons below zero."""
+        """One update of the accumulated scores; prune (compact away) new units below zero."""
         model = ctx.model
         self._follow_resizes(model)
-        scores = neuron_scores(model, "magnitude")
+        scores = unit_scores(model, "magnitude")
         removed = []
         for index, layer in enumerate(model.plastic_layers[:-1]):
             if model.units(index).fixed:

@@ -18,12 +18,12 @@ from .base import Strategy
 
 
 class Neuroplastic(Strategy):
-    """Grow, prune and reinitialise units from the learning signals, within a neuron budget.
+    """Grow, prune and reinitialise units from the learning signals, within a unit budget.
 
     Args:
-        max_neurons: neuron budget per hidden layer: int, float factor of the built width or per
+        max_units: unit budget per hidden layer: int, float factor of the built width or per
             layer (None: 1.5x).
-        min_neurons: pruning never shrinks a layer below this.
+        min_units: pruning never shrinks a layer below this.
         replacement_rate: ``renew``: fraction of eligible units renewed per step (continual
             backprop).
         maturity: steps a unit must have lived before it may be renewed, reinitialised or pruned.
@@ -52,7 +52,7 @@ class Neuroplastic(Strategy):
     name = "neuroplastic"
     transient = ("_warned",)  # the short-task warning is given once per process
 
-    def __init__(self, max_neurons: int | float | list | None = None, min_neurons: int = 8,
+    def __init__(self, max_units: int | float | list | None = None, min_units: int = 8,
                  replacement_rate: float = 1e-3, maturity: int = 100, tau: float = 0.025,
                  check_every: int = 100, grow: int = 8, dormant_max: float = 0.1,
                  solved: float = 0.99, prune_utility: float = 0.01, renew_every: int = 50,
@@ -64,7 +64,7 @@ class Neuroplastic(Strategy):
         super().__init__()
         self.hparams = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.controller = Controller(
-            max_neurons=max_neurons, min_neurons=min_neurons, replacement_rate=replacement_rate,
+            max_units=max_units, min_units=min_units, replacement_rate=replacement_rate,
             maturity=maturity, tau=tau, check_every=check_every, grow=grow,
             dormant_max=dormant_max, solved=solved, prune_utility=prune_utility,
             renew_every=renew_every, utility=utility, optimizer_reset=optimizer_reset,

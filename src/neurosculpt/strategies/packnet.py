@@ -9,8 +9,8 @@ then fixed for good. The pruned weights become free for the next task. Task ``t`
 with the weights of tasks ``<= t`` only (:meth:`neurosculpt.layers.PlasticLayer.synapse_mask`).
 
 Biases: like the paper (which never trains the shared layers' biases after the first network is
-trained), every hidden neuron's bias is fixed when the first task is consolidated. An output
-neuron's bias belongs to the first task whose outputs include it (the paper's per-task
+trained), every hidden unit's bias is fixed when the first task is consolidated. An output
+unit's bias belongs to the first task whose outputs include it (the paper's per-task
 classifier), so a later task's head trains its own biases. Shared parameters outside the plastic
 layers (learnable neuron time constants and thresholds, the analogue of the paper's batch
 norm) are fixed after the first task as well.
