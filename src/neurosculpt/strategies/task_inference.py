@@ -190,7 +190,7 @@ class TaskInference(Strategy):
         self.register_buffer("trained", torch.zeros((), dtype=torch.long))
         self._tally: dict = {}
         self._precisions: dict[int, Tensor] = {}
-        self._analytic: dict[str, Tensor] = {}  # the solved head and the projection (caches)
+        self._analytic: dict[str, Tensor] = {}  # solved heads (per ridge), projections: caches
 
     # --- training -------------------------------------------------------------------------------
     def loss(self, ctx: Context, loss: Tensor) -> Tensor:
@@ -332,7 +332,8 @@ class TaskInference(Strategy):
         self.set_buffer("analytic_gram", gram)
         self.set_buffer("analytic_targets", corr)
         self.set_buffer("analytic_groups", groups)
-        self._analytic.pop("head", None)
+        for key in [k for k in self._analytic if k.startswith("head")]:
+            del self._analytic[key]
 
     def _analytic_features(self, ctx: Context, x: Tensor) -> tuple[Tensor | None, Tensor]:
         """(subnetwork 0's logits or None, the features the ``analytic`` head reads): the raw
@@ -364,16 +365,16 @@ class TaskInference(Strategy):
         (solved once per set of statistics) scores every (task, class) pair of the first ``n``
         tasks; ``targets="class"`` takes the best pair's task, ``"task"`` sums each task's
         columns (exactly the ridge head fitted to one-hot task targets) and takes the best."""
-        cached = self._analytic.get("head")
-        if cached is None or cached[0] != self.ridge:
+        key = f"head{self.ridge!r}"
+        if key not in self._analytic:
             gram = self._buffers["analytic_gram"]
             ridge = self.ridge * float(gram.diagonal().mean()) + 1e-12
             eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-            weight = torch.linalg.solve(gram + ridge * eye, self._buffers["analytic_targets"])
-            self._analytic["head"] = cached = (self.ridge, weight)
+            self._analytic[key] = torch.linalg.solve(gram + ridge * eye,
+                                                     self._buffers["analytic_targets"])
         tasks = self._buffers["analytic_groups"][:, 0]
         known = tasks < n
-        scores = h.double() @ cached[1][:, known]
+        scores = h.double() @ self._analytic[key][:, known]
         if self.targets == "class":
             return tasks[known][scores.argmax(1)]
         per_task = scores.new_zeros(len(h), n).index_add_(1, tasks[known], scores)
