@@ -337,7 +337,8 @@ def test_analytic_leaves_the_task_scenario_alone():
 @pytest.mark.parametrize("params, message", [
     ({"expand": -1}, "expand must be an integer >= 0"),
     ({"expand": 2.5}, "expand must be an integer >= 0"),
-    ({"ridge": 0}, "ridge must be > 0"),
+    ({"ridge": 0}, "ridge must be a number > 0"),
+    ({"ridge": "small"}, "ridge must be a number > 0"),
     ({"source": "pixels"}, "source must be one of"),
     ({"targets": "both"}, "targets must be one of"),
 ])

@@ -168,8 +168,8 @@ class TaskInference(Strategy):
                              f"{negative_weight}")
         if isinstance(expand, bool) or not isinstance(expand, int) or expand < 0:
             raise ValueError(f"task-inference: expand must be an integer >= 0, got {expand!r}")
-        if not ridge > 0:
-            raise ValueError(f"task-inference: ridge must be > 0, got {ridge}")
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
+            raise ValueError(f"task-inference: ridge must be a number > 0, got {ridge!r}")
         self.score = score
         self.features = features
         self.covariance = covariance
