@@ -64,7 +64,7 @@ def train(kind: str, readout: str, encoder: str, neuron: str, epochs: int, seed:
     Learner(model, bench, [], TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, seed=seed,
                                           progress=False)).run()
     model.eval()
-    return model, bench.tasks[0].test.x[:64]
+    return model, bench.tasks[0].test.get(torch.arange(64))[0]
 
 
 def ours(model: nn.Module, encoded: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:

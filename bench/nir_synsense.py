@@ -33,7 +33,8 @@ def make(folder: Path) -> None:
             energy_samples=0, model_params={"hidden": [64], "steps": 10, "neuron": neuron,
                                             "readout": "spikes"})
         model = result.model.eval()
-        encoded = model.encoder(result.benchmark.tasks[0].test.x[:32]).flatten(2)
+        encoded = model.encoder(result.benchmark.tasks[0].test.get(torch.arange(32))[0]
+                                ).flatten(2)
         model.record_activity = True
         with torch.no_grad():
             model(encoded, encoded=True)

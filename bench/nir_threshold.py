@@ -121,7 +121,7 @@ def main() -> None:
     model = result.model.eval()
     task = len(result.benchmark) - 1
     model.set_task(task)
-    x = torch.cat([t.test.x for t in result.benchmark.tasks])
+    x = torch.cat([t.test.get(torch.arange(len(t.test)))[0] for t in result.benchmark.tasks])
     torch.manual_seed(1)
     encoded = model.encoder(x).flatten(2)
     ours = hidden_spikes(model, encoded)

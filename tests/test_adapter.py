@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from expected_warnings import short_tasks_for
 from torch import nn
 
 from neurosculpt import layers as L
@@ -206,16 +207,18 @@ def tiny_user_run() -> dict:
 @pytest.mark.parametrize("strategy", available())
 def test_every_strategy_runs_on_the_snntorch_network(strategy, tiny_user_run):
     pytest.importorskip("snntorch")
-    result = runs.run({**tiny_user_run, "strategy": strategy, "model": SNN,
-                       "model_params": {"hidden": [12, 10], "steps": 3}})
+    with short_tasks_for(strategy):
+        result = runs.run({**tiny_user_run, "strategy": strategy, "model": SNN,
+                           "model_params": {"hidden": [12, 10], "steps": 3}})
     assert result.results["status"] == "complete"
     assert isinstance(result.model, AdaptedNetwork)
 
 
 @pytest.mark.parametrize("strategy", available())
 def test_every_strategy_runs_on_the_residual_network(strategy, tiny_user_run):
-    result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 2,
-                       "model_params": {"channels": 4, "inner": 4, "blocks": 2}})
+    with short_tasks_for(strategy):
+        result = runs.run({**tiny_user_run, "strategy": strategy, "model": RESNET, "steps": 2,
+                           "model_params": {"channels": 4, "inner": 4, "blocks": 2}})
     assert result.results["status"] == "complete"
     assert check_network(result.model, torch.rand(2, 1, 8, 8)) == []
 

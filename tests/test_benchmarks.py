@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neurosculpt import BENCHMARKS, from_dataset, from_tensors, make_benchmark
-from neurosculpt.benchmarks import SCENARIOS
+from neurosculpt.benchmarks import SCENARIOS, DatasetRows, class_split
 from neurosculpt.data import DataError, fsdd_speakers
 
 
@@ -15,8 +15,12 @@ def _labels(split) -> set[int]:
     return set(split.y.tolist())
 
 
-def _rows(x: torch.Tensor) -> set[tuple[float, ...]]:
-    return {tuple(row) for row in x.flatten(1).tolist()}
+def _inputs(split) -> torch.Tensor:
+    return split.get(torch.arange(len(split)))[0]
+
+
+def _rows(split) -> set[tuple[float, ...]]:
+    return {tuple(row) for row in _inputs(split).flatten(1).tolist()}
 
 
 def test_split_class_order_is_seeded_and_tasks_are_disjoint(digits):
@@ -35,6 +39,28 @@ def test_split_class_order_is_seeded_and_tasks_are_disjoint(digits):
         _, y = task.train.get(torch.arange(len(task.train)))
         assert set(y.tolist()) == set(task.classes)
     assert seen == set(range(10))
+
+
+def test_class_split_tasks_are_views_of_the_shared_inputs_unless_few_rows_are_used():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(60, 1, 2, 3, generator=gen), torch.arange(6).repeat(10)
+    xt, yt = torch.rand(30, 1, 2, 3, generator=gen), torch.arange(6).repeat(5)
+    whole = class_split("s", (x, y), (xt, yt), [[4, 0], [1, 5], [2, 3]])
+    for task in whole.tasks:
+        assert isinstance(task.train.x, DatasetRows) and task.train.x.source is x  # no copy
+        assert task.test.x.source is xt
+        index = torch.tensor([3, 0, 7])
+        inputs, labels = task.train.get(index)
+        rows = torch.nonzero(torch.isin(y, torch.tensor(whole.info["class_order"])[
+            task.classes])).flatten()[index]
+        assert torch.equal(inputs, x[rows]) and torch.equal(labels, task.train.label_map[y[rows]])
+    # a few samples per task: copies of those, so the whole array can be freed
+    few = class_split("s", (x, y), (xt, yt), [[4, 0], [1, 5], [2, 3]], samples_per_task=5)
+    assert all(isinstance(t.train.x, torch.Tensor) and len(t.train) == 5 for t in few.tasks)
+    assert all(isinstance(t.test.x, DatasetRows) for t in few.tasks)  # every test row is used
+    part = class_split("s", (x, y), (xt, yt), [[4, 0]])  # a third of the classes
+    assert isinstance(part.tasks[0].train.x, torch.Tensor)
+    assert _rows(part.tasks[0].train) == _rows(whole.tasks[0].train)
 
 
 def test_split_rejects_uneven_task_counts():
@@ -123,8 +149,8 @@ def test_validation_holds_out_training_data(digits):
     val = make_benchmark("split-digits", validation=True)
     assert val.info["class_order"] == digits.info["class_order"]
     for full, task in zip(digits.tasks, val.tasks, strict=True):
-        train, held = _rows(task.train.x), _rows(task.test.x)
-        assert held <= _rows(full.train.x)
+        train, held = _rows(task.train), _rows(task.test)
+        assert held <= _rows(full.train)
         assert not held & train
         assert len(task.train) + len(task.test) == len(full.train)
         assert abs(len(task.test) - 0.1 * len(full.train)) <= 2
@@ -202,7 +228,7 @@ def test_fsdd_digits_is_a_sequence_class_split():
     bench = make_benchmark("fsdd-digits", samples_per_task=20, test_samples_per_task=10)
     assert len(bench) == 5 and bench.sequence
     assert bench.tasks[0].train.x.shape[1:] == bench.input_shape
-    assert torch.isfinite(bench.tasks[0].train.x).all()
+    assert torch.isfinite(_inputs(bench.tasks[0].train)).all()
 
 
 @pytest.mark.parametrize("name", ["split-digits", "permuted-digits", "random-label-digits",

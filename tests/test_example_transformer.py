@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from expected_warnings import SHORT_TASK, short_tasks, short_tasks_for
 
 import neurosculpt
 from neurosculpt.adapter import build_user_model
@@ -55,7 +56,8 @@ def test_factory_rejects_images_that_are_not_sequences():
 @pytest.mark.parametrize("strategy", [s for s in available() if s != "joint"] + ["joint"])
 def test_every_strategy_runs_on_the_transformer(strategy):
     run = learner(strategy, {"log_every": 0} if strategy == "neuroplastic" else None)
-    run.run()
+    with short_tasks_for(strategy):
+        run.run()
     assert len(run.accuracy) == 2 and all(0.0 <= a <= 1.0 for a in run.accuracy[-1])
     blocks = run.model.net.blocks
     assert all(b.attn.in_proj_weight.shape == (48, 16) for b in blocks)  # attention whole
@@ -87,6 +89,7 @@ def test_neuroplastic_grows_prunes_and_reinits_feed_forward_units_within_budget(
     assert torch.isfinite(net(torch.rand(2, 8, 8))).all()
 
 
+@pytest.mark.filterwarnings(f"always:{SHORT_TASK}:UserWarning")  # printed by the CLI, asserted
 def test_cli_and_api_run_the_example_on_a_sequence_stream(tmp_path, capsys):
     args = ["run", "-b", "random-label-digits", "--sequence", "--model", FACTORY,
             "--model-param", "d_model=16", "--model-param", "heads=2",
@@ -94,13 +97,15 @@ def test_cli_and_api_run_the_example_on_a_sequence_stream(tmp_path, capsys):
             "--batch-size", "16", "--samples-per-task", "32", "--eval-scope", "current",
             "--threads", "1", "--quiet", "--out", str(tmp_path / "cli")]
     assert main(args) == 0
+    assert "neurosculpt: warning: neuroplastic: task 0 trains 10 steps" in capsys.readouterr().err
     results = neurosculpt.read_results(tmp_path / "cli")
     assert results["config"]["sequence"] is True
     assert len(results["tasks"]) == 2
-    api = neurosculpt.run(benchmark="random-label-digits", sequence=True, model=FACTORY,
-                          model_params=SMALL, strategy="neuroplastic", tasks=2, steps=10,
-                          batch_size=16, samples_per_task=32, eval_scope="current",
-                          progress=False, threads=1, out=tmp_path / "api")
+    with short_tasks():
+        api = neurosculpt.run(benchmark="random-label-digits", sequence=True, model=FACTORY,
+                              model_params=SMALL, strategy="neuroplastic", tasks=2, steps=10,
+                              batch_size=16, samples_per_task=32, eval_scope="current",
+                              progress=False, threads=1, out=tmp_path / "api")
     assert api.results["accuracy_matrix"] == results["accuracy_matrix"]
 
 

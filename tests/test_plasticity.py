@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from expected_warnings import at_chance, short_tasks
 
 import neurosculpt
 from neurosculpt.benchmarks import Split, shared_label_stream
@@ -300,7 +301,8 @@ def test_logging_signals_never_changes_training():
         run.run()
         return run
 
-    quiet, chatty = trained(0), trained(10)
+    with short_tasks():
+        quiet, chatty = trained(0), trained(10)
     a, b = quiet.model.state_dict(), chatty.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert quiet.tasks[-1]["plasticity"]["decisions"] == chatty.tasks[-1]["plasticity"]["decisions"]
@@ -464,7 +466,8 @@ def test_neuroplastic_grows_on_plateau_never_above_budget_and_logs_why():
 def test_neuroplastic_enforces_the_budget_and_reinitialises_dormant_units(kind):
     params = {"max_units": 12, "check_every": 10, "maturity": 5, "tau": 0.5, "log_every": 0}
     run = make_learner(make_strategies("neuroplastic", params), kind=kind, steps=40)
-    run.run()
+    with short_tasks():
+        run.run()
     pruned = decisions(run, "prune")
     assert pruned[0]["why"]["over_budget"] == 4 and pruned[0]["n"] == 4
     assert all(n <= 12 for rec in run.tasks for n in rec["units"])
@@ -491,7 +494,8 @@ def test_neuroplastic_apoptosis_is_opt_in_and_removes_idle_units_at_task_end():
 def test_strategies_are_deterministic():
     def once():
         run = make_learner(make_strategies("neuroplastic", {"check_every": 10, "maturity": 5}))
-        run.run()
+        with short_tasks():
+            run.run()
         return run.accuracy, decisions(run)
 
     assert once() == once()
@@ -523,12 +527,13 @@ def test_resume_after_an_interruption_gives_identical_results(tmp_path, strategy
 
 
 def test_results_json_keeps_signals_and_decisions_per_task(tmp_path):
-    result = neurosculpt.run(benchmark="random-label-digits", tasks=2, samples_per_task=48,
-                             steps=30, strategy="neuroplastic", model="ann-mlp", batch_size=16,
-                             progress=False, model_params={"hidden": [12]},
-                             strategy_params={"log_every": 10, "check_every": 10,
-                                              "maturity": 5, "replacement_rate": 0.05},
-                             out=tmp_path / "run")
+    with short_tasks(), at_chance():  # 30 steps of random labels: not memorised yet
+        result = neurosculpt.run(benchmark="random-label-digits", tasks=2, samples_per_task=48,
+                                 steps=30, strategy="neuroplastic", model="ann-mlp",
+                                 batch_size=16, progress=False, model_params={"hidden": [12]},
+                                 strategy_params={"log_every": 10, "check_every": 10,
+                                                  "maturity": 5, "replacement_rate": 0.05},
+                                 out=tmp_path / "run")
     saved = neurosculpt.runs.read_results(tmp_path / "run")
     for task in saved["tasks"]:
         record = task["plasticity"]
@@ -565,10 +570,12 @@ def test_composes_with_the_development_cycle_without_touching_consolidated_units
     params = {"develop": {"initial_hidden": 0.5, "grow": 0.25},
               "neuroplastic": {"check_every": 10, "maturity": 5, "replacement_rate": 0.05,
                                "tau": 0.3, "log_every": 0}}
-    result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=200,
-                             test_samples_per_task=60, strategy="develop+neuroplastic",
-                             model="ann-mlp", steps=50, batch_size=32, lr=3e-3, progress=False,
-                             model_params={"hidden": [24, 24]}, strategy_params=params)
+    with short_tasks(), at_chance():  # 50 steps: a later, permuted task may not be learned
+        result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=200,
+                                 test_samples_per_task=60, strategy="develop+neuroplastic",
+                                 model="ann-mlp", steps=50, batch_size=32, lr=3e-3,
+                                 progress=False, model_params={"hidden": [24, 24]},
+                                 strategy_params=params)
     acc = result.accuracy_matrix
     assert acc[1][0] == acc[2][0] == acc[0][0] and acc[2][1] == acc[1][1]
     actions = {d["action"] for t in result.results["tasks"] for d in t["plasticity"]["decisions"]}
@@ -588,10 +595,11 @@ def test_development_cycle_follows_units_the_controller_grows_and_removes():
               "neuroplastic": {"check_every": 5, "maturity": 2, "plateau_window": 3,
                                "plateau_patience": 1, "plateau_tol": 10.0, "grow": 3,
                                "solved": 1.01, "dormant_max": 1.0, "log_every": 0}}
-    result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=120,
-                             test_samples_per_task=40, strategy="develop+neuroplastic",
-                             model="ann-mlp", steps=30, batch_size=16, progress=False,
-                             model_params={"hidden": [10, 10]}, strategy_params=params)
+    with at_chance():  # 30 steps of 10-unit layers
+        result = neurosculpt.run(benchmark="permuted-digits", tasks=3, samples_per_task=120,
+                                 test_samples_per_task=40, strategy="develop+neuroplastic",
+                                 model="ann-mlp", steps=30, batch_size=16, progress=False,
+                                 model_params={"hidden": [10, 10]}, strategy_params=params)
     grown = [d for t in result.results["tasks"] for d in t["plasticity"]["decisions"]
              if d["action"] == "grow" and 0 < d["step"] - 30 * d["task"] < 30]
     assert grown, "the controller should grow units in the middle of a task"

@@ -12,10 +12,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from expected_warnings import short_tasks
 
 from neurosculpt import read_results, run, write_report
 from neurosculpt.cli import main
-from neurosculpt.report import compare_rows, compare_table, t95
+from neurosculpt.report import compare_rows, compare_table, spread, t95
 
 pytest.importorskip("matplotlib")
 
@@ -31,9 +32,10 @@ def runs(tmp_path_factory, request) -> Path:
     for seed in (0, 1):
         run(base, out=root / "develop" / f"seed{seed}", strategy="develop", model="snn-mlp",
             model_params={"hidden": [24, 24], "steps": 4}, seed=seed)
-        run(base, out=root / "plastic" / f"seed{seed}", strategy="neuroplastic",
-            model="ann-mlp", model_params={"hidden": [16, 16]}, seed=seed, epochs=4,
-            batch_size=8, strategy_params={"log_every": 4, "every": 1})
+        with short_tasks():
+            run(base, out=root / "plastic" / f"seed{seed}", strategy="neuroplastic",
+                model="ann-mlp", model_params={"hidden": [16, 16]}, seed=seed, epochs=4,
+                batch_size=8, strategy_params={"log_every": 4, "every": 1})
     run(base, out=root / "naive", strategy="naive", model="ann-mlp",
         model_params={"hidden": [16]}, energy_samples=0)
     return root
@@ -212,7 +214,7 @@ def test_compare_formats_and_files(runs, tmp_path, capsys):
     accs = [100 * read_results(runs / "develop" / s)["metrics"]["acc"] for s in ("seed0", "seed1")]
     assert float(develop["acc_mean"]) == pytest.approx(sum(accs) / 2)
     half = t95(1) * abs(accs[0] - accs[1]) / 2 ** 0.5 / 2 ** 0.5
-    assert float(develop["acc_ci95_high"]) - float(develop["acc_mean"]) == pytest.approx(half)
+    assert float(develop["acc_ci95_high"]) == pytest.approx(min(sum(accs) / 2 + half, 100.0))
     assert t95(1) == 12.706 and t95(1000) == pytest.approx(1.962, abs=1e-3)
     for suffix, start in ((".md", "| run"), (".tex", "\\begin"), (".csv", "run,seeds")):
         out = tmp_path / f"table{suffix}"
@@ -236,3 +238,27 @@ def test_report_command(runs, tmp_path, capsys):
     assert "naive only" in out.read_text() and (tmp_path / "r_files" / "metrics.svg").is_file()
     assert main(["report", str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def _seed(seed: int, acc: float, forgetting: float, wall: float) -> dict:
+    return {"config": {"benchmark": "b", "strategy": "s", "model": "m", "seed": seed},
+            "benchmark": {"scenario": "task"}, "wall_time_s": wall,
+            "metrics": {"acc": acc, "forgetting": forgetting}, "tasks": [{"live_synapses": 5}]}
+
+
+def test_intervals_are_clipped_to_the_range_of_the_metric():
+    """Two seeds (t(1) = 12.7): ACC 89% and 99% give mean 94 and a half-width of 63.5, an
+    interval that would reach 157.5%; it stops at 100. Wall time stops at 0."""
+    results = [_seed(0, 0.89, 0.01, 1.0), _seed(1, 0.99, 0.05, 9.0)]
+    row = compare_rows(results)[0]
+    assert row["acc"].mean == pytest.approx(94.0)
+    assert row["acc"].interval == pytest.approx((94.0 - 63.53, 100.0), abs=0.01)
+    assert row["forgetting"].interval == pytest.approx((3.0 - 25.41, 3.0 + 25.41), abs=0.01)
+    assert row["wall_s"].interval == (0.0, pytest.approx(5.0 + 50.82, abs=0.01))
+    assert "[30.5, 100.0]" in compare_table(results)
+    assert "clipped to [0, 100]" in compare_table(results, "markdown")
+    (line,) = csv.DictReader(io.StringIO(compare_table(results, "csv")))
+    assert float(line["acc_ci95_high"]) == 100.0 and float(line["wall_s_ci95_low"]) == 0.0
+    assert float(line["acc_mean"]) + 63.5 > 100.0  # the mean and std are not touched
+    low, high = spread([89.0, 99.0]).interval  # no range given: Student's t as it is
+    assert high == pytest.approx(157.53, abs=0.01) and low == pytest.approx(30.47, abs=0.01)

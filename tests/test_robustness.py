@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from expected_warnings import AT_CHANCE
 
 from neurosculpt import runs
 from neurosculpt.cli import main
@@ -508,6 +509,7 @@ def test_checkpoint_config_is_checked_on_resume(tmp_path, quick_run):
 # --- warnings ----------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings(f"always:{AT_CHANCE}:UserWarning")  # printed by the CLI, asserted
 def test_learning_rate_far_too_high_warns_of_chance(tmp_path, capsys):
     argv = ["run", "-b", "split-digits", "-m", "ann-mlp", "--model-param", "hidden=32",
             "--batch-size", "16", "--epochs", "2", "--lr", "10", "--tasks", "1",

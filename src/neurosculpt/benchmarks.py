@@ -8,7 +8,9 @@ Scenarios (van de Ven & Tolias 2019, "Three scenarios for continual learning"):
 - ``domain``: the label set stays the same and the inputs shift; one shared head.
 
 Each task holds its data once; per-task input permutations and relabelings are applied to a
-batch when it is drawn, so ``permuted-*`` streams of hundreds of tasks do not hold copies.
+batch when it is drawn, so ``permuted-*`` streams of hundreds of tasks do not hold copies, and
+the tasks of a class split that uses every sample are row views of the shared inputs
+(:class:`DatasetRows`): splitting by class copies no image.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class DatasetRows:
     Behaves like the input tensor of a :class:`Split` for what a stream does with it: indexing
     with positions or a boolean mask gives another lazy view (selecting a task's classes copies
     no inputs), :meth:`load` reads the selected samples. ``source`` is a map-style dataset of
-    ``(x, y)`` pairs (read one sample at a time) or a tensor (a memory-mapped file: read with
-    one gather).
+    ``(x, y)`` pairs (read one sample at a time) or a tensor (a memory-mapped file, or the
+    in-memory inputs every task of a class split shares: read with one gather). Read a whole
+    split's inputs with ``split.get(torch.arange(len(split)))``.
     """
 
     def __init__(self, source: object, index: Tensor, sample_shape: tuple[int, ...]) -> None:
@@ -212,23 +215,44 @@ def class_split(
     n_labels = int(max(int(train[1].max()), max(order))) + 1
     label_map = torch.full((n_labels,), -1, dtype=torch.long)
     label_map[torch.tensor(order)] = torch.arange(len(order))
-    tasks, pos = [], 0
-    for k, classes in enumerate(task_classes):
+    rows = _shared_rows(train[0]), _shared_rows(test[0])
+    trains, tests = [], []
+    for classes in task_classes:
         cls = torch.tensor([int(c) for c in classes])
         tr = torch.isin(train[1], cls)
         te = torch.isin(test[1], cls)
-        tasks.append(Task(
-            id=k,
-            name=f"{name}/{k}:" + "-".join(str(int(c)) for c in classes),
-            train=_limit(Split(train[0][tr], train[1][tr], label_map=label_map),
-                         samples_per_task, gen),
-            test=_limit(Split(test[0][te], test[1][te], label_map=label_map),
-                        test_samples_per_task, gen),
-            classes=list(range(pos, pos + len(classes))),
-        ))
+        trains.append(_limit(Split(rows[0][tr], train[1][tr], label_map=label_map),
+                             samples_per_task, gen))
+        tests.append(_limit(Split(rows[1][te], test[1][te], label_map=label_map),
+                            test_samples_per_task, gen))
+    trains = _copies_unless_all_used(trains, train[0])
+    tests = _copies_unless_all_used(tests, test[0])
+    tasks, pos = [], 0
+    for k, classes in enumerate(task_classes):
+        tasks.append(Task(id=k, name=f"{name}/{k}:" + "-".join(str(int(c)) for c in classes),
+                          train=trains[k], test=tests[k],
+                          classes=list(range(pos, pos + len(classes)))))
         pos += len(classes)
     return Benchmark(name, scenario, tasks, pos, tuple(train[0].shape[1:]), sequence,
                      {"class_order": order})
+
+
+def _shared_rows(x: Tensor | DatasetRows) -> DatasetRows:
+    """``x`` as rows a task's split selects without copying (a class split's tasks index the
+    one array: on Fashion-MNIST a copy per task would double the 188 MB of training images)."""
+    if isinstance(x, DatasetRows):
+        return x
+    return DatasetRows(x, torch.arange(len(x)), tuple(x.shape[1:]))
+
+
+def _copies_unless_all_used(splits: list[Split], source: Tensor | DatasetRows) -> list[Split]:
+    """The class split's views of an in-memory ``source`` when its tasks use every row (no
+    copy at all), else copies of the rows they use (a few classes or ``samples_per_task``), so
+    the rest of the array is freed instead of staying alive through the views. Data sets read
+    lazily stay views."""
+    if not isinstance(source, Tensor) or sum(len(s) for s in splits) >= len(source):
+        return splits
+    return [replace(s, x=s.x.load()) for s in splits]  # type: ignore[attr-defined]
 
 
 def shared_label_stream(

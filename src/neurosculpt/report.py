@@ -136,11 +136,16 @@ def t95(df: int) -> float:
 
 @dataclass(frozen=True)
 class Spread:
-    """Mean, sample standard deviation and 95% confidence half-width (Student's t) over seeds."""
+    """Mean, sample standard deviation and 95% confidence half-width (Student's t) over seeds.
+
+    ``bounds``: the range the metric can take; the interval is clipped to it (with two seeds
+    t(1) = 12.7 stretches an accuracy's interval past 100%, where no run can lie).
+    """
 
     mean: float
     std: float
     n: int
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
     @property
     def half_width(self) -> float:
@@ -148,16 +153,19 @@ class Spread:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return self.mean - self.half_width, self.mean + self.half_width
+        low, high = self.bounds
+        return (max(self.mean - self.half_width, low), min(self.mean + self.half_width, high))
 
 
-def spread(values: Sequence[float | None]) -> Spread | None:
-    """:class:`Spread` of the defined values (None and NaN left out); None if there are none."""
+def spread(values: Sequence[float | None],
+           bounds: tuple[float, float] = (-math.inf, math.inf)) -> Spread | None:
+    """:class:`Spread` of the defined values (None and NaN left out); None if there are none.
+    ``bounds``: the metric's range, which the 95% interval is clipped to."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
         return None
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return Spread(statistics.fmean(vals), std, len(vals))
+    return Spread(statistics.fmean(vals), std, len(vals), bounds)
 
 
 def _mean_std(s: Spread | None, digits: int = 2) -> str:
@@ -176,6 +184,11 @@ def _interval(s: Spread | None, digits: int = 1) -> str:
 # the columns of ``compare``: name, unit scale, digits of the text form
 COMPARE_COLUMNS = (*((m, 100.0, 2) for m in METRIC_COLUMNS), ("live_synapses", 1.0, 0),
                    ("wall_s", 1.0, 1))
+# the range of each column (metrics in %): accuracies lie in [0, 100], differences of
+# accuracies (BWT, FWT, forgetting) in [-100, 100], counts and times are not negative
+BOUNDS = {**{m: (-100.0, 100.0) for m in METRIC_COLUMNS},
+          **{m: (0.0, 100.0) for m in ("acc", "learning_acc", "avg_incremental_acc")},
+          "live_synapses": (0.0, math.inf), "wall_s": (0.0, math.inf)}
 COMPARE_FORMATS = ("text", "markdown", "latex", "csv")
 
 
@@ -187,10 +200,10 @@ def compare_rows(all_results: Sequence[dict]) -> list[dict]:
         row: dict = {"run": label, "seeds": len(runs)}
         for col in METRIC_COLUMNS:
             vals = [r.get("metrics", {}).get(col) for r in runs]
-            row[col] = spread([100 * v for v in vals if v is not None])
+            row[col] = spread([100 * v for v in vals if v is not None], BOUNDS[col])
         row["live_synapses"] = spread([r["tasks"][-1]["live_synapses"]
-                                       for r in runs if r.get("tasks")])
-        row["wall_s"] = spread([r.get("wall_time_s", math.nan) for r in runs])
+                                       for r in runs if r.get("tasks")], BOUNDS["live_synapses"])
+        row["wall_s"] = spread([r.get("wall_time_s", math.nan) for r in runs], BOUNDS["wall_s"])
         rows.append(row)
     return rows
 
@@ -203,8 +216,9 @@ def _cells(row: dict) -> list[str]:
 
 def compare_table(all_results: Sequence[dict], fmt: str = "text") -> str:
     """Side-by-side table; runs that differ only by seed are grouped as mean ± std, with the
-    95% interval of ACC over seeds. ``fmt``: text, markdown, latex or csv (csv: mean, std and
-    the 95% interval of every column as numbers)."""
+    95% interval of ACC over seeds (clipped to [0, 100]). ``fmt``: text, markdown, latex or csv
+    (csv: mean, std and the 95% interval of every column as numbers, each clipped to the
+    column's range, :data:`BOUNDS`)."""
     if fmt not in COMPARE_FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; valid: {', '.join(COMPARE_FORMATS)}")
     rows = compare_rows(all_results)
@@ -212,8 +226,8 @@ def compare_table(all_results: Sequence[dict], fmt: str = "text") -> str:
         return _csv(rows)
     header = ["run", "seeds", *(name for name, _, _ in COMPARE_COLUMNS), "acc_95%_interval"]
     cells = [_cells(r) for r in rows]
-    note = ("metrics in %, mean ± std over seeds, 95% interval of ACC (Student's t); live "
-            "synapses at the end; wall time in seconds")
+    note = ("metrics in %, mean ± std over seeds, 95% interval of ACC (Student's t, clipped "
+            "to [0, 100]); live synapses at the end; wall time in seconds")
     if fmt == "markdown":
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]

@@ -144,8 +144,8 @@ class TaskInference(Strategy):
     """
 
     name = "task-inference"
-    # evaluation tallies (before_eval resets them) and caches of solved statistics, rebuilt
-    # when needed: a checkpoint need not hold them
+    # per-evaluation counts; caches of the buffers (solved statistics, the analytic head's
+    # projection), rebuilt when needed
     transient = ("_tally", "_precisions", "_analytic")
 
     def __init__(self, score: str = "analytic", features: str = "last", covariance: str = "full",
@@ -614,10 +614,10 @@ class TaskInference(Strategy):
         with torch.no_grad():
             for (layer, inputs, _), grad in zip(captured, grads, strict=True):
                 weight, bias = layer.effective_parameters()
-                steps = grad.shape[0] // len(x)
+                steps = grad.shape[0] // len(x)  # [T * B, N] time-major or [B, tokens, N]
                 for s in range(n):
                     part = layer.mask & (layer.owner == s)
                     bias_part = (layer.bias_owner == s).to(bias.dtype)
                     change = F.linear(inputs, weight * part, bias * bias_part)
-                    scores[:, s] -= (change * grad).sum(1).view(steps, len(x)).sum(0)
+                    scores[:, s] -= (change * grad).reshape(steps, len(x), -1).sum((0, 2))
         return scores
