@@ -14,6 +14,11 @@ strategy without task inference (the union of the subnetworks answers).
     python bench/task_inference.py --replay 200 --scores cascade,gaussian,energy
     python bench/task_inference.py --benchmark fsdd-digits --epochs 5
     python bench/task_inference.py --benchmark permuted-fmnist --scenario domain --tasks 5
+    python bench/task_inference.py --scores analytic,ratio --expand 2000 --targets class,task
+
+``analytic`` (the ridge head over accumulated statistics) keeps its statistics only when it is
+the score, so naming it trains the runs with ``score=analytic`` (``--source``, ``--expand``,
+``--ridge``); its rows are one per ``--targets``.
 
 Protocol defaults: natural class order, hidden 400-400, Adam lr 1e-3, batch 128, 2 epochs per
 task, all data, class scenario, seeds 0-2 (issue 19).
@@ -37,10 +42,13 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     # the probe of the memory scores is fitted only when the run's score is one of them
     fitted = next((s for s in args.scores if s in MEMORY_SCORES), "ratio")
     params = {args.strategy: parse_params(args.param, "--param"),
-              "task-inference": {"statistics": True, "negatives": args.negatives,
-                                 "covariance": args.covariance, "features": args.features,
-                                 "score": fitted, "probe_l2": args.probe_l2,
+              "task-inference": {"statistics": True, "score": fitted,
+                                 "negatives": args.negatives, "covariance": args.covariance,
+                                 "features": args.features, "probe_l2": args.probe_l2,
                                  "probe_weight": args.probe_weight}}
+    if "analytic" in args.scores:  # its statistics are kept only when it is the score
+        params["task-inference"].update(score="analytic", source=args.source,
+                                        expand=args.expand, ridge=args.ridge)
     if args.replay:
         params["replay"] = {"buffer_size": args.replay, "memory": args.replay_memory,
                             "weighting": args.replay_weighting,
@@ -66,21 +74,25 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
                 "probe": ("probe_",),
                 "ratio-probe": ("ratio_means", "ratio_scatter", "ratio_count", "probe_"),
                 "energy": ("score_calibration",), "max-softmax": ("score_calibration",),
-                "entropy": ("score_calibration",)}
+                "entropy": ("score_calibration",),
+                "analytic": ("analytic_gram", "analytic_targets")}
     out = {}
-    for score in ["union", *args.scores]:
+    rows = [(s, t) for s in args.scores for t in (args.targets if s == "analytic" else [None])]
+    for score, targets in [("union", None), *rows]:
         composed = learner.strategies
         if score == "union":  # without task inference: the loop's own forward answers
             learner.strategies = [s for s in composed if s is not inference]
         else:
             inference.score = score
+            inference.targets = targets or inference.targets
         start = time.perf_counter()
         row = learner.evaluate(upto=last)
         seconds = time.perf_counter() - start
         learner.strategies = composed
         record = learner.ctx.record.get("task_inference", {}) if score != "union" else {}
         n_test = sum(len(t.test) for t in run.benchmark.tasks)
-        out[score] = {
+        name = f"{score} ({targets} targets)" if targets else score
+        out[name] = {
             "acc": sum(row) / len(row),
             "task_acc": record.get("task_accuracy"),
             "passes": record.get("forward_passes_per_sample", 1.0),
@@ -93,8 +105,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
         }
         task_acc = record.get("task_accuracy")
         shown = "-" if task_acc is None else f"{100 * task_acc:.1f}"
-        print(f"seed {seed} {score:12s} acc {100 * out[score]['acc']:.1f} task acc {shown} "
-              f"passes {out[score]['passes']:.2f} {out[score]['ms']:.3f} ms/sample", flush=True)
+        print(f"seed {seed} {name:12s} acc {100 * out[name]['acc']:.1f} task acc {shown} "
+              f"passes {out[name]['passes']:.2f} {out[name]['ms']:.3f} ms/sample", flush=True)
     return out
 
 
@@ -135,6 +147,14 @@ def main() -> None:
     parser.add_argument("--features", default="last", help="last or all hidden populations")
     parser.add_argument("--scores", default="energy,max-softmax,entropy,gaussian,gradient",
                         type=lambda t: t.split(","))
+    parser.add_argument("--source", default="input",
+                        help="analytic score: input or subnetwork (subnetwork 0's features)")
+    parser.add_argument("--expand", type=int, default=2000,
+                        help="analytic score: width of the random ReLU expansion (0: none)")
+    parser.add_argument("--ridge", type=float, default=1e-3,
+                        help="analytic score: ridge relative to the Gram matrix's mean diagonal")
+    parser.add_argument("--targets", default="class", type=lambda t: t.split(","),
+                        help="analytic score: class and/or task targets (one row each)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -147,14 +167,20 @@ def main() -> None:
         parser.error(f"unknown score(s) {unknown}; valid: {', '.join(SCORES + MEMORY_SCORES)}")
     if not args.replay and (set(args.scores) & set(MEMORY_SCORES) or args.negatives == "memory"):
         parser.error("the scores probe and ratio-probe and --negatives memory need --replay N")
+    if "analytic" in args.scores and set(args.scores) & set(MEMORY_SCORES):
+        parser.error("analytic and the memory scores (probe, ratio-probe) keep their statistics "
+                     "only as the run's score: measure them in separate runs")
     torch.set_num_threads(1)
     results = [one_seed(args, int(s)) for s in args.seeds.split(",")]
+    analytic = (f"analytic source {args.source} expand {args.expand} ridge {args.ridge:g}, "
+                if "analytic" in args.scores else "")
     replay = (f" + replay {args.replay} ({args.replay_memory}, {args.replay_weighting}, "
               f"{args.replay_selection})"
               if args.replay else "")
     print(f"\n{args.benchmark}/{args.scenario} {args.model} {args.strategy}{replay}, "
           f"negatives {args.negatives}, "
           f"features {args.features}, "
+          f"{analytic}"
           f"seeds {args.seeds}")
     print("| score | ACC % | task-prediction % | forward passes / sample | backward / sample "
           "| ms / sample | live synapses | statistics kept (floats) |")

@@ -170,7 +170,7 @@ def test_task_inference_recovers_old_tasks_in_the_class_scenario(base):
     assert union["metrics"]["acc"] < 0.6  # the newest head wins every prediction
     assert inferred["metrics"]["acc"] > union["metrics"]["acc"] + 0.3
     record = inferred["tasks"][-1]["task_inference"]
-    assert record["score"] == "ratio" and record["task_accuracy"] > 0.9
+    assert record["score"] == "analytic" and record["task_accuracy"] > 0.9
     assert 1.0 <= record["forward_passes_per_sample"] <= 3.0
     assert record["statistics_floats"] > 0
 
@@ -252,3 +252,126 @@ def test_task_weighted_replay_loss():
     assert Replay().loss(ctx, base) is base  # ER: one mean over the joined batch
     with pytest.raises(ValueError, match="weighting must be one of"):
         Replay(weighting="equal")
+
+
+# --- the analytic task predictor ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source, expand", [("subnetwork", 0), ("input", 40)])
+def test_analytic_head_over_tasks_is_the_joint_ridge_head(source, expand):
+    """Statistics added up task after task equal those of all the training data at once (the
+    feature space is frozen), so the solved head is the jointly fitted ridge head."""
+    params = {"task-inference": {"score": "analytic", "source": source, "expand": expand}}
+    learner, result = _run("develop+task-inference", params=params)
+    inference = learner.strategies[-1]
+    ctx, model = learner.ctx, learner.model
+    model.eval()
+    feats, targets = [], []
+    with torch.no_grad():
+        for task in learner.benchmark.tasks:
+            x, y = task.train.get(torch.arange(len(task.train)))
+            feats.append(inference._analytic_features(ctx, x)[1].double())
+            targets.append(torch.nn.functional.one_hot(y, 6).double())
+    model.set_task(None)
+    h, t = torch.cat(feats), torch.cat(targets)
+    gram = inference.analytic_gram
+    assert torch.allclose(gram, h.T @ h, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(inference.analytic_targets, h.T @ t, rtol=1e-6, atol=1e-6)
+    assert inference.analytic_groups.tolist() == [[k // 2, k] for k in range(6)]
+    lam = inference.ridge * float((h.T @ h).diagonal().mean())
+    joint = torch.linalg.solve(h.T @ h + lam * torch.eye(h.shape[1], dtype=h.dtype), h.T @ t)
+    x, _ = learner.benchmark.tasks[1].test.get(torch.arange(10))
+    with torch.no_grad():
+        probe = inference._analytic_features(ctx, x)[1]
+    model.set_task(None)
+    expected = (probe.double() @ joint).argmax(1) // 2
+    assert torch.equal(inference._analytic_choice(probe, 3), expected)
+    record = result["tasks"][-1]["task_inference"]
+    assert record["score"] == "analytic" and record["task_accuracy"] > 0.7  # union: 1/3
+    width = gram.shape[0]
+    assert width == (expand or len(h.T))
+    assert record["statistics_floats"] == width * width + width * 6 + 6 * 2
+    passes = record["forward_passes_per_sample"]  # subnetwork 0, then the chosen one if not 0
+    assert passes == 1.0 if source == "input" else 1.0 <= passes <= 2.0
+
+
+def test_analytic_task_targets_are_the_summed_class_targets():
+    learner, _ = _run("develop+task-inference", params={"task-inference": {
+        "score": "analytic", "targets": "task", "expand": 30}})
+    inference = learner.strategies[-1]
+    h = torch.randn(50, 30).abs()
+    by_task = inference._analytic_choice(h, 3)
+    gram, corr = inference.analytic_gram, inference.analytic_targets
+    lam = inference.ridge * float(gram.diagonal().mean())
+    tasks = corr.view(30, 3, 2).sum(2)  # one-hot task targets: the class columns summed
+    head = torch.linalg.solve(gram + lam * torch.eye(30, dtype=gram.dtype), tasks)
+    assert torch.equal(by_task, (h.double() @ head).argmax(1))
+
+
+def test_analytic_statistics_survive_a_checkpoint():
+    from neurosculpt.strategies.base import state_lost_in_checkpoint
+
+    learner, _ = _run("develop+task-inference", params={"task-inference": {
+        "score": "analytic", "expand": 30}})
+    inference = learner.strategies[-1]
+    state = inference.state_dict()
+    assert state_lost_in_checkpoint(inference, state, learner.model) == []
+    fresh = TaskInference(**inference.hparams)
+    fresh.load_checkpoint_state(state, learner.model)
+    x, _ = learner.benchmark.tasks[0].test.get(torch.arange(10))
+    tids = torch.zeros(10, dtype=torch.long)
+    learner.model.eval()
+    with torch.no_grad():
+        assert torch.equal(inference.predict(learner.ctx, x, tids),
+                           fresh.predict(learner.ctx, x, tids))
+
+
+def test_analytic_leaves_the_task_scenario_alone():
+    _, plain = _run("develop", scenario="task")
+    learner, inferred = _run("develop+task-inference", scenario="task",
+                             params={"task-inference": {"score": "analytic"}})
+    assert plain["accuracy_matrix"] == inferred["accuracy_matrix"]
+    assert "analytic_gram" not in dict(learner.strategies[-1].named_buffers())
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"expand": -1}, "expand must be an integer >= 0"),
+    ({"expand": 2.5}, "expand must be an integer >= 0"),
+    ({"ridge": 0}, "ridge must be a number > 0"),
+    ({"ridge": "small"}, "ridge must be a number > 0"),
+    ({"source": "pixels"}, "source must be one of"),
+    ({"targets": "both"}, "targets must be one of"),
+])
+def test_bad_analytic_parameters_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        TaskInference(**params)
+
+
+def test_analytic_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "-b", "split-digits", "--scenario", "class", "-m", "ann-mlp",
+            "--model-param", "hidden=16", "--samples-per-task", "40", "--test-samples-per-task",
+            "20", "--epochs", "1", "-s", "develop+task-inference", "-q", "--out", str(out),
+            "-p", "task-inference.score=analytic", "-p", "task-inference.expand=50"]
+    assert main(args) == 0
+    record = json.loads((out / "results.json").read_text())["tasks"][-1]["task_inference"]
+    assert record["score"] == "analytic" and record["statistics_floats"] == 50 * 50 + 50 * 10 + 20
+    assert main(args[:-2] + ["-p", "task-inference.expand=-3", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expand must be an integer >= 0, got -3" in err[0]
+
+
+def test_list_task_inference_is_in_step_with_docs_results():
+    """Every ``-p task-inference.KEY=VALUE`` in docs/results.md names a parameter that
+    ``neurosculpt list task-inference`` prints, with the value it can take."""
+    import re
+    from pathlib import Path
+
+    from neurosculpt.strategies.describe import parameters
+
+    text = (Path(__file__).parents[1] / "docs" / "results.md").read_text()
+    used = set(re.findall(r"task-inference\.(\w+)=", text))
+    known = {p["name"] for p in parameters("task-inference") if p["doc"]}
+    assert {"score", "source", "expand", "targets", "ridge"} <= used <= known
+    default = re.search(r"^- `(\w[\w-]*)` \(default\)", text, re.M).group(1)
+    assert default == TaskInference().score
