@@ -12,6 +12,7 @@ strategy without task inference (the union of the subnetworks answers).
     python bench/task_inference.py                                 # split-fmnist, ann-mlp
     python bench/task_inference.py --model snn-mlp --model-param steps=8
     python bench/task_inference.py --replay 200 --scores cascade,gaussian,energy
+    python bench/task_inference.py --replay 200 --scores ratio,probe,ratio-probe
     python bench/task_inference.py --benchmark fsdd-digits --epochs 5
     python bench/task_inference.py --benchmark permuted-fmnist --scenario domain --tasks 5
     python bench/task_inference.py --scores analytic,ratio --expand 2000 --targets class,task
@@ -19,6 +20,10 @@ strategy without task inference (the union of the subnetworks answers).
 ``analytic`` (the ridge head over accumulated statistics) keeps its statistics only when it is
 the score, so naming it trains the runs with ``score=analytic`` (``--source``, ``--expand``,
 ``--ridge``); its rows are one per ``--targets``.
+``probe`` and ``ratio-probe`` (the task probe fitted on the replay memory) need ``--replay N``
+and likewise are fitted only when one of them is the run's score, so they cannot share a run
+with ``analytic``; ``--replay-memory``, ``--replay-weighting`` and ``--replay-selection`` set
+the memory (default: replay's own, ``auto``).
 
 Protocol defaults: natural class order, hidden 400-400, Adam lr 1e-3, batch 128, 2 epochs per
 task, all data, class scenario, seeds 0-2 (issue 19).
