@@ -12,6 +12,7 @@ strategy without task inference (the union of the subnetworks answers).
     python bench/task_inference.py                                 # split-fmnist, ann-mlp
     python bench/task_inference.py --model snn-mlp --model-param steps=8
     python bench/task_inference.py --replay 200 --scores cascade,gaussian,energy
+    python bench/task_inference.py --replay 200 --scores ratio,probe,ratio-probe
     python bench/task_inference.py --benchmark fsdd-digits --epochs 5
     python bench/task_inference.py --benchmark permuted-fmnist --scenario domain --tasks 5
     python bench/task_inference.py --scores analytic,ratio --expand 2000 --targets class,task
@@ -19,6 +20,10 @@ strategy without task inference (the union of the subnetworks answers).
 ``analytic`` (the ridge head over accumulated statistics) keeps its statistics only when it is
 the score, so naming it trains the runs with ``score=analytic`` (``--source``, ``--expand``,
 ``--ridge``); its rows are one per ``--targets``.
+``probe`` and ``ratio-probe`` (the task probe fitted on the replay memory) need ``--replay N``
+and likewise are fitted only when one of them is the run's score, so they cannot share a run
+with ``analytic``; ``--replay-memory``, ``--replay-weighting`` and ``--replay-selection`` set
+the memory (default: replay's own, ``auto``).
 
 Protocol defaults: natural class order, hidden 400-400, Adam lr 1e-3, batch 128, 2 epochs per
 task, all data, class scenario, seeds 0-2 (issue 19).
@@ -34,21 +39,25 @@ import torch
 
 from neurosculpt.cli import parse_params
 from neurosculpt.runs import Run, RunConfig
-from neurosculpt.strategies.task_inference import SCORES, TaskInference
+from neurosculpt.strategies.task_inference import MEMORY_SCORES, SCORES, TaskInference
 
 
 def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     parts = [args.strategy] + (["replay"] if args.replay else []) + ["task-inference"]
+    # the probe of the memory scores is fitted only when the run's score is one of them
+    fitted = next((s for s in args.scores if s in MEMORY_SCORES), "ratio")
     params = {args.strategy: parse_params(args.param, "--param"),
-              "task-inference": {"statistics": True, "score": "ratio", "negatives": args.negatives,
-                                 "covariance": args.covariance, "features": args.features}}
+              "task-inference": {"statistics": True, "score": fitted,
+                                 "negatives": args.negatives, "covariance": args.covariance,
+                                 "features": args.features, "probe_l2": args.probe_l2,
+                                 "probe_weight": args.probe_weight}}
     if "analytic" in args.scores:  # its statistics are kept only when it is the score
         params["task-inference"].update(score="analytic", source=args.source,
                                         expand=args.expand, ridge=args.ridge)
     if args.replay:
-        # balanced memory, one mean over the joined batch: the setting of docs/results.md
-        params["replay"] = {"buffer_size": args.replay, "memory": "balanced",
-                            "weighting": "batch"}
+        params["replay"] = {"buffer_size": args.replay, "memory": args.replay_memory,
+                            "weighting": args.replay_weighting,
+                            "selection": args.replay_selection}
     class_split = args.benchmark.startswith("split-") or args.benchmark == "fsdd-digits"
     config = RunConfig(
         benchmark=args.benchmark, scenario=args.scenario, tasks=args.tasks, model=args.model,
@@ -67,6 +76,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
     last = len(run.benchmark) - 1
     prefixes = {"gaussian": ("means", "precision", "calibration"),
                 "ratio": ("ratio_means", "ratio_scatter", "ratio_count"),
+                "probe": ("probe_",),
+                "ratio-probe": ("ratio_means", "ratio_scatter", "ratio_count", "probe_"),
                 "energy": ("score_calibration",), "max-softmax": ("score_calibration",),
                 "entropy": ("score_calibration",),
                 "analytic": ("analytic_gram", "analytic_targets")}
@@ -125,7 +136,18 @@ def main() -> None:
     parser.add_argument("--param", "-p", action="append", default=[],
                         help="parameter of the strategy (develop or packnet)")
     parser.add_argument("--replay", type=int, default=0, help="replay memory size (0: none)")
-    parser.add_argument("--negatives", default="none", help="none or shuffle")
+    parser.add_argument("--replay-memory", default="auto",
+                        help="replay memory: auto (balanced in the class scenario), reservoir or "
+                        "balanced")
+    parser.add_argument("--replay-weighting", default="auto",
+                        help="replay loss: auto (tasks in the class scenario), batch or tasks")
+    parser.add_argument("--replay-selection", default="auto",
+                        help="exemplars of the balanced memory: auto, random or herding")
+    parser.add_argument("--probe-l2", type=float, default=0.1,
+                        help="L2 penalty of the memory-fitted task probe (probe, ratio-probe)")
+    parser.add_argument("--probe-weight", type=float, default=0.5,
+                        help="weight of the probe against the soft ratio cascade (ratio-probe)")
+    parser.add_argument("--negatives", default="none", help="none, shuffle or memory")
     parser.add_argument("--covariance", default="full", help="full or diagonal")
     parser.add_argument("--features", default="last", help="last or all hidden populations")
     parser.add_argument("--scores", default="energy,max-softmax,entropy,gaussian,gradient",
@@ -145,15 +167,23 @@ def main() -> None:
     parser.add_argument("--test-samples-per-task", type=int)
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
-    unknown = sorted(set(args.scores) - set(SCORES))
+    unknown = sorted(set(args.scores) - set(SCORES + MEMORY_SCORES))
     if unknown:
-        parser.error(f"unknown score(s) {unknown}; valid: {', '.join(SCORES)}")
+        parser.error(f"unknown score(s) {unknown}; valid: {', '.join(SCORES + MEMORY_SCORES)}")
+    if not args.replay and (set(args.scores) & set(MEMORY_SCORES) or args.negatives == "memory"):
+        parser.error("the scores probe and ratio-probe and --negatives memory need --replay N")
+    if "analytic" in args.scores and set(args.scores) & set(MEMORY_SCORES):
+        parser.error("analytic and the memory scores (probe, ratio-probe) keep their statistics "
+                     "only as the run's score: measure them in separate runs")
     torch.set_num_threads(1)
     results = [one_seed(args, int(s)) for s in args.seeds.split(",")]
     analytic = (f"analytic source {args.source} expand {args.expand} ridge {args.ridge:g}, "
                 if "analytic" in args.scores else "")
-    print(f"\n{args.benchmark}/{args.scenario} {args.model} {args.strategy}"
-          f"{f' + replay {args.replay}' if args.replay else ''}, negatives {args.negatives}, "
+    replay = (f" + replay {args.replay} ({args.replay_memory}, {args.replay_weighting}, "
+              f"{args.replay_selection})"
+              if args.replay else "")
+    print(f"\n{args.benchmark}/{args.scenario} {args.model} {args.strategy}{replay}, "
+          f"negatives {args.negatives}, "
           f"features {args.features}, "
           f"{analytic}"
           f"seeds {args.seeds}")

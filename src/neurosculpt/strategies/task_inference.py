@@ -66,6 +66,33 @@ Scores of "this sample belongs to task s" (``score``):
   (docs/results.md). With ``source="input"`` the predictor is not spiking in a spiking network
   (a ReLU layer on the input); ``source="subnetwork"`` reads spike rates.
 
+Scores that need a replay memory (``develop+replay+task-inference``; the memory is the replay
+strategy's, read through its public ``memory()``):
+
+- ``probe``: one multinomial task classifier (logistic regression, L2 penalty ``probe_l2`` on
+  standardised features) over the concatenated features of every subnetwork, re-fitted from
+  scratch when each task ends on the memory's samples of the earlier tasks and the current
+  task's whole training split, each task weighing the same in the loss (the current task's
+  12,000 samples as much as an earlier task's few dozen). It is not part of any partition, so
+  even subnetwork 0's features are finally read against negatives of every later task: task
+  prediction learnt from the partitions' features with replay, the role of the replay data in
+  TPL's task-prediction heads (Lin et al. 2023) and of the "back-updating" of earlier tasks'
+  heads with the buffer in MORE (Kim, Ke & Liu 2022, "A multi-head model for continual learning
+  via out-of-distribution replay", CoLLAs);
+- ``ratio-probe``: the ``ratio`` cascade made soft and combined with ``probe``: subnetwork
+  ``k``'s claim is the posterior ``c_k`` of its own classes against the later tasks' under the
+  kept Gaussians (equal class priors), ``P(task s) = c_s prod_{k<s} (1 - c_k)``, and the task is
+  ``argmax log P(task) + probe_weight x log P_probe(task)`` (a product of experts, Hinton 2002).
+  Deviation from TPL: no energy term and no learnt mixing; ``probe_weight`` is a fixed weight.
+
+``negatives="memory"``: the "none of mine" signal of Kim et al. 2022 (CIL = task prediction x
+within-task prediction) and MORE with the replay memory as the out-of-distribution data: the
+replayed samples of the batch (earlier tasks) are also pushed towards the uniform distribution
+over the current task's head (outlier exposure, Hendrycks et al. 2019), weighted by
+``negative_weight``; no extra forward pass (the batch's logits are reused). Deviation: MORE adds
+no output unit either, but trains a separate adapter per task; here the head is shared with the
+partition.
+
 ``negatives="shuffle"``: a per-task "none of mine" signal made from the task's own data, never
 from stored samples: each training batch of the current task is also presented with its input
 features permuted at random (every spatial or temporal structure destroyed, statistics of the
@@ -87,8 +114,9 @@ What is kept: ``ratio``, per subnetwork ``k``, the class means of task ``k`` and
 ``[classes, D_k]`` and the within-class scatter ``[D_k, D_k]``; ``gaussian``, per task, its class
 means, an inverse covariance ``[D, D]`` (``[D]`` diagonal) and two numbers; logit scores, two
 numbers per score and task; ``analytic``, ``G`` ``[D, D]`` and ``C`` ``[D, task-class pairs]``
-(float64) and the pairs, ``D`` the expanded width. ``D`` is otherwise the number of features of
-the subnetwork;
+(float64) and the pairs, ``D`` the expanded width; ``probe``, a mean and a spread per feature
+and a ``[features, tasks]`` weight over the features of all subnetworks (besides the replay
+memory itself). ``D`` is otherwise the number of features of the subnetwork;
 ``results.json`` records the floats kept (``tasks[k]["task_inference"]["statistics_floats"]``).
 Evaluation records the task-prediction accuracy per task, forward passes per sample and time.
 """
@@ -109,7 +137,8 @@ SCORES = ("energy", "max-softmax", "entropy", "gaussian", "ratio", "gradient", "
           "analytic")
 FEATURES = ("last", "all")
 LOGIT_SCORES = ("energy", "max-softmax", "entropy")
-NEGATIVES = ("none", "shuffle")
+NEGATIVES = ("none", "shuffle", "memory")
+MEMORY_SCORES = ("probe", "ratio-probe")  # fitted on a replay memory: need develop+replay
 COVARIANCES = ("full", "diagonal")
 SOURCES = ("subnetwork", "input")
 TARGETS = ("class", "task")
@@ -121,8 +150,8 @@ class TaskInference(Strategy):
 
     Args:
         score: how the task of a sample is predicted: ``analytic``, ``ratio``, ``gaussian``,
-            ``energy``, ``max-softmax``, ``entropy``, ``gradient`` or ``cascade`` (module
-            docstring).
+            ``energy``, ``max-softmax``, ``entropy``, ``gradient`` or ``cascade``; with a
+            replay memory also ``probe`` and ``ratio-probe`` (module docstring).
         features: the activity the statistics are kept of: the last hidden population
             (``last``) or all of them (``all``).
         covariance: ``full`` or ``diagonal`` covariance of the Gaussian statistics.
@@ -131,8 +160,9 @@ class TaskInference(Strategy):
             compare scores on one run); None: only when the score needs them.
         calibrate: standardise the logit scores by their mean and spread on the task's own
             training data, so heads trained at different times compare.
-        negatives: ``none`` or ``shuffle``, the "none of mine" signal from the task's own data
-            with its features permuted (outlier exposure).
+        negatives: ``none``, ``shuffle`` (the "none of mine" signal from the task's own data
+            with its features permuted, outlier exposure) or ``memory`` (the replayed samples
+            as the current head's negatives; needs replay).
         negative_weight: weight of that signal in the loss.
         source: what the ``analytic`` head reads: subnetwork 0's features (``subnetwork``,
             ``features`` picks the populations) or the raw input (``input``).
@@ -141,6 +171,10 @@ class TaskInference(Strategy):
         targets: ``class`` (argmax over every (task, class) output, its task) or ``task``
             (argmax over tasks) for the ``analytic`` head.
         ridge: the ``analytic`` head's ridge, relative to the mean diagonal of its Gram matrix.
+        probe_l2: L2 penalty of the memory-fitted task probe (``probe``, ``ratio-probe``) on
+            standardised features.
+        probe_weight: weight of the probe's log-probabilities against the soft ratio cascade's
+            in ``ratio-probe``.
     """
 
     name = "task-inference"
@@ -152,9 +186,11 @@ class TaskInference(Strategy):
                  shrinkage: float = 0.01, statistics: bool | None = None,
                  calibrate: bool = True, negatives: str = "none",
                  negative_weight: float = 0.5, source: str = "input", expand: int = 2000,
-                 targets: str = "class", ridge: float = 1e-3) -> None:
+                 targets: str = "class", ridge: float = 1e-3, probe_l2: float = 0.1,
+                 probe_weight: float = 0.5) -> None:
         super().__init__()
-        for value, valid, what in ((score, SCORES, "score"), (negatives, NEGATIVES, "negatives"),
+        for value, valid, what in ((score, SCORES + MEMORY_SCORES, "score"),
+                                   (negatives, NEGATIVES, "negatives"),
                                    (covariance, COVARIANCES, "covariance"),
                                    (features, FEATURES, "features"),
                                    (source, SOURCES, "source"), (targets, TARGETS, "targets")):
@@ -170,11 +206,16 @@ class TaskInference(Strategy):
             raise ValueError(f"task-inference: expand must be an integer >= 0, got {expand!r}")
         if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
             raise ValueError(f"task-inference: ridge must be a number > 0, got {ridge!r}")
+        for value, what in ((probe_l2, "probe_l2"), (probe_weight, "probe_weight")):
+            if not value >= 0:
+                raise ValueError(f"task-inference: {what} must be >= 0, got {value}")
         self.score = score
+        self.probe_l2 = float(probe_l2)
+        self.probe_weight = float(probe_weight)
         self.features = features
         self.covariance = covariance
         self.shrinkage = float(shrinkage)
-        needed = score in ("gaussian", "ratio")
+        needed = score in ("gaussian", "ratio", "ratio-probe")
         self.statistics = needed if statistics is None else bool(statistics)
         self.calibrate = bool(calibrate)
         self.negatives = negatives
@@ -186,7 +227,8 @@ class TaskInference(Strategy):
                         "negative_weight": self.negative_weight}
         self.source, self.expand, self.targets = source, expand, targets
         self.ridge = float(ridge)
-        self.hparams.update(source=source, expand=expand, targets=targets, ridge=self.ridge)
+        self.hparams.update(source=source, expand=expand, targets=targets, ridge=self.ridge,
+                            probe_l2=self.probe_l2, probe_weight=self.probe_weight)
         self.register_buffer("trained", torch.zeros((), dtype=torch.long))
         self._tally: dict = {}
         self._precisions: dict[int, Tensor] = {}
@@ -197,6 +239,8 @@ class TaskInference(Strategy):
         """Outlier exposure on the current task's own samples with permuted features."""
         if self.negatives == "none" or ctx.benchmark.scenario == "task":
             return loss
+        if self.negatives == "memory":
+            return loss + self.negative_weight * self._memory_negatives(ctx)
         own = ctx.task_ids == ctx.task_id
         if not bool(own.any()):
             return loss
@@ -224,6 +268,10 @@ class TaskInference(Strategy):
             self._keep_analytic(ctx, task)
             kept = sum(int(b.numel()) for name, b in self.named_buffers() if name != "trained")
             ctx.record["task_inference"] = {"statistics_floats": kept}
+        if self.score in MEMORY_SCORES and ctx.benchmark.scenario != "task":
+            self._fit_probe(ctx, task)
+            ctx.record.setdefault("task_inference", {})["statistics_floats"] = sum(
+                int(b.numel()) for name, b in self.named_buffers() if name != "trained")
         self.trained.fill_(task + 1)
 
     @torch.no_grad()
@@ -445,6 +493,10 @@ class TaskInference(Strategy):
                 answers[0] = (torch.arange(len(x), device=x.device), logits)
                 passes = 1
             choice = self._analytic_choice(h, n)
+        elif self.score in MEMORY_SCORES:
+            scores, answers = self._memory_scores(ctx, x, n)
+            passes = n
+            choice = scores.argmax(1)
         elif self.score == "cascade":
             choice = torch.zeros(len(x), dtype=torch.long, device=x.device)
             open_ = torch.ones(len(x), dtype=torch.bool, device=x.device)
@@ -621,3 +673,127 @@ class TaskInference(Strategy):
                     change = F.linear(inputs, weight * part, bias * bias_part)
                     scores[:, s] -= (change * grad).reshape(steps, len(x), -1).sum((0, 2))
         return scores
+
+    # --- with a replay memory (probe, ratio-probe, negatives=memory) ---------------------------
+    def before_task(self, ctx: Context) -> None:
+        """Name a missing replay memory before any training (see :meth:`_replay_memory`)."""
+        if self.score in MEMORY_SCORES or self.negatives == "memory":
+            self._replay_memory(ctx)
+
+    def _replay_memory(self, ctx: Context) -> tuple[Tensor, Tensor, Tensor]:
+        """The composed replay strategy's stored ``(x, y, task_ids)``."""
+        from .replay import Replay
+
+        replay = next((s for s in ctx.learner.strategies if isinstance(s, Replay)), None)
+        if replay is None:
+            what = (f"score={self.score}" if self.score in MEMORY_SCORES
+                    else f"negatives={self.negatives}")
+            raise ValueError(f"task-inference: {what} needs a replay memory: compose it with "
+                             "replay (e.g. develop+replay+task-inference)")
+        return replay.memory()
+
+    def _memory_negatives(self, ctx: Context) -> Tensor:
+        """Replayed samples (earlier tasks) pushed towards the uniform distribution over the
+        current task's head: its "none of mine" answer (the batch's logits are reused)."""
+        replayed = ctx.task_ids != ctx.task_id
+        if not bool(replayed.any()):
+            return ctx.logits.new_zeros(())
+        head = torch.tensor(ctx.task.classes, device=ctx.logits.device)
+        logits = ctx.logits[replayed][:, head]
+        return -F.log_softmax(logits, 1).mean(1).mean()
+
+    def _all_features(self, ctx: Context, x: Tensor, n: int) -> tuple[list[Tensor], list[Tensor]]:
+        """Logits and features of subnetworks ``0 .. n-1`` (``n`` forward passes)."""
+        outs, feats = [], []
+        for k in range(n):
+            ctx.model.set_task(k)
+            out, f = self._features(ctx, x, k)
+            outs.append(out)
+            feats.append(f)
+        ctx.model.set_task(None)
+        return outs, feats
+
+    @torch.no_grad()
+    def _probe_inputs(self, ctx: Context, task: int) -> tuple[Tensor, Tensor]:
+        """Concatenated features of subnetworks ``0 .. task`` and the task of each row: the
+        current task's whole training split and the memory's samples of earlier tasks."""
+        x_mem, _, t_mem = self._replay_memory(ctx)
+        earlier = t_mem < task
+        batches = [(x.to(ctx.device), torch.full((len(x),), task, dtype=torch.long,
+                                                 device=ctx.device))
+                   for x, _ in ctx.task.train.batches(ctx.config.eval_batch_size)]
+        size = ctx.config.eval_batch_size
+        batches += list(zip(x_mem[earlier].to(ctx.device).split(size),
+                            t_mem[earlier].to(ctx.device).split(size), strict=True))
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            feats = [torch.cat(self._all_features(ctx, x, task + 1)[1], 1) for x, _ in batches]
+        finally:
+            model.train(was_training)
+        return torch.cat(feats), torch.cat([t for _, t in batches])
+
+    def _fit_probe(self, ctx: Context, task: int) -> None:
+        """Re-fit the task probe from scratch on memory + current task (module docstring):
+        multinomial logistic regression, every task weighing the same, L-BFGS."""
+        if task == 0:
+            return  # one task: nothing to tell apart
+        f, t = self._probe_inputs(ctx, task)
+        mean, std = f.mean(0), f.std(0) + 1e-3
+        z = (f - mean) / std
+        counts = torch.bincount(t, minlength=task + 1).to(z.dtype)
+        present = int((counts > 0).sum())
+        weight = 1.0 / (counts[t] * present)
+        coef = torch.zeros(z.shape[1], task + 1, device=z.device, requires_grad=True)
+        bias = torch.zeros(task + 1, device=z.device, requires_grad=True)
+        optimizer = torch.optim.LBFGS([coef, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            each = F.cross_entropy(z @ coef + bias, t, reduction="none")
+            loss = (each * weight).sum() + self.probe_l2 * (coef * coef).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+        for name, value in (("probe_mean", mean), ("probe_std", std), ("probe_coef", coef),
+                            ("probe_bias", bias)):
+            self.set_buffer(name, value.detach())
+
+    def _memory_scores(self, ctx: Context, x: Tensor, n: int
+                       ) -> tuple[Tensor, dict[int, tuple[Tensor, Tensor]]]:
+        """Per-task log-scores of ``probe`` / ``ratio-probe`` and every subnetwork's logits."""
+        outs, feats = self._all_features(ctx, x, n)
+        rows = torch.arange(len(x), device=x.device)
+        answers = {k: (rows, out) for k, out in enumerate(outs)}
+        if n == 1:
+            return x.new_zeros(len(x), 1), answers
+        coef = self._buffers.get("probe_coef")
+        if coef is None or coef.shape[1] != n:
+            fitted = 0 if coef is None else coef.shape[1]
+            raise RuntimeError(f"task-inference: the task probe was fitted on {fitted} tasks, "
+                               f"the evaluation asks for {n}")
+        z = (torch.cat(feats, 1) - self._buffers["probe_mean"]) / self._buffers["probe_std"]
+        probe = F.log_softmax(z @ coef + self._buffers["probe_bias"], 1)
+        if self.score == "probe":
+            return probe, answers
+        return self._soft_ratio(feats, n) + self.probe_weight * probe, answers
+
+    def _soft_ratio(self, feats: list[Tensor], n: int) -> Tensor:
+        """``log P(task s) = log c_s + sum_{k<s} log(1 - c_k)``, ``c_k`` the posterior of
+        subnetwork ``k``'s own classes against the later tasks' (its ``ratio`` statistics)."""
+        out = feats[0].new_zeros(len(feats[0]), n)
+        rest = feats[0].new_zeros(len(feats[0]))
+        for k in range(n - 1):
+            groups = self._buffers[f"ratio_groups{k}"]
+            known = groups[:, 0] < n
+            d = feats[k][:, None, :] - self._buffers[f"ratio_means{k}"][known][None]
+            ll = -0.5 * torch.einsum("bcd,de,bce->bc", d, self._ratio_precision(k), d)
+            own = groups[known][:, 0] == k
+            odds = torch.logsumexp(ll[:, own], 1) - torch.logsumexp(ll[:, ~own], 1)
+            out[:, k] = rest + F.logsigmoid(odds)
+            rest = rest + F.logsigmoid(-odds)
+        out[:, n - 1] = rest
+        return out
