@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from tiny_streams import clusters
+from tiny_streams import cluster_learner, clusters
 
 import neurosculpt
 from neurosculpt import make_benchmark
@@ -153,13 +153,7 @@ def test_whole_task_fisher_uses_every_sample():
 
 def _run(strategy: str, scenario: str = "class", params: dict | None = None, tasks: int = 3,
          kind: str = "ann-mlp"):
-    bench = clusters(tasks, scenario, per_class=40, dim=12, seed=1)
-    torch.manual_seed(0)
-    net = build_model({"kind": kind, "hidden": (24, 24), "steps": 3}, bench.input_shape,
-                      bench.n_outputs)
-    strategies = make_strategies(strategy, params or {})
-    learner = Learner(net, bench, strategies, TrainConfig(epochs=3, batch_size=16, lr=5e-3,
-                                                          progress=False))
+    learner = cluster_learner(strategy, params, scenario, tasks, kind)
     return learner, learner.run()
 
 
@@ -306,24 +300,6 @@ def test_analytic_task_targets_are_the_summed_class_targets():
     tasks = corr.view(30, 3, 2).sum(2)  # one-hot task targets: the class columns summed
     head = torch.linalg.solve(gram + lam * torch.eye(30, dtype=gram.dtype), tasks)
     assert torch.equal(by_task, (h.double() @ head).argmax(1))
-
-
-def test_analytic_statistics_survive_a_checkpoint():
-    from neurosculpt.strategies.base import state_lost_in_checkpoint
-
-    learner, _ = _run("develop+task-inference", params={"task-inference": {
-        "score": "analytic", "expand": 30}})
-    inference = learner.strategies[-1]
-    state = inference.state_dict()
-    assert state_lost_in_checkpoint(inference, state, learner.model) == []
-    fresh = TaskInference(**inference.hparams)
-    fresh.load_checkpoint_state(state, learner.model)
-    x, _ = learner.benchmark.tasks[0].test.get(torch.arange(10))
-    tids = torch.zeros(10, dtype=torch.long)
-    learner.model.eval()
-    with torch.no_grad():
-        assert torch.equal(inference.predict(learner.ctx, x, tids),
-                           fresh.predict(learner.ctx, x, tids))
 
 
 def test_analytic_leaves_the_task_scenario_alone():

@@ -7,24 +7,17 @@ import json
 
 import pytest
 import torch
-from tiny_streams import clusters
+from tiny_streams import assert_restored_predicts_alike, cluster_learner
 
 from neurosculpt.cli import main
-from neurosculpt.loop import Learner, TrainConfig
-from neurosculpt.models import build_model
-from neurosculpt.strategies import make_strategies
+from neurosculpt.loop import Learner
 from neurosculpt.strategies.task_inference import MEMORY_SCORES, TaskInference
 
 
 def _learner(strategy: str, params: dict | None = None, scenario: str = "class",
              kind: str = "ann-mlp") -> Learner:
-    bench = clusters(3, scenario, per_class=40, dim=12, seed=1)
-    torch.manual_seed(0)
-    net = build_model({"kind": kind, "hidden": (24, 24), "steps": 3}, bench.input_shape,
-                      bench.n_outputs)
-    params = {"replay": {"buffer_size": 30}, **(params or {})}
-    return Learner(net, bench, make_strategies(strategy, params),
-                   TrainConfig(epochs=3, batch_size=16, lr=5e-3, progress=False))
+    return cluster_learner(strategy, {"replay": {"buffer_size": 30}, **(params or {})},
+                           scenario, kind=kind)
 
 
 @pytest.mark.parametrize("kind", ["ann-mlp", "snn-mlp"])
@@ -94,19 +87,11 @@ def test_memory_negatives_change_training_in_the_class_scenario_only():
     assert losses["task", "none"] == losses["task", "memory"]
 
 
-def test_probe_survives_a_checkpoint():
-    learner = _learner("develop+replay+task-inference",
-                       {"task-inference": {"score": "ratio-probe"}})
+@pytest.mark.parametrize("params", [{"score": "ratio-probe"}, {"score": "analytic", "expand": 30}])
+def test_score_state_survives_a_checkpoint(params):
+    learner = _learner("develop+replay+task-inference", {"task-inference": params})
     learner.run()
-    inference = learner.strategies[-1]
-    fresh = TaskInference(score="ratio-probe")
-    fresh.load_checkpoint_state(inference.state_dict(), learner.model)
-    x, _ = learner.benchmark.tasks[0].test.get(torch.arange(10))
-    tids = torch.zeros(10, dtype=torch.long)
-    learner.model.eval()
-    with torch.no_grad():
-        assert torch.equal(inference.predict(learner.ctx, x, tids),
-                           fresh.predict(learner.ctx, x, tids))
+    assert_restored_predicts_alike(learner)
 
 
 def test_cli_run_folder_with_the_probe(tmp_path, capsys):
