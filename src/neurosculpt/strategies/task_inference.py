@@ -4,8 +4,10 @@ within it.
 ``develop`` and ``packnet`` keep one subnetwork per task intact, but without a task label (the
 class and domain scenarios) the union of all subnetworks answers and old tasks are lost. This
 strategy composes with them (``develop+task-inference``, ``packnet+task-inference``) and, at
-evaluation only (the loop's ``predict`` hook), predicts each test sample's task ``s`` from the
-subnetworks themselves, then takes the class from subnetwork ``s``'s own head (its task's
+evaluation only (the loop's ``predict`` hook), predicts each test sample's task ``s`` (the
+default ``analytic`` score from a fixed random expansion of the input beside the network, the
+measured best; ``source="subnetwork"`` and the other scores from the subnetworks themselves),
+then takes the class from subnetwork ``s``'s own head (its task's
 classes): P(class) = P(task) x P(class | task), the decomposition of Kim et al. 2022 ("A
 theoretical study on solving continual learning", NeurIPS). The task scenario is left alone.
 
