@@ -243,3 +243,31 @@ def test_run_files_get_the_umask_mode_not_mkstemp_private(tmp_path):
     write_json(tmp_path / "results.json", {"a": 1})
     mode = stat.S_IMODE(os.stat(tmp_path / "results.json").st_mode)
     assert mode == 0o666 & ~_UMASK
+
+
+def test_a_loaded_network_evaluates_the_subnetworks_of_the_saved_one():
+    """The layers' training task is Python state; loading a state_dict restores it from the
+    ``current_task`` buffer, so an earlier task's subnetwork hides the later tasks' synapses."""
+    from neurosculpt.models import build_model
+
+    def net():
+        torch.manual_seed(0)
+        return build_model({"kind": "ann-mlp", "hidden": (8,)}, (4,), 2)
+
+    saved = net()
+    layer = saved.plastic_layers[0]
+    layer.owner[:, :2] = 0  # task 0 owns two input columns, task 1 the rest
+    layer.owner[:, 2:] = 1
+    saved.set_training_task(2)
+    loaded = net()
+    loaded.load_state_dict(saved.state_dict())
+    x = torch.randn(5, 4)
+    for model in (saved, loaded):
+        model.eval()
+        model.set_task(0)
+    stale = net()  # the same weights with the layers' default training task: the union
+    stale.eval()
+    stale.set_task(0)
+    with torch.no_grad():
+        assert torch.equal(saved(x), loaded(x))
+        assert not torch.equal(saved(x), stale(x))

@@ -705,10 +705,6 @@ class AdaptedNetwork(PlasticNetwork):
                 for n in self.layer_names[:-1]]
 
     # --- the rest -------------------------------------------------------------------------------
-    def set_training_task(self, task: int) -> None:
-        self.current_task.fill_(task)
-        super().set_training_task(task)
-
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         for i in range(len(self.layer_names) - 1):  # norms learn their width from their tensors

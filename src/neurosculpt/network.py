@@ -275,6 +275,13 @@ class PlasticNetwork(nn.Module):
         self._initial_widths: list[int] | None = None
         # the task being trained, in the state_dict so a checkpoint restores the task masks
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
+        # the layers' view of it is Python state: a loaded state_dict sets it again, so a
+        # restored network evaluates each task's subnetwork like the one that was saved
+        self.register_load_state_dict_post_hook(PlasticNetwork._follow_current_task)
+
+    @staticmethod
+    def _follow_current_task(module: nn.Module, _keys: object) -> None:
+        module.set_training_task(int(module.current_task))
 
     # --- to implement ---------------------------------------------------------------------------
     @property

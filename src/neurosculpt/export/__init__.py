@@ -74,7 +74,6 @@ def load_model(folder: str | Path) -> Network:
     except (AttributeError, KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"model weights {weights} do not fit {meta_file} ({reason})") from exc
-    model.set_training_task(int(model.current_task))
     return model.eval()
 
 
@@ -107,7 +106,6 @@ def model_from_run(path: str | Path) -> tuple[Network, Benchmark, RunConfig]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"checkpoint {checkpoint} does not fit the model {path}/config.json "
                         f"describes ({reason})") from exc
-    model.set_training_task(int(model.current_task))
     return model.eval(), benchmark, config
 
 

@@ -89,9 +89,9 @@ class LwF(Strategy):
             self._sync_teacher()
 
     def _sync_teacher(self) -> None:
-        """Restore the teacher layers' Python-side task selection (not in ``state_dict``): the
-        task it was trained up to, and every live synapse in its forward pass."""
-        self.teacher.set_training_task(int(self.teacher.current_task))
+        """The teacher answers with every live synapse (the task selection is Python state, not
+        in ``state_dict``; the task it was trained up to follows its ``current_task`` buffer on
+        load)."""
         self.teacher.set_task(None)
 
     def old_outputs(self, ctx: Context) -> list[list[int]]:
