@@ -46,7 +46,7 @@ from torch import Tensor
 
 from .layers import PlasticConv2d, PlasticLayer
 from .models import Network
-from .network import PlasticNetwork
+from .network import PlasticNetwork, recording
 
 E_AC_PJ = 0.9
 """Energy of one 32-bit float accumulate at 45 nm, in pJ (Horowitz 2014)."""
@@ -146,33 +146,28 @@ def measure_energy(model: PlasticNetwork, split_or_batches: object, max_samples:
         return hook
 
     handles = [layer.register_forward_pre_hook(make_hook(i)) for i, layer in enumerate(layers)]
-    was_training, was_recording = model.training, model.record_activity
-    model.eval()
-    model.record_activity = True
     samples, steps = 0, 1
     spikes: list[float] = [0.0] * (len(layers) - 1)
     outputs: list[float] = [0.0] * (len(layers) - 1)
     neurons: list[int] = [0] * (len(layers) - 1)
     try:
-        device = next(model.parameters()).device
-        for x in _batches(split_or_batches, max_samples):
-            model(x.to(device))
-            samples += len(x)
-            for i, act in enumerate(model.activity):
-                steps = act.shape[0]
-                spikes[i] += float((act != 0).sum())
-                outputs[i] += act.numel()
-                neurons[i] = math.prod(act.shape[2:])
-        if samples == 0:
-            raise ValueError("measure_energy got no samples")
-        return _report(model, counts, spikes, outputs, neurons, samples, steps, e_ac, e_mac,
-                       bytes_per_weight)
+        with recording(model, train=False):
+            device = next(model.parameters()).device
+            for x in _batches(split_or_batches, max_samples):
+                model(x.to(device))
+                samples += len(x)
+                for i, act in enumerate(model.activity):
+                    steps = act.shape[0]
+                    spikes[i] += float((act != 0).sum())
+                    outputs[i] += act.numel()
+                    neurons[i] = math.prod(act.shape[2:])
+            if samples == 0:
+                raise ValueError("measure_energy got no samples")
+            return _report(model, counts, spikes, outputs, neurons, samples, steps, e_ac, e_mac,
+                           bytes_per_weight)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
-        model.record_activity = was_recording
-        model.activity = []
         model.set_task(previous)
 
 

@@ -27,7 +27,8 @@ in terms of those three. :func:`check_network` tells what is missing or inconsis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -232,6 +233,23 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor
             continue
         if torch.is_tensor(value) and value.shape == param.shape:
             value.index_fill_(dim, index, 0)
+
+
+@contextmanager
+def recording(model: PlasticNetwork, train: bool | None = None) -> Iterator[PlasticNetwork]:
+    """Record hidden activity (``model.activity``) in the forward passes inside the block, in
+    training mode ``train`` (``None``: as it is); afterwards the recording flag, the last
+    recorded activity and the mode are as before, so a measurement never disturbs what the
+    training loop recorded for its own batch."""
+    was_recording, recorded, was_training = model.record_activity, model.activity, model.training
+    model.record_activity = True
+    if train is not None:
+        model.train(train)
+    try:
+        yield model
+    finally:
+        model.record_activity, model.activity = was_recording, recorded
+        model.train(was_training)
 
 
 class PlasticNetwork(nn.Module):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers import PlasticConv2d, PlasticLayer
-from ..network import PlasticNetwork
+from ..network import PlasticNetwork, recording
 from ..renames import renamed_attribute
 
 SYNAPSE_SCORES = ("magnitude", "activity", "taylor", "obd")
@@ -133,29 +133,27 @@ def cofiring(model: PlasticNetwork, batches: Batches,
         for i, layer in enumerate(layers)]
     sums = [torch.zeros_like(layer.weight, dtype=torch.float32) for layer in layers]
     count = 0
-    recording = model.record_activity
-    model.record_activity = True
     try:
-        for x, y in batches:
-            logits = forward(x)
-            posts = [a.reshape(-1, *a.shape[2:]) for a in model.activity]
-            steps = len(posts[0]) // len(y) if posts else 1
-            target = F.one_hot(y, logits.shape[-1]).to(inputs[0].dtype)
-            posts.append(target.repeat(steps, 1))
-            for i, layer in enumerate(layers):
-                pre = inputs[i]
-                if len(pre) != len(posts[i]):  # direct coding: one input for all steps
-                    pre = pre.repeat(steps, *[1] * (pre.dim() - 1))
-                post = posts[i].to(pre.dtype)
-                if isinstance(layer, PlasticConv2d):
-                    total = torch.nn.grad.conv2d_weight(
-                        pre, layer.weight.shape, post, padding=layer.padding)
-                    sums[i] += total / (post.shape[-1] * post.shape[-2])
-                else:
-                    sums[i] += post.t() @ pre
-            count += len(posts[-1])
+        with recording(model):
+            for x, y in batches:
+                logits = forward(x)
+                posts = [a.reshape(-1, *a.shape[2:]) for a in model.activity]
+                steps = len(posts[0]) // len(y) if posts else 1
+                target = F.one_hot(y, logits.shape[-1]).to(inputs[0].dtype)
+                posts.append(target.repeat(steps, 1))
+                for i, layer in enumerate(layers):
+                    pre = inputs[i]
+                    if len(pre) != len(posts[i]):  # direct coding: one input for all steps
+                        pre = pre.repeat(steps, *[1] * (pre.dim() - 1))
+                    post = posts[i].to(pre.dtype)
+                    if isinstance(layer, PlasticConv2d):
+                        total = torch.nn.grad.conv2d_weight(
+                            pre, layer.weight.shape, post, padding=layer.padding)
+                        sums[i] += total / (post.shape[-1] * post.shape[-2])
+                    else:
+                        sums[i] += post.t() @ pre
+                count += len(posts[-1])
     finally:
-        model.record_activity = recording
         for hook in hooks:
             hook.remove()
     if count == 0:
@@ -198,19 +196,17 @@ def firing_rates(model: PlasticNetwork, batches: Batches,
     currents: list[Tensor] = []
     hook = out_layer.register_forward_hook(
         lambda _module, _args, output: currents.append(output.detach().abs().mean(0)))
-    recording = model.record_activity
-    model.record_activity = True
     sums: list[Tensor] | None = None
     n = 0
     try:
-        for x, _y in batches:
-            forward(x)
-            means = [a.flatten(3).mean(-1) if a.dim() > 3 else a for a in model.activity]
-            rates = [m.mean((0, 1)) for m in means] + [currents.pop()]
-            sums = rates if sums is None else [s + r for s, r in zip(sums, rates, strict=True)]
-            n += 1
+        with recording(model):
+            for x, _y in batches:
+                forward(x)
+                means = [a.flatten(3).mean(-1) if a.dim() > 3 else a for a in model.activity]
+                rates = [m.mean((0, 1)) for m in means] + [currents.pop()]
+                sums = rates if sums is None else [s + r for s, r in zip(sums, rates, strict=True)]
+                n += 1
     finally:
-        model.record_activity = recording
         hook.remove()
     if sums is None:
         raise ValueError("the activity score needs at least one batch")

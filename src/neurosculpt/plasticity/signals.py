@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import FREE
-from ..network import PlasticNetwork, follow
+from ..network import PlasticNetwork, follow, recording
 from .structure import free_units, outgoing_weight
 
 
@@ -317,15 +317,9 @@ def probe_activity(model: PlasticNetwork, x: Tensor) -> list[Tensor]:
     state (a rate encoder draws spikes) are as before, so logging more or less often never
     changes training.
     """
-    was_recording, was_training, recorded = model.record_activity, model.training, model.activity
-    model.record_activity = True
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
+    with recording(model, train=False), torch.random.fork_rng(devices=[]):
         model(x)
-    activity = [unit_activity(h) for h in model.activity]
-    model.record_activity, model.activity = was_recording, recorded
-    model.train(was_training)
-    return activity
+        return [unit_activity(h) for h in model.activity]
 
 
 def layer_signals(model: PlasticNetwork, stats: UnitStats, probe: list[Tensor] | None, tau: float,

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ..benchmarks import Split
 from ..loop import Context
+from ..network import recording
 from .base import Strategy
 
 MEMORIES = ("auto", "reservoir", "balanced")
@@ -245,22 +246,14 @@ class Replay(Strategy):
         """``[N, units]``: the last hidden layer's outputs for every example of ``split``
         (averaged over time steps and any spatial axes), L2-normalised, in eval mode; and the
         examples' labels."""
-        model, was_training = ctx.model, ctx.model.training
-        model.eval()
-        model.record_activity = True
         feats, labels = [], []
-        try:
-            with torch.no_grad():
-                for index in torch.arange(len(split), device="cpu").split(1000):
-                    x, y = split.get(index)
-                    model(x.to(ctx.device))
-                    a = model.activity[-1].float().mean(0)
-                    feats.append(F.normalize(a.flatten(2).mean(2) if a.dim() > 2 else a, dim=1))
-                    labels.append(y.to(feats[-1].device))
-        finally:
-            model.record_activity = False
-            model.activity = []
-            model.train(was_training)
+        with recording(ctx.model, train=False) as model, torch.no_grad():
+            for index in torch.arange(len(split), device="cpu").split(1000):
+                x, y = split.get(index)
+                model(x.to(ctx.device))
+                a = model.activity[-1].float().mean(0)
+                feats.append(F.normalize(a.flatten(2).mean(2) if a.dim() > 2 else a, dim=1))
+                labels.append(y.to(feats[-1].device))
         return torch.cat(feats), torch.cat(labels)
 
     @staticmethod

@@ -133,6 +133,7 @@ from torch import Tensor
 
 from .. import layers as L
 from ..loop import Context
+from ..network import recording
 from .base import Strategy
 
 SCORES = ("energy", "max-softmax", "entropy", "gaussian", "ratio", "gradient", "cascade",
@@ -570,13 +571,9 @@ class TaskInference(Strategy):
         population (``features="last"``) or of all of them (``"all"``), averaged over time
         steps (spike rates), on the units that have an input synapse of the subnetwork."""
         model = ctx.model
-        recording = model.record_activity
-        model.record_activity = True
-        try:
+        with recording(model):
             logits = model(x)
-        finally:
-            model.record_activity = recording
-        activity = model.activity if self.features == "all" else model.activity[-1:]
+            activity = model.activity if self.features == "all" else model.activity[-1:]
         layers = model.plastic_layers[:-1]
         layers = layers if self.features == "all" else layers[-1:]
         parts = []
