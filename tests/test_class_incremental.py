@@ -332,6 +332,11 @@ def test_analytic_from_the_cli(tmp_path, capsys):
     assert main(args) == 0
     record = json.loads((out / "results.json").read_text())["tasks"][-1]["task_inference"]
     assert record["score"] == "analytic" and record["statistics_floats"] == 50 * 50 + 50 * 10 + 20
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert (f"task inference (analytic): task predicted right "
+            f"{100 * record['task_accuracy']:.1f}% after the last task") in shown
     assert main(args[:-2] + ["-p", "task-inference.expand=-3", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expand must be an integer >= 0, got -3" in err[0]

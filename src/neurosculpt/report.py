@@ -56,6 +56,13 @@ def format_run(results: dict) -> str:
             f"{tasks[-1].get('live_synapses')}, parameters {tasks[-1].get('parameters')}, "
             f"peak memory {tasks[-1].get('peak_memory_mb', 0):.0f} MB"
         )
+    inference = tasks[-1].get("task_inference") if tasks else None
+    if inference and "task_accuracy" in inference:
+        lines.append(
+            f"task inference ({inference.get('score')}): task predicted right "
+            f"{100 * inference['task_accuracy']:.1f}% after the last task, "
+            f"{inference.get('forward_passes_per_sample', math.nan):.2f} forward passes and "
+            f"{inference.get('time_per_sample_ms', math.nan):.3f} ms per test sample")
     decisions = _decision_counts(tasks)
     if decisions:
         lines.append("plasticity decisions (units): " + ", ".join(
