@@ -65,6 +65,18 @@ def test_feature_scores_find_the_task_of_adapted_networks(model, base, score):
     assert results["tasks"][0]["task_inference"]["statistics_floats"] > 0
 
 
+@pytest.mark.parametrize("source", ["input", "subnetwork"])
+@pytest.mark.parametrize("model", list(MODELS))
+def test_analytic_score_finds_the_task_of_adapted_networks(model, source):
+    """The default score, from the raw input (any sample shape, flattened) or from subnetwork
+    0's features (convolutional channels at every position, token features)."""
+    params = {"task-inference": {"score": "analytic", "source": source, "expand": 64}}
+    results = _run(model, "develop+task-inference", params=params)
+    record = _check_record(results, "analytic")
+    assert record["task_accuracy"] > 0.5
+    assert record["statistics_floats"] >= 64 * 64
+
+
 # the union network trains every new task against the old heads (training accuracy near 0 on
 # these 15-step tasks), so a task the score sends elsewhere ends at chance, and the run says so
 @pytest.mark.filterwarnings(f"ignore:{AT_CHANCE}:UserWarning")
