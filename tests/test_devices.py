@@ -78,19 +78,25 @@ STRATEGIES = ["naive", "ewc", "online-ewc", "si", "mas", "lwf", "replay", "packn
 
 
 # the class scenario's masks and heads once for the strategies that treat it apart
-CASES = [(s, "task") for s in STRATEGIES] + [
-    (s, "class") for s in ("naive", "lwf", "replay", "develop", "neuroplastic")]
+CASES = [(s, "task", None) for s in STRATEGIES] + [
+    (s, "class", None) for s in ("naive", "lwf", "replay", "develop", "neuroplastic")] + [
+    # task inference acts in the class scenario only: its statistics, projection and probe
+    ("develop+task-inference", "class", {"task-inference": {"expand": 16}}),
+    ("develop+task-inference", "class", {"task-inference": {"score": "ratio"}}),
+    ("develop+replay+task-inference", "class",
+     {"replay": {"buffer_size": 16}, "task-inference": {"score": "ratio-probe"}})]
 
 
-@pytest.mark.parametrize(("strategy", "scenario"), CASES)
-def test_no_tensor_is_created_off_the_models_device(strategy, scenario):
+@pytest.mark.parametrize(("strategy", "scenario", "params"), CASES)
+def test_no_tensor_is_created_off_the_models_device(strategy, scenario, params):
     bench = neurosculpt.make_benchmark("split-digits", scenario=scenario, samples_per_task=32,
                                        test_samples_per_task=16)
     model = neurosculpt.build_model(neurosculpt.ModelConfig("snn-mlp", hidden=(12, 12),
                                                             steps=2),
                                     bench.input_shape, bench.n_outputs)
-    params = FEW.get(strategy, {}) if "+" not in strategy else {
-        "neuroplastic": FEW["neuroplastic"]}
+    if params is None:
+        params = FEW.get(strategy, {}) if "+" not in strategy else {
+            "neuroplastic": FEW["neuroplastic"]}
     strategies = neurosculpt.strategies.make_strategies(strategy, params)
     learner = neurosculpt.Learner(model, bench, strategies, neurosculpt.TrainConfig(
         steps=12, batch_size=8, progress=False, energy_samples=8))

@@ -407,7 +407,8 @@ class TaskInference(Strategy):
         key = f"projection{width}x{self.expand}"
         if key not in self._analytic:
             generator = torch.Generator().manual_seed(ctx.learner.seed_for(_PROJECTION_SEED))
-            weight = torch.randn(width, self.expand, generator=generator) / width ** 0.5
+            weight = torch.randn(width, self.expand, generator=generator,
+                                 device="cpu") / width ** 0.5
             self._analytic[key] = weight.to(ctx.device)
         return self._analytic[key]
 
