@@ -149,7 +149,8 @@ _PROJECTION_SEED = 19  # key of the analytic head's random projection in Learner
 
 
 class TaskInference(Strategy):
-    """Predict the task of each test sample from the task subnetworks (see the module docstring).
+    """Predict the task of each test sample, then classify within that task's subnetwork (see the
+    module docstring: the default ``analytic`` score reads the input, the others the subnetworks).
 
     Args:
         score: how the task of a sample is predicted: ``analytic``, ``ratio``, ``gaussian``,
