@@ -148,6 +148,14 @@ TARGETS = ("class", "task")
 _PROJECTION_SEED = 19  # key of the analytic head's random projection in Learner.seed_for
 
 
+def _class_means(f: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The classes in ``y`` (sorted), the mean row of ``f`` per class, and ``f`` centred on its
+    class's mean."""
+    present = torch.unique(y)
+    means = torch.stack([f[y == c].mean(0) for c in present])
+    return present, means, f - means[torch.searchsorted(present, y)]
+
+
 class TaskInference(Strategy):
     """Predict the task of each test sample, then classify within that task's subnetwork (see the
     module docstring: the default ``analytic`` score reads the input, the others the subnetworks).
@@ -224,15 +232,14 @@ class TaskInference(Strategy):
         self.calibrate = bool(calibrate)
         self.negatives = negatives
         self.negative_weight = float(negative_weight)
-        self.hparams = {"score": score, "features": features, "covariance": covariance,
-                        "shrinkage": self.shrinkage,
-                        "statistics": self.statistics, "calibrate": self.calibrate,
-                        "negatives": negatives,
-                        "negative_weight": self.negative_weight}
         self.source, self.expand, self.targets = source, expand, targets
         self.ridge = float(ridge)
-        self.hparams.update(source=source, expand=expand, targets=targets, ridge=self.ridge,
-                            probe_l2=self.probe_l2, probe_weight=self.probe_weight)
+        self.hparams = {"score": score, "features": features, "covariance": covariance,
+                        "shrinkage": self.shrinkage, "statistics": self.statistics,
+                        "calibrate": self.calibrate, "negatives": negatives,
+                        "negative_weight": self.negative_weight, "source": source,
+                        "expand": expand, "targets": targets, "ridge": self.ridge,
+                        "probe_l2": self.probe_l2, "probe_weight": self.probe_weight}
         self.register_buffer("trained", torch.zeros((), dtype=torch.long))
         self._tally: dict = {}
         self._precisions: dict[int, Tensor] = {}
@@ -264,26 +271,24 @@ class TaskInference(Strategy):
         task = ctx.task_id
         if int(self.trained) > task:
             return
-        calibrated = self.calibrate and self.score in LOGIT_SCORES
-        if (self.statistics or calibrated) and ctx.benchmark.scenario != "task":
-            kept = self._keep_statistics(ctx, task)
-            ctx.record["task_inference"] = {"statistics_floats": kept}
-        if self.score == "analytic" and ctx.benchmark.scenario != "task":
-            self._keep_analytic(ctx, task)
-            kept = sum(int(b.numel()) for name, b in self.named_buffers() if name != "trained")
-            ctx.record["task_inference"] = {"statistics_floats": kept}
-        if self.score in MEMORY_SCORES and ctx.benchmark.scenario != "task":
-            self._fit_probe(ctx, task)
-            ctx.record.setdefault("task_inference", {})["statistics_floats"] = sum(
-                int(b.numel()) for name, b in self.named_buffers() if name != "trained")
+        if ctx.benchmark.scenario != "task":
+            calibrated = self.calibrate and self.score in LOGIT_SCORES
+            keeps = [(self.statistics or calibrated, self._keep_statistics),
+                     (self.score == "analytic", self._keep_analytic),
+                     (self.score in MEMORY_SCORES, self._fit_probe)]
+            for wanted, keep in keeps:
+                if wanted:
+                    keep(ctx, task)
+            if any(wanted for wanted, _ in keeps):
+                ctx.record["task_inference"] = {"statistics_floats": sum(
+                    int(b.numel()) for name, b in self.named_buffers() if name != "trained")}
         self.trained.fill_(task + 1)
 
     @torch.no_grad()
-    def _keep_statistics(self, ctx: Context, task: int) -> int:
+    def _keep_statistics(self, ctx: Context, task: int) -> None:
         """Statistics of the task's training data: the calibration of the logit scores and the
         Gaussian of its own classes in its own subnetwork, and (``statistics``) the class means
-        and within-class scatter in every earlier subnetwork, for ``ratio``. Returns the number
-        of floats kept in all."""
+        and within-class scatter in every earlier subnetwork, for ``ratio``."""
         model = ctx.model
         was_training = model.training
         model.eval()
@@ -305,7 +310,6 @@ class TaskInference(Strategy):
         finally:
             model.set_task(None)
             model.train(was_training)
-        return sum(int(b.numel()) for name, b in self.named_buffers() if name != "trained")
 
     def _keep_own(self, ctx: Context, task: int, f: Tensor, y: Tensor, logits: Tensor) -> None:
         self.set_buffer(f"score_calibration{task}", torch.stack([
@@ -314,10 +318,7 @@ class TaskInference(Strategy):
                       for kind in LOGIT_SCORES)]))
         if not self.statistics:
             return
-        classes = torch.tensor(ctx.task.classes, device=y.device)
-        present = classes[torch.isin(classes, y)]
-        means = torch.stack([f[y == c].mean(0) for c in present])
-        centred = f - means[torch.searchsorted(present, y)]
+        _, means, centred = _class_means(f, y)
         var = centred.var(0, unbiased=False)
         ridge = self.shrinkage * float(var.mean()) + 1e-6
         if self.covariance == "diagonal":
@@ -335,9 +336,7 @@ class TaskInference(Strategy):
         """Add task ``task``'s class means and within-class scatter, in subnetwork ``k``'s
         features, to the statistics of subnetwork ``k`` (groups are (task, class) pairs, so
         streams whose tasks share labels keep them apart)."""
-        present = torch.unique(y)
-        means = torch.stack([f[y == c].mean(0) for c in present])
-        centred = f - means[torch.searchsorted(present, y)]
+        present, means, centred = _class_means(f, y)
         groups = torch.stack([torch.full_like(present, task), present], 1)
         scatter = centred.T @ centred
         if f"ratio_means{k}" in self._buffers:
@@ -520,12 +519,11 @@ class TaskInference(Strategy):
                 choice[rows[claim]] = s
                 open_[rows[claim]] = False
         else:
-            scores = torch.empty(len(x), n, device=x.device)
-            for s in range(n):
-                model.set_task(s)
-                out, feats = self._features(ctx, x, s)
-                answers[s] = (torch.arange(len(x), device=x.device), out)
-                scores[:, s] = self._score(out, feats, s, ctx)
+            outs, feats = self._all_features(ctx, x, n)
+            rows = torch.arange(len(x), device=x.device)
+            answers = {s: (rows, out) for s, out in enumerate(outs)}
+            scores = torch.stack([self._score(out, f, s, ctx)
+                                  for s, (out, f) in enumerate(zip(outs, feats, strict=True))], 1)
             passes = n
             choice = scores.argmax(1)
         result = torch.full((len(x), ctx.benchmark.n_outputs), float("-inf"), device=x.device)
@@ -600,12 +598,16 @@ class TaskInference(Strategy):
         own features) one of its own task's? The last task claims whatever is left."""
         if k == n - 1:
             return torch.ones(len(feats), dtype=torch.bool, device=feats.device)
+        tasks, dist = self._ratio_distances(k, n, feats)
+        return tasks[dist.argmin(1)] == k
+
+    def _ratio_distances(self, k: int, n: int, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """The task of each class mean subnetwork ``k`` keeps for the first ``n`` tasks, and the
+        squared Mahalanobis distance (pooled covariance) of every row of ``feats`` to each."""
         groups = self._buffers[f"ratio_groups{k}"]
         known = groups[:, 0] < n
-        means = self._buffers[f"ratio_means{k}"][known]
-        d = feats[:, None, :] - means[None]
-        dist = torch.einsum("bcd,de,bce->bc", d, self._ratio_precision(k), d)
-        return groups[known][dist.argmin(1), 0] == k
+        d = feats[:, None, :] - self._buffers[f"ratio_means{k}"][known][None]
+        return groups[known][:, 0], torch.einsum("bcd,de,bce->bc", d, self._ratio_precision(k), d)
 
     @staticmethod
     def _distance(f: Tensor, means: Tensor, precision: Tensor) -> Tensor:
@@ -788,11 +790,9 @@ class TaskInference(Strategy):
         out = feats[0].new_zeros(len(feats[0]), n)
         rest = feats[0].new_zeros(len(feats[0]))
         for k in range(n - 1):
-            groups = self._buffers[f"ratio_groups{k}"]
-            known = groups[:, 0] < n
-            d = feats[k][:, None, :] - self._buffers[f"ratio_means{k}"][known][None]
-            ll = -0.5 * torch.einsum("bcd,de,bce->bc", d, self._ratio_precision(k), d)
-            own = groups[known][:, 0] == k
+            tasks, dist = self._ratio_distances(k, n, feats[k])
+            ll = -0.5 * dist
+            own = tasks == k
             odds = torch.logsumexp(ll[:, own], 1) - torch.logsumexp(ll[:, ~own], 1)
             out[:, k] = rest + F.logsigmoid(odds)
             rest = rest + F.logsigmoid(-odds)
