@@ -184,17 +184,17 @@ def _check_names(axes: dict, source: str) -> None:
     from .benchmarks import BENCHMARKS, SCENARIOS
     from .loading import is_spec
     from .models import MODELS
+    from .validation import unknown_name
 
     for name in axes["benchmark"]:
         if not is_spec(str(name)) and name not in BENCHMARKS:
-            raise ValueError(f"{source}: unknown benchmark {name!r}; valid: "
-                             f"{', '.join(BENCHMARKS)}")
+            raise ValueError(f"{source}: {unknown_name('benchmark', name, BENCHMARKS)}")
     for name in axes["scenario"]:
         if name is not None and name not in SCENARIOS:
             raise ValueError(f"{source}: unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
     for name in axes["model"]:
         if not is_spec(str(name)) and name not in MODELS:
-            raise ValueError(f"{source}: unknown model {name!r}; valid: {', '.join(MODELS)}")
+            raise ValueError(f"{source}: {unknown_name('model', name, MODELS)}")
     for seed in axes["seed"]:
         if not isinstance(seed, int):
             raise ValueError(f"{source}: seeds must be integers, got {seed!r}")
