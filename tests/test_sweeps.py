@@ -71,6 +71,16 @@ def test_grid_expands_every_axis(tmp_path):
     assert all(c.folder.parent.parent == tmp_path for c in sweep.cells)
 
 
+def test_a_user_model_factory_is_a_model_axis(tmp_path):
+    factory = tmp_path / "net.py"
+    factory.write_text("from torch import nn\n\n\ndef make(input_shape, n_outputs, width=8):\n"
+                       "    return nn.Sequential(nn.Flatten(), nn.Linear(64, n_outputs))\n")
+    run = {**GRID["run"], "model_params": {"width": 4}}  # the factory's, not a built-in's
+    sweep = load_sweep({**GRID, "out": str(tmp_path / "out"), "run": run,
+                        "models": [f"{factory}:make"]})
+    assert len(sweep.cells) == 3 * 2
+
+
 @pytest.mark.parametrize("change, message", [
     ({"strategies": ["nope"]}, "nope"),
     ({"models": ["snn-lstm"]}, "snn-lstm"),

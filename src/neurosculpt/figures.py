@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .report import spread
+from .report import _decision_counts, spread
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -170,9 +170,7 @@ def layer_synapses(task: dict) -> list[int] | None:
 def structural_events(task: dict) -> dict[str, int]:
     """Units added, removed and reinitialised during one task, by kind: the controller's and
     mechanisms' logged decisions plus the development cycle's and DSD's growth and pruning."""
-    events: dict[str, int] = {}
-    for decision in task.get("plasticity", {}).get("decisions", []):
-        events[decision["action"]] = events.get(decision["action"], 0) + int(decision["n"])
+    events = _decision_counts([task])
     for key in ("develop", "dsd"):
         record = task.get(key, {})
         for name, label in (("grown", "grow"), ("removed_units", "prune"),

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import figures
-from .report import COMPARE_COLUMNS, compare_rows, find_runs, group_runs
+from .report import COMPARE_COLUMNS, _mean_std, compare_rows, find_runs, group_runs
 from .runs import read_results, write_text
 
 _CSS = """
@@ -93,10 +93,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str) 
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _spread_cell(s, digits: int) -> str:
-    return "-" if s is None else f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
-
-
 def write_report(paths: Sequence[str | Path], out: str | Path = "report.html",
                  title: str | None = None) -> Path:
     """Write the report of the runs under ``paths`` to ``out`` (figures into
@@ -115,7 +111,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report.html",
     # --- summary --------------------------------------------------------------------------------
     page.add("<h2>Summary</h2>")
     header = ["run", "seeds", *(name for name, _, _ in COMPARE_COLUMNS)]
-    rows = [[row["run"], row["seeds"], *(_spread_cell(row[name], digits)
+    rows = [[row["run"], row["seeds"], *(_mean_std(row[name], digits)
                                          for name, _, digits in COMPARE_COLUMNS)]
             for row in compare_rows(results)]
     page.add(_table(header, rows, "summary"))

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .loading import is_spec
 from .runs import RunConfig, load_toml, read_results, write_json, write_text
 from .strategies import load_plugin, make_strategies
 
@@ -164,7 +165,9 @@ def load_sweep(spec: str | Path | dict, out: str | Path | None = None) -> Sweep:
         try:
             for plugin in config.get("plugins", []):  # user strategies the cell names
                 load_plugin(plugin)
-            RunConfig.from_dict(config, source=source).model_config()
+            checked = RunConfig.from_dict(config, source=source)
+            if not is_spec(checked.model):  # a user's model factory takes its own parameters
+                checked.model_config()
             make_strategies(config["strategy"], config.get("strategy_params"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: {exc}") from None
@@ -182,19 +185,18 @@ def _check_names(axes: dict, source: str) -> None:
     """Unknown built-in names fail here, once, instead of in every cell (user objects named
     ``file.py:name`` are loaded by the cells themselves)."""
     from .benchmarks import BENCHMARKS, SCENARIOS
-    from .loading import is_spec
     from .models import MODELS
+    from .validation import unknown_name
 
     for name in axes["benchmark"]:
         if not is_spec(str(name)) and name not in BENCHMARKS:
-            raise ValueError(f"{source}: unknown benchmark {name!r}; valid: "
-                             f"{', '.join(BENCHMARKS)}")
+            raise ValueError(f"{source}: {unknown_name('benchmark', name, BENCHMARKS)}")
     for name in axes["scenario"]:
         if name is not None and name not in SCENARIOS:
             raise ValueError(f"{source}: unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
     for name in axes["model"]:
         if not is_spec(str(name)) and name not in MODELS:
-            raise ValueError(f"{source}: unknown model {name!r}; valid: {', '.join(MODELS)}")
+            raise ValueError(f"{source}: {unknown_name('model', name, MODELS)}")
     for seed in axes["seed"]:
         if not isinstance(seed, int):
             raise ValueError(f"{source}: seeds must be integers, got {seed!r}")
