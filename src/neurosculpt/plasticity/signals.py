@@ -435,14 +435,11 @@ class Monitor(nn.Module):
             cached = self._free[i] = free_units(model, i)
         return cached
 
-    def invalidate(self, i: int | None = None) -> None:
-        """Forget the cached free units of layer ``i`` (after a structural change), or of every
-        layer (``None``: before decisions at the end of a task, when another strategy may just
-        have consolidated)."""
-        if i is None:
-            self._free = {}
-        else:
-            self._free.pop(i, None)
+    def invalidate(self) -> None:
+        """Forget the cached free units of every layer (before decisions at the end of a task,
+        when another strategy may just have consolidated; resizes reach the cache through the
+        journal)."""
+        self._free = {}
 
     def before_task(self, ctx) -> None:
         ctx.model.record_activity = True

@@ -60,7 +60,6 @@ def docstring_args(cls: type) -> dict[str, str]:
     current: str | None = None
     for line in lines[start + 1:]:
         if not line.strip():
-            current = None if indent is None else current
             continue
         depth = len(line) - len(line.lstrip())
         if indent is None:

@@ -402,13 +402,13 @@ class Develop(Strategy):
                 importance = importance + outgoing.view(layer.n_out, -1).sum(1)
             importance = importance.masked_fill(~new, float("inf"))
             cut = torch.argsort(importance, stable=True)[:n_cut]
-            rows = torch.zeros(layer.n_out, dtype=torch.bool)
+            rows = layer.mask.new_zeros(layer.n_out)
             rows[cut] = True
             shape = (-1,) + (1,) * (layer.weight.dim() - 1)
             pruned[index] += L.prune_synapses(layer, rows.view(shape).expand_as(layer.mask))
             for c in consumers:
                 nxt = layers[c.layer]
-                cols = torch.zeros(nxt.n_in, dtype=torch.bool)
+                cols = nxt.mask.new_zeros(nxt.n_in)
                 cols[c.inputs(cut)] = True
                 shape = (1, -1) + (1,) * (nxt.weight.dim() - 2)
                 pruned[c.layer] += L.prune_synapses(nxt, cols.view(shape).expand_as(nxt.mask))

@@ -61,8 +61,7 @@ def per_sample_mean(ctx: Context, objective: Callable[[Tensor, Tensor], Tensor],
     n = len(split) if max_samples is None else min(len(split), max_samples)
     if n == 0:
         return total
-    gen = torch.Generator().manual_seed(
-        (ctx.config.seed * 1_000_003 + task_id) * 1_000_003 + salt)
+    gen = torch.Generator().manual_seed(ctx.learner.seed_for(task_id, salt))
     x, y = split.get(torch.randperm(len(split), generator=gen, device="cpu")[:n])
     x, y = x.to(ctx.device), y.to(ctx.device)
     tids = torch.full((n,), task_id, dtype=torch.long, device=ctx.device)

@@ -9,12 +9,10 @@ with the development cycle (``develop+neuroplastic``): only units no task owns a
 
 from __future__ import annotations
 
-import math
-
 from ..loop import Context
 from ..plasticity.controller import Controller
 from ..validation import warn
-from .base import Strategy
+from .base import Strategy, task_steps
 
 
 class Neuroplastic(Strategy):
@@ -81,9 +79,8 @@ class Neuroplastic(Strategy):
     def _warn_if_idle(self, ctx: Context) -> None:
         """Say once, with the numbers, when the task is too short for a rule to act: the
         plateau detector restarts with every task, checks come every ``check_every`` steps."""
-        cfg, h, actions = ctx.config, self.hparams, self.controller.actions
-        batches = math.ceil(len(ctx.task.train) / cfg.batch_size)
-        steps = cfg.steps if cfg.steps is not None else cfg.epochs * batches
+        h, actions = self.hparams, self.controller.actions
+        _, steps = task_steps(ctx)
         plateau = h["plateau_window"] * (h["plateau_patience"] + 1)
         short = []
         if "grow" in actions and steps < plateau:
