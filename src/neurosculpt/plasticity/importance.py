@@ -214,8 +214,8 @@ def firing_rates(model: PlasticNetwork, batches: Batches,
 
 
 def unit_scores(model: PlasticNetwork, kind: str, batches: Batches | None = None, *,
-                  forward: Callable[[Tensor], Tensor] | None = None,
-                  stats: GradientStats | None = None) -> list[Tensor]:
+                forward: Callable[[Tensor], Tensor] | None = None,
+                stats: GradientStats | None = None) -> list[Tensor]:
     """Importance of every output unit of every plastic layer (one vector per layer).
 
     ``activity``: mean firing rate (hidden layers; mean |current| for outputs), the "use it or

@@ -380,7 +380,7 @@ class Develop(Strategy):
         return out
 
     def prune_units(self, model: PlasticNetwork, scores: list[Tensor], progress: float,
-                      pruned: list[int]) -> None:
+                    pruned: list[int]) -> None:
         """Cut every synapse of the task's new units with the least summed importance (in and
         out), on the same schedule with target ``keep_units``; apoptosis then removes them.
 
