@@ -513,7 +513,6 @@ class AdaptedNetwork(PlasticNetwork):
         self.constant_input = False  # energy accounting: the user's forward computes every step
         self._records: list[list[Tensor]] | None = None
         self._batch = 0
-        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
         self._tap_hooks: list[tuple[str, int]] = []
         self._register_taps()
         self.time_steps = 1
