@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from . import layers as L
-from .network import Consumer, Coupled, PlasticNetwork, Units, reset_optimizer_state
+from .network import Consumer, Coupled, PlasticNetwork, Units, recording, reset_optimizer_state
 from .validation import UserError
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
@@ -670,15 +670,10 @@ class AdaptedNetwork(PlasticNetwork):
     @torch.no_grad()
     def _probe_spiking(self) -> bool:
         """Spiking when every tapped population emits only 0 and 1 on a random input."""
-        was_training, self.record_activity = self.training, True
-        self.eval()
-        try:
-            device = next(self.net.parameters()).device
+        device = next(self.net.parameters()).device
+        with recording(self, train=False):
             self(torch.rand(2, *self.input_shape, device=device))
-        finally:
-            self.record_activity = False
-            self.train(was_training)
-        activity, self.activity = self.activity, []
+            activity = self.activity
         self.time_steps = int(activity[0].shape[0]) if activity else 1
         return bool(activity) and all(bool(((a == 0) | (a == 1)).all()) for a in activity)
 
