@@ -567,12 +567,9 @@ class AdaptedNetwork(PlasticNetwork):
 
     def remove_units(self, layer: int, units: Tensor,
                      optimizer: torch.optim.Optimizer | None = None) -> Tensor:
-        n = self.plastic_layers[layer].n_out
         kept = super().remove_units(layer, units, optimizer)
-        removed = torch.ones(n, dtype=torch.bool)
-        removed[kept] = False
         for p in self._partners(layer):
-            L.remove_outputs(self.plastic_layers[p], torch.nonzero(removed).flatten(), optimizer)
+            L.remove_outputs(self.plastic_layers[p], units, optimizer)
             self._journal(p, "remove", kept, torch.zeros(0, dtype=torch.long),
                           Units(consumers=()))
         self._sync_norms(layer)
