@@ -54,6 +54,7 @@ from torch import Tensor, fx, nn
 
 from . import layers as L
 from .network import Consumer, Coupled, PlasticNetwork, Units, recording, reset_optimizer_state
+from .plasticity.structure import has_outputs
 from .validation import UserError
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
@@ -605,15 +606,11 @@ class AdaptedNetwork(PlasticNetwork):
         removed = []
         layers = self.plastic_layers
         for i in range(len(layers) - 1):
-            units = self.units(i)
             n = layers[i].n_out
-            if units.fixed:
+            if self.units(i).fixed:
                 removed.append(0)
                 continue
-            read = torch.zeros(n, dtype=torch.bool, device=layers[i].weight.device)
-            for c in units.consumers:
-                columns = layers[c.layer].mask.transpose(0, 1).flatten(1).any(1)
-                read |= columns.view(n, c.width).any(1)
+            read = has_outputs(self, i)
             if not bool(read.any()):
                 read[0] = True
             if not bool(read.all()):
