@@ -553,9 +553,8 @@ class AdaptedNetwork(PlasticNetwork):
         """The interface's growth, then the same units in every layer summed with ``layer``:
         their new rows start at zero, so a residual branch adds nothing to a new unit until it
         learns to (one journal entry per layer, so per-layer state follows each)."""
-        old = self.plastic_layers[layer].n_out
         new = super().grow_units(layer, n, optimizer)
-        source = torch.cat([torch.arange(old), torch.full((n,), -1, dtype=torch.long)])
+        source = self.resizes[-1].source  # the leader's growth, just journalled
         for p in self._partners(layer):
             partner = self.plastic_layers[p]
             L.grow_outputs(partner, n, optimizer)
