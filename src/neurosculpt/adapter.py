@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from . import layers as L
-from .network import Consumer, Coupled, PlasticNetwork, Units, reset_optimizer_state
+from .network import Consumer, Coupled, PlasticNetwork, Units, recording, reset_optimizer_state
+from .plasticity.structure import has_outputs
 from .validation import UserError
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
@@ -513,7 +514,6 @@ class AdaptedNetwork(PlasticNetwork):
         self.constant_input = False  # energy accounting: the user's forward computes every step
         self._records: list[list[Tensor]] | None = None
         self._batch = 0
-        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
         self._tap_hooks: list[tuple[str, int]] = []
         self._register_taps()
         self.time_steps = 1
@@ -553,9 +553,8 @@ class AdaptedNetwork(PlasticNetwork):
         """The interface's growth, then the same units in every layer summed with ``layer``:
         their new rows start at zero, so a residual branch adds nothing to a new unit until it
         learns to (one journal entry per layer, so per-layer state follows each)."""
-        old = self.plastic_layers[layer].n_out
         new = super().grow_units(layer, n, optimizer)
-        source = torch.cat([torch.arange(old), torch.full((n,), -1, dtype=torch.long)])
+        source = self.resizes[-1].source  # the leader's growth, just journalled
         for p in self._partners(layer):
             partner = self.plastic_layers[p]
             L.grow_outputs(partner, n, optimizer)
@@ -568,12 +567,9 @@ class AdaptedNetwork(PlasticNetwork):
 
     def remove_units(self, layer: int, units: Tensor,
                      optimizer: torch.optim.Optimizer | None = None) -> Tensor:
-        n = self.plastic_layers[layer].n_out
         kept = super().remove_units(layer, units, optimizer)
-        removed = torch.ones(n, dtype=torch.bool)
-        removed[kept] = False
         for p in self._partners(layer):
-            L.remove_outputs(self.plastic_layers[p], torch.nonzero(removed).flatten(), optimizer)
+            L.remove_outputs(self.plastic_layers[p], units, optimizer)
             self._journal(p, "remove", kept, torch.zeros(0, dtype=torch.long),
                           Units(consumers=()))
         self._sync_norms(layer)
@@ -609,15 +605,11 @@ class AdaptedNetwork(PlasticNetwork):
         removed = []
         layers = self.plastic_layers
         for i in range(len(layers) - 1):
-            units = self.units(i)
             n = layers[i].n_out
-            if units.fixed:
+            if self.units(i).fixed:
                 removed.append(0)
                 continue
-            read = torch.zeros(n, dtype=torch.bool, device=layers[i].weight.device)
-            for c in units.consumers:
-                columns = layers[c.layer].mask.transpose(0, 1).flatten(1).any(1)
-                read |= columns.view(n, c.width).any(1)
+            read = has_outputs(self, i)
             if not bool(read.any()):
                 read[0] = True
             if not bool(read.all()):
@@ -671,15 +663,10 @@ class AdaptedNetwork(PlasticNetwork):
     @torch.no_grad()
     def _probe_spiking(self) -> bool:
         """Spiking when every tapped population emits only 0 and 1 on a random input."""
-        was_training, self.record_activity = self.training, True
-        self.eval()
-        try:
-            device = next(self.net.parameters()).device
+        device = next(self.net.parameters()).device
+        with recording(self, train=False):
             self(torch.rand(2, *self.input_shape, device=device))
-        finally:
-            self.record_activity = False
-            self.train(was_training)
-        activity, self.activity = self.activity, []
+            activity = self.activity
         self.time_steps = int(activity[0].shape[0]) if activity else 1
         return bool(activity) and all(bool(((a == 0) | (a == 1)).all()) for a in activity)
 

@@ -207,12 +207,6 @@ class Network(PlasticNetwork):
         cfg = self.config
         return [*(cfg.channels if cfg.conv else ()), *cfg.hidden]
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the plastic layers (learnable neuron constants), which every
-        task's subnetwork shares."""
-        return [p for name, child in self.named_children() if name != "layers"
-                for p in child.parameters()]
-
     # --- forward --------------------------------------------------------------------------------
     @property
     def constant_input(self) -> bool:

@@ -550,14 +550,9 @@ def check_network(model: nn.Module, example: Tensor | None = None) -> list[str]:
                 problems.append(f"layer {i}: coupled {c.name} does not have "
                                 f"{layers[i].n_out} entries along dim {c.dim}")
     if example is not None and not problems:
-        was = model.record_activity
-        model.record_activity = True
-        try:
-            with torch.no_grad():
-                model(example)
+        with recording(model), torch.no_grad():
+            model(example)
             activity = model.activity
-        finally:
-            model.record_activity = was
         if len(activity) != len(layers) - 1:
             problems.append(f"forward recorded {len(activity)} activity tensors for "
                             f"{len(layers) - 1} hidden layers")
