@@ -49,6 +49,7 @@ from .validation import (
     chance_warning,
     check_values,
     config_differences,
+    first_line,
     lock_run_folder,
     prepare_out,
     read_json,
@@ -419,7 +420,7 @@ class Run:
         try:
             load_state_resizing(self.model, state["model"])
         except (AttributeError, KeyError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise UserError(f"the checkpoint does not fit the model config.json describes "
                             f"({reason})") from exc
         if len(state["strategies"]) != len(self.strategies):
