@@ -489,14 +489,8 @@ def default_out(config: RunConfig) -> Path:
 
 
 def _absolute_spec(spec: str) -> str:
-    """A ``file.py:name`` spec with the file made absolute, so resume works from anywhere."""
-    source, _, attr = spec.rpartition(":")
-    if source.endswith(".py") or "/" in source:
-        return f"{Path(source).expanduser().resolve()}:{attr}"
-    return spec
-
-
-def _absolute_plugin(spec: str) -> str:
+    """A ``file.py:name`` spec (or a plugin's bare ``file.py``) with the file made absolute, so
+    resume works from anywhere."""
     source, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
     if source.endswith(".py") or "/" in source:
         return f"{Path(source).expanduser().resolve()}{sep}{attr}"
@@ -527,7 +521,7 @@ def _prepared(config: RunConfig) -> RunConfig:
     if is_spec(config.model) and not config.model.startswith("<"):
         changes["model"] = _absolute_spec(config.model)
     if config.plugins:
-        changes["plugins"] = [_absolute_plugin(p) for p in config.plugins]
+        changes["plugins"] = [_absolute_spec(p) for p in config.plugins]
     return RunConfig.from_dict({**asdict(config), **changes}) if changes else config
 
 
