@@ -332,6 +332,11 @@ class Run:
         return {**asdict(self.config), "model_params": model_params,
                 "strategy_params": hyper_parameters(self.strategies)}
 
+    def recorded_config(self) -> dict:
+        """:meth:`resolved_config` as JSON holds it (lists, no NaN): what a checkpoint records
+        and what :meth:`check_checkpoint` compares with it."""
+        return json.loads(json.dumps(_jsonable(self.resolved_config())))
+
     def results(self) -> dict:
         summary = self.learner.summary()
         return {
@@ -386,7 +391,7 @@ class Run:
         save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
             "format": CHECKPOINT_FORMAT,
             "task": k,
-            "run_config": json.loads(json.dumps(_jsonable(self.resolved_config()))),
+            "run_config": self.recorded_config(),
             "model": self.model.state_dict(),
             "optimizer": learner.ctx.optimizer.state_dict(),
             "strategies": strategy_states,
@@ -403,7 +408,7 @@ class Run:
     def check_checkpoint(self, state: dict, where: Path) -> None:
         """Refuse a checkpoint written under another configuration than ``config.json``'s
         (edited after the run started): resuming would mix two runs."""
-        current = json.loads(json.dumps(_jsonable(self.resolved_config())))
+        current = self.recorded_config()
         if "run_config" in state:
             saved = state["run_config"]
         else:  # checkpoints before run_config was recorded: the optimisation settings only
