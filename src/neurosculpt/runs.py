@@ -49,6 +49,7 @@ from .validation import (
     chance_warning,
     check_values,
     config_differences,
+    first_line,
     lock_run_folder,
     prepare_out,
     read_json,
@@ -331,6 +332,11 @@ class Run:
         return {**asdict(self.config), "model_params": model_params,
                 "strategy_params": hyper_parameters(self.strategies)}
 
+    def recorded_config(self) -> dict:
+        """:meth:`resolved_config` as JSON holds it (lists, no NaN): what a checkpoint records
+        and what :meth:`check_checkpoint` compares with it."""
+        return json.loads(json.dumps(_jsonable(self.resolved_config())))
+
     def results(self) -> dict:
         summary = self.learner.summary()
         return {
@@ -385,7 +391,7 @@ class Run:
         save_checkpoint(self.out / "checkpoints" / f"task_{k:03d}.pt", {
             "format": CHECKPOINT_FORMAT,
             "task": k,
-            "run_config": json.loads(json.dumps(_jsonable(self.resolved_config()))),
+            "run_config": self.recorded_config(),
             "model": self.model.state_dict(),
             "optimizer": learner.ctx.optimizer.state_dict(),
             "strategies": strategy_states,
@@ -402,7 +408,7 @@ class Run:
     def check_checkpoint(self, state: dict, where: Path) -> None:
         """Refuse a checkpoint written under another configuration than ``config.json``'s
         (edited after the run started): resuming would mix two runs."""
-        current = json.loads(json.dumps(_jsonable(self.resolved_config())))
+        current = self.recorded_config()
         if "run_config" in state:
             saved = state["run_config"]
         else:  # checkpoints before run_config was recorded: the optimisation settings only
@@ -419,7 +425,7 @@ class Run:
         try:
             load_state_resizing(self.model, state["model"])
         except (AttributeError, KeyError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise UserError(f"the checkpoint does not fit the model config.json describes "
                             f"({reason})") from exc
         if len(state["strategies"]) != len(self.strategies):
@@ -488,14 +494,8 @@ def default_out(config: RunConfig) -> Path:
 
 
 def _absolute_spec(spec: str) -> str:
-    """A ``file.py:name`` spec with the file made absolute, so resume works from anywhere."""
-    source, _, attr = spec.rpartition(":")
-    if source.endswith(".py") or "/" in source:
-        return f"{Path(source).expanduser().resolve()}:{attr}"
-    return spec
-
-
-def _absolute_plugin(spec: str) -> str:
+    """A ``file.py:name`` spec (or a plugin's bare ``file.py``) with the file made absolute, so
+    resume works from anywhere."""
     source, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
     if source.endswith(".py") or "/" in source:
         return f"{Path(source).expanduser().resolve()}{sep}{attr}"
@@ -526,7 +526,7 @@ def _prepared(config: RunConfig) -> RunConfig:
     if is_spec(config.model) and not config.model.startswith("<"):
         changes["model"] = _absolute_spec(config.model)
     if config.plugins:
-        changes["plugins"] = [_absolute_plugin(p) for p in config.plugins]
+        changes["plugins"] = [_absolute_spec(p) for p in config.plugins]
     return RunConfig.from_dict({**asdict(config), **changes}) if changes else config
 
 

@@ -213,6 +213,12 @@ def read_toml(path: str | Path) -> dict:
         raise UserError(f"config file {path} is not a text (TOML) file{hint}") from exc
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def torch_load_reason(exc: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` failed, in a few words (torch's own message advises
     loading without ``weights_only``, which would run any code the file holds)."""
@@ -222,7 +228,7 @@ def torch_load_reason(exc: BaseException) -> str:
     if "WeightsUnpickler error" in text:
         detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].strip()
         return f"not a torch file of tensors ({detail}); code in a file is never run"
-    return text.strip().splitlines()[0][:200]
+    return first_line(exc)[:200]
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -24,7 +24,7 @@ from ..runs import (
     load_state_resizing,
     write_json,
 )
-from ..validation import UserError, read_json, torch_load_reason
+from ..validation import UserError, first_line, read_json, torch_load_reason
 
 MODEL_FORMAT = 1
 
@@ -72,7 +72,7 @@ def load_model(folder: str | Path) -> Network:
     try:
         load_state_resizing(model, state)
     except (AttributeError, KeyError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(f"model weights {weights} do not fit {meta_file} ({reason})") from exc
     return model.eval()
 
@@ -103,7 +103,7 @@ def model_from_run(path: str | Path) -> tuple[Network, Benchmark, RunConfig]:
     try:
         load_state_resizing(model, load_checkpoint(checkpoint)["model"])
     except (AttributeError, KeyError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(f"checkpoint {checkpoint} does not fit the model {path}/config.json "
                         f"describes ({reason})") from exc
     return model.eval(), benchmark, config

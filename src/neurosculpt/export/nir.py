@@ -129,6 +129,16 @@ of the leaky integrator's mean, so snnTorch and Norse load the whole graph and g
 scores)."""
 
 
+READOUT_NOTES = {
+    "spike-count": "class scores = sum over time_steps of the output spikes",
+    "membrane-mean": "class scores = mean over time_steps of the output LI membrane",
+    "weighted-sum": "class scores = sum over time_steps t of readout_weights[t] times the "
+                    "graph output at step t (the mean of a leaky integrator with decay "
+                    "readout_beta fed by it)",
+}
+"""``readout_note`` of the graph metadata, per ``readout``."""
+
+
 def readout_weights(beta: float, steps: int) -> list[float]:
     """Weight of step ``s``'s current in the mean over ``steps`` of ``v = beta*v + I``:
     ``sum_{t>=s} beta^(t-s) / steps``."""
@@ -147,13 +157,6 @@ def _metadata(model: Network, task: int | None, dt: float, pooling: str,
         readout = "weighted-sum"
         extra = {"readout_beta": beta,
                  "readout_weights": json.dumps(readout_weights(beta, steps))}
-    notes = {
-        "spike-count": "class scores = sum over time_steps of the output spikes",
-        "membrane-mean": "class scores = mean over time_steps of the output LI membrane",
-        "weighted-sum": "class scores = sum over time_steps t of readout_weights[t] times the "
-                        "graph output at step t (the mean of a leaky integrator with decay "
-                        "readout_beta fed by it)",
-    }
     return {**extra,
         "producer": f"neurosculpt {__version__}",
         "dt": float(dt),
@@ -164,7 +167,7 @@ def _metadata(model: Network, task: int | None, dt: float, pooling: str,
         "input_flattened": int(not cfg.conv),
         "sequence": int(model.sequence),
         "readout": readout,
-        "readout_note": notes[readout],
+        "readout_note": READOUT_NOTES[readout],
         "weight_scaling": (
             "Affine/Conv2d weights and biases feeding LIF and LI nodes are neurosculpt's times "
             "tau/dt (r = 1), so forward Euler with dt gives v = beta*v + I exactly"
@@ -282,7 +285,7 @@ def _adapted_metadata(model, task: int | None, dt: float) -> dict:
         "input_flattened": 1,
         "sequence": 0,
         "readout": "membrane-mean",
-        "readout_note": "class scores = mean over time_steps of the output LI membrane",
+        "readout_note": READOUT_NOTES["membrane-mean"],
         "weight_scaling": "as neurosculpt's own export: weights times tau/dt (r = 1)",
         "task": -1 if task is None else int(task),
         "neurosculpt_model": model.config.kind,
