@@ -55,7 +55,7 @@ from torch import Tensor, fx, nn
 from . import layers as L
 from .network import Consumer, Coupled, PlasticNetwork, Units, recording, reset_optimizer_state
 from .plasticity.structure import has_outputs
-from .validation import UserError
+from .validation import UserError, first_line
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
@@ -153,7 +153,7 @@ def trace(module: nn.Module) -> fx.Graph:
     try:
         return _Tracer().trace(module)
     except Exception as err:  # fx raises many kinds: control flow, unsupported ops
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise AdapterError(
             f"{type(module).__name__} cannot be traced by torch.fx ({reason}); declare its "
             "layers in order with chain=[...]") from err

@@ -110,9 +110,9 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report.html",
 
     # --- summary --------------------------------------------------------------------------------
     page.add("<h2>Summary</h2>")
-    header = ["run", "seeds", *(name for name, _, _ in COMPARE_COLUMNS)]
+    header = ["run", "seeds", *(name for name, _ in COMPARE_COLUMNS)]
     rows = [[row["run"], row["seeds"], *(_mean_std(row[name], digits)
-                                         for name, _, digits in COMPARE_COLUMNS)]
+                                         for name, digits in COMPARE_COLUMNS)]
             for row in compare_rows(results)]
     page.add(_table(header, rows, "summary"))
     page.add("<p>metrics in %, mean ± standard deviation over seeds; live synapses at the end "

@@ -189,8 +189,8 @@ def _interval(s: Spread | None, digits: int = 1) -> str:
 
 
 # the columns of ``compare``: name, unit scale, digits of the text form
-COMPARE_COLUMNS = (*((m, 100.0, 2) for m in METRIC_COLUMNS), ("live_synapses", 1.0, 0),
-                   ("wall_s", 1.0, 1))
+# (column, decimals printed)
+COMPARE_COLUMNS = (*((m, 2) for m in METRIC_COLUMNS), ("live_synapses", 0), ("wall_s", 1))
 # the range of each column (metrics in %): accuracies lie in [0, 100], differences of
 # accuracies (BWT, FWT, forgetting) in [-100, 100], counts and times are not negative
 BOUNDS = {**{m: (-100.0, 100.0) for m in METRIC_COLUMNS},
@@ -217,7 +217,7 @@ def compare_rows(all_results: Sequence[dict]) -> list[dict]:
 
 def _cells(row: dict) -> list[str]:
     return [row["run"], str(row["seeds"]),
-            *(_mean_std(row[name], digits) for name, _, digits in COMPARE_COLUMNS),
+            *(_mean_std(row[name], digits) for name, digits in COMPARE_COLUMNS),
             _interval(row["acc"])]
 
 
@@ -231,7 +231,7 @@ def compare_table(all_results: Sequence[dict], fmt: str = "text") -> str:
     rows = compare_rows(all_results)
     if fmt == "csv":
         return _csv(rows)
-    header = ["run", "seeds", *(name for name, _, _ in COMPARE_COLUMNS), "acc_95%_interval"]
+    header = ["run", "seeds", *(name for name, _ in COMPARE_COLUMNS), "acc_95%_interval"]
     cells = [_cells(r) for r in rows]
     note = ("metrics in %, mean ± std over seeds, 95% interval of ACC (Student's t, clipped "
             "to [0, 100]); live synapses at the end; wall time in seconds")
@@ -269,11 +269,11 @@ def _csv(rows: list[dict]) -> str:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     stats = ("mean", "std", "ci95_low", "ci95_high")
-    writer.writerow(["run", "seeds", *(f"{name}_{s}" for name, _, _ in COMPARE_COLUMNS
+    writer.writerow(["run", "seeds", *(f"{name}_{s}" for name, _ in COMPARE_COLUMNS
                                        for s in stats)])
     for row in rows:
         values: list = [row["run"], row["seeds"]]
-        for name, _, _ in COMPARE_COLUMNS:
+        for name, _ in COMPARE_COLUMNS:
             s = row[name]
             if s is None:
                 values += [""] * 4
