@@ -30,6 +30,7 @@ from . import metrics
 from .benchmarks import Benchmark, Split, Task
 from .energy import measure_energy
 from .network import PlasticNetwork
+from .validation import check_choice
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 PRECISIONS = ("fp32", "bf16")
@@ -75,9 +76,7 @@ class TrainConfig:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
             )
-        if self.eval_scope not in EVAL_SCOPES:
-            raise ValueError(f"eval_scope must be one of {', '.join(EVAL_SCOPES)}, got "
-                             f"{self.eval_scope!r}")
+        check_choice("eval_scope", self.eval_scope, EVAL_SCOPES)
         if self.epochs < 0 or (self.steps is not None and self.steps < 1):
             raise ValueError("epochs must be >= 0 and steps >= 1")
 

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from . import layers as L
+from .validation import check_choice
 
 RESIZE_JOURNAL = 256
 OPTIMIZER_RESETS = ("first", "all", "none")
@@ -221,8 +222,7 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer | None, param: Tensor
     this; on the random-label digits protocol it matches AdamGnT far better than ``all``
     (docs/plasticity.md).
     """
-    if mode not in OPTIMIZER_RESETS:
-        raise ValueError(f"optimizer reset must be one of {OPTIMIZER_RESETS}, got {mode!r}")
+    check_choice("optimizer reset", mode, OPTIMIZER_RESETS)
     if optimizer is None or len(index) == 0 or mode == "none":
         return
     state = optimizer.state.get(param)

@@ -213,6 +213,13 @@ def read_toml(path: str | Path) -> dict:
         raise UserError(f"config file {path} is not a text (TOML) file{hint}") from exc
 
 
+def check_choice(what: str, value: object, valid: Sequence[str]) -> None:
+    """A ``ValueError`` "``what`` must be one of ..., got ``value``" unless ``value`` is in
+    ``valid``."""
+    if value not in valid:
+        raise ValueError(f"{what} must be one of {', '.join(valid)}, got {value!r}")
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, or its type's name when it has none."""
     text = str(exc).strip()

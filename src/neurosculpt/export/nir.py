@@ -45,6 +45,7 @@ from .. import __version__
 from ..layers import PlasticConv2d, PlasticLayer, PlasticLinear
 from ..models import ModelConfig, Network
 from ..neurons import LI, LIF
+from ..validation import check_choice
 
 try:
     import nir
@@ -199,8 +200,7 @@ def to_nir(model: Network, task: int | None = None, *, dt: float = DEFAULT_DT,
     from ..adapter import AdaptedNetwork
 
     adapted = isinstance(model, AdaptedNetwork)
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+    check_choice("readout", readout, READOUTS)
     if adapted and readout != "li":
         raise NIRExportError("an adapted network exports its readout as an LI node only")
     if readout == "affine" and model.config.readout == "spikes":

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..layers import FREE
 from ..network import PlasticNetwork, follow, recording
+from ..validation import check_choice
 from .structure import free_units, outgoing_weight
 
 
@@ -115,8 +116,7 @@ class UnitStats(nn.Module):
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
-        if utility not in UTILITIES:
-            raise ValueError(f"utility must be one of {UTILITIES}, got {utility!r}")
+        check_choice("utility", utility, UTILITIES)
         self.decay = decay
         self._decay = torch.tensor(decay, dtype=torch.float64)
         self.centered = utility == "centered"

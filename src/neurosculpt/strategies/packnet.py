@@ -38,6 +38,7 @@ import torch
 
 from .. import layers as L
 from ..loop import Context
+from ..validation import check_choice
 from .base import Strategy, fix_shared_parameters, scaled_learning_rate
 
 REOPEN = ("zero", "fresh")
@@ -71,8 +72,7 @@ class PackNet(Strategy):
             raise ValueError(f"retrain_epochs must be >= 0, got {retrain_epochs}")
         if retrain_lr_factor <= 0:
             raise ValueError(f"retrain_lr_factor must be > 0, got {retrain_lr_factor}")
-        if reopen not in REOPEN:
-            raise ValueError(f"reopen must be one of {', '.join(REOPEN)}, got {reopen!r}")
+        check_choice("reopen", reopen, REOPEN)
         self.prune_ratio = prune_ratio
         self.retrain_epochs = retrain_epochs
         self.retrain_lr_factor = retrain_lr_factor

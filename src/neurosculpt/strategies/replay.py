@@ -42,6 +42,7 @@ from torch import Tensor
 from ..benchmarks import Split
 from ..loop import Context
 from ..network import recording
+from ..validation import check_choice
 from .base import Strategy
 
 MEMORIES = ("auto", "reservoir", "balanced")
@@ -82,15 +83,9 @@ class Replay(Strategy):
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         if replay_batch_size is not None and replay_batch_size < 0:
             raise ValueError(f"replay_batch_size must be >= 0, got {replay_batch_size}")
-        if memory not in MEMORIES:
-            raise ValueError(f"replay: memory must be one of {', '.join(MEMORIES)}, got "
-                             f"{memory!r}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"replay: weighting must be one of {', '.join(WEIGHTINGS)}, got "
-                             f"{weighting!r}")
-        if selection not in SELECTIONS:
-            raise ValueError(f"replay: selection must be one of {', '.join(SELECTIONS)}, got "
-                             f"{selection!r}")
+        check_choice("replay: memory", memory, MEMORIES)
+        check_choice("replay: weighting", weighting, WEIGHTINGS)
+        check_choice("replay: selection", selection, SELECTIONS)
         if selection == "herding" and memory == "reservoir":
             raise ValueError("replay: selection=herding picks a task's exemplars when it ends, "
                              "which needs memory=balanced (the reservoir stores the stream as "

@@ -134,6 +134,7 @@ from torch import Tensor
 from .. import layers as L
 from ..loop import Context
 from ..network import recording
+from ..validation import check_choice
 from .base import Strategy
 
 SCORES = ("energy", "max-softmax", "entropy", "gaussian", "ratio", "gradient", "cascade",
@@ -206,9 +207,7 @@ class TaskInference(Strategy):
                                    (covariance, COVARIANCES, "covariance"),
                                    (features, FEATURES, "features"),
                                    (source, SOURCES, "source"), (targets, TARGETS, "targets")):
-            if value not in valid:
-                raise ValueError(f"task-inference: {what} must be one of {', '.join(valid)}, "
-                                 f"got {value!r}")
+            check_choice(f"task-inference: {what}", value, valid)
         if not 0.0 <= shrinkage:
             raise ValueError(f"task-inference: shrinkage must be >= 0, got {shrinkage}")
         if negative_weight < 0:
