@@ -571,3 +571,19 @@ def test_torch_errors_from_inside_are_not_swallowed(monkeypatch):
     with pytest.raises(RuntimeError):
         cli.main(["list"])
 
+
+
+@pytest.mark.parametrize(("module", "args", "message"), [
+    ("matplotlib", lambda t: ["report", str(t), "-o", str(t / "r.html")],
+     "plots need matplotlib: pip install 'neurosculpt[plot]'"),
+    ("tensorboard", lambda t: ["run", *TINY, "--log", "tensorboard", "-o", str(t / "run")],
+     "--log tensorboard needs TensorBoard: pip install 'neurosculpt[tensorboard]'"),
+])
+def test_a_missing_extra_is_a_one_line_error(tmp_path, capsys, monkeypatch, module, args,
+                                             message):
+    """An optional package that is not installed is named with the extra that installs it, in
+    one line and exit 2, not a traceback."""
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    assert main(args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neurosculpt: error: {message}"]

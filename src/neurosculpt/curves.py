@@ -25,6 +25,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from .validation import require
+
 CURVE_SINKS = ("tensorboard", "csv")
 
 
@@ -36,11 +38,9 @@ class CurveLogger:
         if unknown:
             raise ValueError(f"unknown curve log(s) {unknown}; valid: {', '.join(CURVE_SINKS)}")
         if "tensorboard" in sinks:
-            try:
-                import tensorboard  # noqa: F401  (torch's SummaryWriter needs the package)
-            except ImportError as exc:
-                raise RuntimeError("--log tensorboard needs TensorBoard: pip install "
-                                   "'neurosculpt[tensorboard]'") from exc
+            # torch's SummaryWriter needs the package
+            require("tensorboard", "--log tensorboard needs TensorBoard: pip install "
+                    "'neurosculpt[tensorboard]'")
         self.folder, self.sinks, self.every = Path(folder), tuple(sinks), every
         self._writer = None
         self._csv_file = None

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .report import _decision_counts, spread
+from .validation import require
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,10 +28,7 @@ SIGNALS = ("dormant", "utility_mean", "erank", "firing_rate", "weight_mag", "gra
 def require_matplotlib() -> None:
     """A one-line error naming the extra when matplotlib is missing (imported only here: the
     core package never needs it)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError("plots need matplotlib: pip install 'neurosculpt[plot]'") from exc
+    require("matplotlib", "plots need matplotlib: pip install 'neurosculpt[plot]'")
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -50,6 +50,7 @@ from pathlib import Path
 from .loading import is_spec
 from .runs import RunConfig, load_toml, read_results, write_json, write_text
 from .strategies import load_plugin, make_strategies
+from .validation import require, unknown_name
 
 AXES = {"benchmarks": "benchmark", "scenarios": "scenario", "strategies": "strategy",
         "models": "model", "seeds": "seed"}
@@ -186,7 +187,6 @@ def _check_names(axes: dict, source: str) -> None:
     ``file.py:name`` are loaded by the cells themselves)."""
     from .benchmarks import BENCHMARKS, SCENARIOS
     from .models import MODELS
-    from .validation import unknown_name
 
     for name in axes["benchmark"]:
         if not is_spec(str(name)) and name not in BENCHMARKS:
@@ -343,10 +343,7 @@ class RayExecutor:
     initialised Ray session is used as it is)."""
 
     def __init__(self, address: str | None, threads: int) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise RuntimeError("--executor ray needs Ray: pip install 'neurosculpt[ray]'") from exc
+        ray = require("ray", "--executor ray needs Ray: pip install 'neurosculpt[ray]'")
         self.ray, self.threads = ray, threads
         self._started = False
         if not ray.is_initialized():

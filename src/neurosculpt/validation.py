@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import importlib
 import json
 import math
 import os
@@ -211,6 +212,15 @@ def read_toml(path: str | Path) -> dict:
                         "such as: epochs = 2") from exc
     except UnicodeDecodeError as exc:
         raise UserError(f"config file {path} is not a text (TOML) file{hint}") from exc
+
+
+def require(module: str, message: str) -> types.ModuleType:
+    """Import the optional ``module``, or a one-line :class:`UserError` ``message`` (which
+    names the extra that installs it) when it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise UserError(message) from exc
 
 
 def check_choice(what: str, value: object, valid: Sequence[str]) -> None:
